@@ -1,0 +1,120 @@
+"""The `driftline` command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from driftline.config import Settings
+from driftline.exceptions import DriftlineError
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print driftline errors as one line that says how to fix them, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DriftlineError as exc:
+            click.echo(f"driftline: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _settings(**flags: Any) -> Settings:
+    return Settings.from_env(**flags)
+
+
+_broker = click.option(
+    "--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Kafka bootstrap HOST:PORT[,HOST:PORT]."
+)
+_clickhouse = click.option(
+    "--clickhouse",
+    envvar="DRIFTLINE_CLICKHOUSE",
+    show_envvar=True,
+    help="ClickHouse DSN: chdb:///<dir> (embedded) or http(s)://host:port. "
+    "User and password come from DRIFTLINE_CLICKHOUSE_USER / DRIFTLINE_CLICKHOUSE_PASSWORD.",
+)
+_data_dir = click.option("--data-dir", envvar="DRIFTLINE_DATA_DIR", show_envvar=True, help="Where local state goes.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="driftline")
+def main() -> None:
+    """driftline: real-time ML monitoring on Kafka and ClickHouse."""
+
+
+@main.command()
+@_broker
+@_clickhouse
+@_data_dir
+@click.option("--partitions", type=int, envvar="DRIFTLINE_PARTITIONS", show_envvar=True, help="Partitions per topic.")
+@click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
+@click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option("--loglevel", default="warn", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@_fail_cleanly
+def worker(loglevel: str, **flags: Any) -> None:
+    """Run the ingest worker against any Kafka cluster and ClickHouse."""
+    from driftline.streams.app import run_worker
+
+    settings = _settings(**flags)
+    # Faust parses sys.argv itself: hand it only what it understands.
+    sys.argv = [sys.argv[0], "worker"]
+    run_worker(settings, loglevel=loglevel)
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1 (0 = a free one).")
+@_fail_cleanly
+def broker(port: int) -> None:
+    """Run the embedded Tansu broker (memory only) on 127.0.0.1 until Ctrl-C."""
+    import signal
+
+    from driftline.broker import EmbeddedBroker
+
+    b = EmbeddedBroker(port=port or None).start()
+    click.echo(f"Tansu broker on {b.bootstrap} (memory only; Ctrl-C stops it)")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        b.stop()
+
+
+@main.command()
+@_clickhouse
+@click.option("--database", envvar="DRIFTLINE_CLICKHOUSE_DATABASE", show_envvar=True, help="Database name.")
+@_fail_cleanly
+def migrate(clickhouse: str | None, database: str | None) -> None:
+    """Create or upgrade the ClickHouse schema."""
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    sink = ClickHouseSink(_settings(clickhouse=clickhouse, clickhouse_database=database))
+    applied = sink.migrate()
+    click.echo(f"applied migrations {applied}" if applied else "schema is up to date")
+
+
+@main.command()
+@click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to replay.")
+@click.option("--rate", type=float, default=2_000.0, show_default=True, help="Predictions per second (0 = flat out).")
+@click.option("--data-dir", default=".driftline/demo", show_default=True, help="Wiped and refilled by each run.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@_fail_cleanly
+def demo(events: int, rate: float, data_dir: str, seed: int) -> None:
+    """Start the embedded stack, replay a drifting model's predictions and labels, summarise."""
+    from driftline.demo import DemoOptions, run_demo
+
+    if events < 100:
+        raise click.BadParameter("use at least 100 events", param_hint="--events")
+    if rate < 0:
+        raise click.BadParameter("must be 0 (flat out) or positive", param_hint="--rate")
+    sys.exit(run_demo(DemoOptions(events=events, rate=rate, data_dir=data_dir, seed=seed)))
+
+
+if __name__ == "__main__":
+    main()

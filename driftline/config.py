@@ -1,0 +1,161 @@
+"""One frozen settings object, fed by DRIFTLINE_* environment variables and CLI flags.
+
+Bad values fail at start-up with a message that says how to fix them; secrets print as ``***``.
+
+>>> s = Settings.from_env({"DRIFTLINE_CLICKHOUSE_PASSWORD": "hunter2", "DRIFTLINE_PARTITIONS": "2"})
+>>> s.partitions, s.clickhouse_password
+(2, Secret('***'))
+>>> Settings.from_env({"DRIFTLINE_PARTITIONS": "many"})
+Traceback (most recent call last):
+...
+driftline.exceptions.ConfigError: DRIFTLINE_PARTITIONS='many' is not a whole number; set it to e.g. 4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from driftline.events import DEFAULT_MAX_MESSAGE_BYTES
+from driftline.exceptions import ConfigError
+
+#: ClickHouse DateTime overflows past 2106: a TTL longer than this drops rows on arrival.
+MAX_TTL_DAYS = 1825
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _env(name: str) -> str:
+    return f"DRIFTLINE_{name.upper()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the demo and the SDK need to know. Each field has env var DRIFTLINE_<FIELD>."""
+
+    broker: str = "127.0.0.1:9092"
+    clickhouse: str = "chdb:///.driftline/clickhouse"
+    clickhouse_user: str = "default"
+    clickhouse_password: Secret = field(default_factory=lambda: Secret(""))
+    clickhouse_database: str = "driftline"
+    topic_prefix: str = "driftline."
+    partitions: int = 4
+    group_id: str = "driftline-ingest"
+    batch_max_records: int = 20_000
+    batch_timeout_ms: int = 100
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ttl_days: int = 90
+    web_port: int = 0
+    data_dir: str = ".driftline"
+
+    def __post_init__(self) -> None:
+        _check_broker(self.broker)
+        _check_dsn(self.clickhouse)
+        if not self.clickhouse_database.replace("_", "").isalnum():
+            raise ConfigError(
+                f"clickhouse database {self.clickhouse_database!r} must be letters, digits and _ only"
+            )
+        if not 1 <= self.partitions <= 1024:
+            raise ConfigError(f"partitions={self.partitions} must be between 1 and 1024")
+        if not 1 <= self.ttl_days <= MAX_TTL_DAYS:
+            raise ConfigError(
+                f"ttl_days={self.ttl_days} must be between 1 and {MAX_TTL_DAYS} "
+                "(ClickHouse DateTime cannot hold a later expiry)"
+            )
+        if self.batch_max_records < 1 or self.batch_timeout_ms < 1:
+            raise ConfigError("batch_max_records and batch_timeout_ms must be positive")
+        if self.max_message_bytes < 1024:
+            raise ConfigError(f"max_message_bytes={self.max_message_bytes} is too small; use at least 1024")
+        if not 0 <= self.web_port <= 65535:
+            raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
+
+    def topic(self, name: str) -> str:
+        """Full name of a driftline topic: predictions, labels, dlq, metrics, alerts, control, labeling."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; `None` values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(_env(f.name))
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. 4") from None
+            elif f.name == "clickhouse_password":
+                values[f.name] = Secret(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("clickhouse_password"), str):
+            values["clickhouse_password"] = Secret(values["clickhouse_password"])
+        return cls(**values)
+
+
+def _check_broker(broker: str) -> None:
+    for part in broker.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"broker {broker!r} is not HOST:PORT[,HOST:PORT...]; e.g. --broker 127.0.0.1:9092"
+            )
+
+
+def _check_dsn(dsn: str) -> None:
+    scheme = urlsplit(dsn).scheme
+    if scheme not in ("chdb", "http", "https", "clickhouse", "clickhouses"):
+        raise ConfigError(
+            f"ClickHouse DSN {redact_dsn(dsn)!r} must start with chdb:///<dir> (embedded) "
+            "or http(s)://host:port (server)"
+        )
+    if scheme == "chdb" and not dsn.startswith("chdb:///") and dsn != "chdb://":
+        raise ConfigError(f"chdb DSN {dsn!r} needs three slashes and a directory, e.g. chdb:///tmp/driftline")
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with any password replaced by ***, for logs and errors."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn.replace(f":{parts.password}@", ":***@")
+    return dsn

@@ -1,0 +1,382 @@
+"""Event contract v1: what producers send, how it is encoded, and how it is checked.
+
+A Kafka message on the ``predictions`` or ``labels`` topic holds one of
+
+* a single JSON event (an object),
+* a JSON array of events (the default batch envelope of the SDK),
+* a columnar MessagePack envelope ``{"schema_version": 1, "kind": ..., "columns": {...}}``
+  for high rates (3-4x smaller on the wire than JSON).
+
+The topic says whether the events are predictions or labels. Every event (and every
+columnar envelope) carries ``schema_version``. Checks run in C (msgspec) per event; a
+message or event that fails becomes a :class:`DeadLetter` naming the field and the
+problem, never an exception that stops a worker.
+
+>>> msg = encode_json([Label(event_id="e1", label=1, ts=1_700_000_000.0)])
+>>> decoded = decode_message(msg, "label")
+>>> decoded.events[0].event_id, decoded.dead_letters
+('e1', [])
+>>> decode_message(b'{"schema_version": 1, "event_id": "e2"}', "label").dead_letters[0].reason
+'Object missing required field `label`'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeAlias
+
+import msgspec
+
+SCHEMA_VERSION = 1
+KINDS = ("prediction", "label")
+Kind: TypeAlias = Literal["prediction", "label"]
+#: A message larger than this is dead-lettered unread (override with DRIFTLINE_MAX_MESSAGE_BYTES).
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+# 2000-01-01 .. 2100-01-01: outside it, ClickHouse DateTime64 and TTLs misbehave.
+_TS = Annotated[float, msgspec.Meta(ge=946_684_800.0, le=4_102_444_800.0)]
+_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+FeatureValue: TypeAlias = float | str | bool | None
+Target: TypeAlias = int | float | str | bool
+Route: TypeAlias = Literal["primary", "canary", "shadow"]
+
+
+class Prediction(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One prediction made by a model version.
+
+    ``ts`` is event time in seconds since the Unix epoch (UTC); ``score`` is the
+    probability of the positive class; ``prediction`` is a class or a number.
+    """
+
+    event_id: _ID
+    model: _NAME
+    version: _NAME
+    ts: _TS
+    features: dict[_NAME, FeatureValue] = {}
+    prediction: int | float | str | bool
+    score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    attributes: dict[_NAME, str] = {}
+    route: Route = "primary"
+    latency_ms: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
+    kpis: dict[_NAME, float] = {}
+    schema_version: Literal[1] = 1
+
+
+class Label(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The ground truth for the prediction with the same ``event_id``."""
+
+    event_id: _ID
+    label: int | float | str | bool
+    ts: _TS
+    annotator: _NAME | None = None
+    schema_version: Literal[1] = 1
+
+
+Event: TypeAlias = Prediction | Label
+EVENT_TYPES: dict[str, type[Prediction] | type[Label]] = {"prediction": Prediction, "label": Label}
+
+
+class PredictionColumns(msgspec.Struct, kw_only=True):
+    event_id: list[_ID]
+    model: list[_NAME]
+    version: list[_NAME]
+    ts: list[_TS]
+    prediction: list[int | float | str | bool]
+    features: dict[_NAME, list[FeatureValue]] = {}
+    score: list[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None] | None = None
+    attributes: dict[_NAME, list[str]] = {}
+    route: list[Route] | None = None
+    latency_ms: list[Annotated[float, msgspec.Meta(ge=0.0)] | None] | None = None
+    kpis: dict[_NAME, list[float]] = {}
+
+
+class LabelColumns(msgspec.Struct, kw_only=True):
+    event_id: list[_ID]
+    label: list[int | float | str | bool]
+    ts: list[_TS]
+    annotator: list[_NAME | None] | None = None
+
+
+class ColumnarEnvelope(msgspec.Struct, kw_only=True):
+    schema_version: Literal[1]
+    kind: Literal["prediction", "label"]
+    columns: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event or message that did not pass the contract: why, and its original bytes."""
+
+    code: str
+    reason: str
+    payload: bytes
+    index: int = -1  # position inside a batch envelope; -1 = the whole message
+
+
+@dataclass(slots=True)
+class Decoded:
+    events: list[Any] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+_DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
+_LIST_DECODERS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY_JSON = msgspec.json.Decoder()
+_ENVELOPE = msgspec.msgpack.Decoder(ColumnarEnvelope)
+_COLUMN_DECODERS = {
+    "prediction": msgspec.msgpack.Decoder(PredictionColumns),
+    "label": msgspec.msgpack.Decoder(LabelColumns),
+}
+_json_encoder = msgspec.json.Encoder()
+_msgpack_encoder = msgspec.msgpack.Encoder()
+
+
+def _classify(exc: Exception, payload: bytes, kind: str) -> DeadLetter:
+    """Turn a decode failure into a dead letter with a stable code and a readable reason."""
+    text = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return DeadLetter("not_utf8", f"message is not valid UTF-8: {exc.reason} at byte {exc.start}", payload)
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return DeadLetter("malformed", f"not a valid {kind} message: {text}", payload)
+    if "schema_version" in text:
+        return DeadLetter("unknown_schema_version", f"{text}; this worker reads schema_version {SCHEMA_VERSION}", payload)
+    if "missing required field" in text:
+        return DeadLetter("missing_field", text, payload)
+    if "out of range" in text or "<=" in text or ">=" in text or "length" in text:
+        return DeadLetter("out_of_range", _name_key(text, payload), payload)
+    return DeadLetter("wrong_type", _name_key(text, payload), payload)
+
+
+def _name_key(text: str, payload: bytes) -> str:
+    """msgspec writes `$.features[...]` for a bad map value; name the key instead (slow path only)."""
+    if "[...]" not in text:
+        return text
+    try:
+        obj = _ANY_JSON.decode(payload)
+    except Exception:  # noqa: BLE001 - keep msgspec's own message
+        return text
+    for section in ("features", "attributes", "kpis"):
+        if f"$.{section}[...]" in text and isinstance(obj, dict) and isinstance(obj.get(section), dict):
+            for key, value in obj[section].items():
+                bad = isinstance(value, (list, dict)) or (section != "features" and value is None)
+                if section == "attributes":
+                    bad = not isinstance(value, str)
+                elif section == "kpis":
+                    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+                if isinstance(value, float) and not math.isfinite(value):
+                    bad = True
+                if bad:
+                    return text.replace(f"$.{section}[...]", f"$.{section}[{key!r}]")
+    return text
+
+
+def _decode_one(payload: bytes, kind: str) -> Decoded:
+    try:
+        return Decoded(events=[_DECODERS[kind].decode(payload)])
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Decoded(dead_letters=[_classify(exc, payload, kind)])
+
+
+def _decode_array(payload: bytes, kind: str) -> Decoded:
+    try:
+        return Decoded(events=_LIST_DECODERS[kind].decode(payload))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    # Slow path, only for arrays that hold at least one bad event: keep the good ones.
+    try:
+        raws = _RAW_LIST.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Decoded(dead_letters=[_classify(exc, payload, kind)])
+    out = Decoded()
+    for index, raw in enumerate(raws):
+        one = _decode_one(bytes(raw), kind)
+        out.events.extend(one.events)
+        out.dead_letters.extend(
+            DeadLetter(d.code, f"event {index} of the batch: {d.reason}", d.payload, index) for d in one.dead_letters
+        )
+    return out
+
+
+def _check_lengths(columns: dict[str, Any], n: int) -> str | None:
+    for name, col in columns.items():
+        if isinstance(col, dict):
+            bad = _check_lengths(col, n)
+            if bad:
+                return f"{name}.{bad}"
+        elif col is not None and len(col) != n:
+            return f"{name} has {len(col)} values, event_id has {n}"
+    return None
+
+
+def _non_finite(columns: Any) -> str | None:
+    """MessagePack can carry NaN/inf, JSON cannot: find the first such value in float columns."""
+    for name in ("ts", "score", "latency_ms", "prediction", "label"):
+        col = getattr(columns, name, None)
+        if col:
+            for i, v in enumerate(col):
+                if isinstance(v, float) and not math.isfinite(v):
+                    return f"$.columns.{name}[{i}]"
+    for section in ("features", "kpis"):
+        for key, col in getattr(columns, section, {}).items():
+            for i, v in enumerate(col):
+                if isinstance(v, float) and not math.isfinite(v):
+                    return f"$.columns.{section}[{key!r}][{i}]"
+    return None
+
+
+def _decode_columnar(payload: bytes, kind: str) -> Decoded:
+    try:
+        envelope = _ENVELOPE.decode(payload)
+        if envelope.kind != kind:
+            return Decoded(
+                dead_letters=[
+                    DeadLetter("wrong_kind", f"columnar envelope of kind {envelope.kind!r} on the {kind} topic", payload)
+                ]
+            )
+        columns = _COLUMN_DECODERS[kind].decode(envelope.columns)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        letter = _classify(exc, payload, kind)
+        return Decoded(dead_letters=[DeadLetter(letter.code, f"columnar envelope: {letter.reason}", payload)])
+    n = len(columns.event_id)
+    as_dict = {f: getattr(columns, f) for f in columns.__struct_fields__}
+    problem = _check_lengths(as_dict, n)
+    if problem:
+        return Decoded(dead_letters=[DeadLetter("ragged_columns", f"columnar envelope: {problem}", payload)])
+    where = _non_finite(columns)
+    if where:
+        return Decoded(dead_letters=[DeadLetter("not_finite", f"NaN or infinity at {where}", payload)])
+    return Decoded(events=_rows(columns, kind, n))
+
+
+def _rows(columns: Any, kind: str, n: int) -> list[Any]:
+    if kind == "label":
+        annot = columns.annotator or [None] * n
+        return [
+            Label(event_id=e, label=lab, ts=t, annotator=a)
+            for e, lab, t, a in zip(columns.event_id, columns.label, columns.ts, annot, strict=True)
+        ]
+    feats = columns.features
+    names = list(feats)
+    feature_rows = [dict(zip(names, vals, strict=True)) for vals in zip(*feats.values(), strict=True)] if names else [{}] * n
+    attrs = columns.attributes
+    attr_names = list(attrs)
+    attr_rows = (
+        [dict(zip(attr_names, vals, strict=True)) for vals in zip(*attrs.values(), strict=True)] if attr_names else [{}] * n
+    )
+    kpi_names = list(columns.kpis)
+    kpi_rows = (
+        [dict(zip(kpi_names, vals, strict=True)) for vals in zip(*columns.kpis.values(), strict=True)]
+        if kpi_names
+        else [{}] * n
+    )
+    score = columns.score or [None] * n
+    route = columns.route or ["primary"] * n
+    latency = columns.latency_ms or [None] * n
+    return [
+        Prediction(
+            event_id=columns.event_id[i],
+            model=columns.model[i],
+            version=columns.version[i],
+            ts=columns.ts[i],
+            features=feature_rows[i],
+            prediction=columns.prediction[i],
+            score=score[i],
+            attributes=attr_rows[i],
+            route=route[i],
+            latency_ms=latency[i],
+            kpis=kpi_rows[i],
+        )
+        for i in range(n)
+    ]
+
+
+def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Decoded:
+    """Decode one Kafka message of `kind` ("prediction" or "label") into events and dead letters."""
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if payload is None or len(payload) == 0:
+        return Decoded(dead_letters=[DeadLetter("empty", "message has no value", payload or b"")])
+    if len(payload) > max_bytes:
+        return Decoded(
+            dead_letters=[
+                DeadLetter("oversize", f"message is {len(payload)} bytes, the limit is {max_bytes}", payload)
+            ]
+        )
+    first = payload.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
+    if first == b"{":
+        return _decode_one(payload, kind)
+    if first == b"[":
+        return _decode_array(payload, kind)
+    if 0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF):
+        return _decode_columnar(payload, kind)
+    return Decoded(
+        dead_letters=[
+            DeadLetter(
+                "malformed", "message is neither a JSON object/array nor a columnar MessagePack envelope", payload
+            )
+        ]
+    )
+
+
+def kind_of(event: Event) -> Kind:
+    return "prediction" if isinstance(event, Prediction) else "label"
+
+
+def encode_json(events: Sequence[Event] | Event) -> bytes:
+    """A single event as a JSON object, a sequence of events as a JSON array."""
+    return _json_encoder.encode(events)
+
+
+def encode_columnar(events: Sequence[Event]) -> bytes:
+    """Encode events of one kind as a columnar MessagePack envelope."""
+    if not events:
+        raise ValueError("encode_columnar needs at least one event")
+    kind = kind_of(events[0])
+    if any(kind_of(e) != kind for e in events):
+        raise ValueError("a columnar envelope holds events of one kind only")
+    columns: dict[str, Any]
+    if kind == "label":
+        labels: Sequence[Label] = events  # type: ignore[assignment]
+        columns = {
+            "event_id": [e.event_id for e in labels],
+            "label": [e.label for e in labels],
+            "ts": [e.ts for e in labels],
+        }
+        if any(e.annotator is not None for e in labels):
+            columns["annotator"] = [e.annotator for e in labels]
+    else:
+        preds: Sequence[Prediction] = events  # type: ignore[assignment]
+        columns = {
+            "event_id": [e.event_id for e in preds],
+            "model": [e.model for e in preds],
+            "version": [e.version for e in preds],
+            "ts": [e.ts for e in preds],
+            "prediction": [e.prediction for e in preds],
+            "score": [e.score for e in preds],
+            "route": [e.route for e in preds],
+            "latency_ms": [e.latency_ms for e in preds],
+            "features": _dict_columns([e.features for e in preds], missing=None),
+            "attributes": _dict_columns([e.attributes for e in preds], missing=""),
+            "kpis": _dict_columns([e.kpis for e in preds], missing=0.0),
+        }
+    return _msgpack_encoder.encode({"schema_version": SCHEMA_VERSION, "kind": kind, "columns": columns})
+
+
+def _dict_columns(rows: list[dict[str, Any]], missing: Any) -> dict[str, list[Any]]:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {name: [row.get(name, missing) for row in rows] for name in names}
+
+
+def canonical_target(value: int | float | str | bool) -> str:
+    """One text form per class/number, so that a prediction 1, 1.0 or true joins a label 1."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

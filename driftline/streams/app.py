@@ -1,0 +1,113 @@
+"""The Faust worker: topics, the batch ingest task, and a small web API (/stats, /health).
+
+Faust owns the process: start-up, topic declaration, the web server, signals and a clean
+shutdown. The per-event path does not go through Faust streams (see ingest.py for why);
+it runs as a Faust task that consumes in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from driftline.config import Settings
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.streams.ingest import BatchIngestor
+
+log = logging.getLogger(__name__)
+
+#: Topic name (without prefix) -> compacted? `control` is a change feed keyed by model.
+TOPICS = {
+    "predictions": False,
+    "labels": False,
+    "dlq": False,
+    "metrics": False,
+    "alerts": False,
+    "control": True,
+    "labeling": False,
+}
+
+
+def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
+    """Build the worker app. `sink_factory(settings)` returns the event sink (ClickHouse by default)."""
+    datadir = Path(settings.data_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        "driftline",
+        broker=f"kafka://{settings.broker}",
+        datadir=str(datadir),
+        store="memory://",
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        web_port=settings.web_port or 6066,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        broker_session_timeout=10,
+        producer_max_request_size=16 * 1024 * 1024,
+    )
+    topics = {
+        name: app.topic(
+            settings.topic(name),
+            partitions=settings.partitions,
+            value_serializer="raw",
+            key_serializer="raw",
+            compacting=compacted or None,
+            internal=True,
+        )
+        for name, compacted in TOPICS.items()
+    }
+    state: dict[str, Any] = {"ingestor": None, "sink": None, "done": asyncio.Event()}
+
+    @app.task
+    async def ingest() -> None:
+        for topic in topics.values():
+            await topic.maybe_declare()
+        sink = (sink_factory or ClickHouseSink)(settings)
+        if isinstance(sink, ClickHouseSink):
+            applied = sink.migrate()
+            if applied:
+                log.warning("applied ClickHouse migrations %s", applied)
+        ingestor = BatchIngestor(settings, sink)
+        state.update(ingestor=ingestor, sink=sink)
+        try:
+            await ingestor.run()
+        finally:
+            sink.close()
+            state["done"].set()
+
+    @app.page("/stats")
+    async def stats(web: Any, request: Any) -> Any:
+        ingestor = state["ingestor"]
+        body = ingestor.stats.as_dict() if ingestor else {"starting": True}
+        body["ready"] = bool(ingestor and ingestor.ready.is_set())
+        return web.json(body)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"ok": True})
+
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    async def finish_batch(app: faust.App, **kwargs: Any) -> None:
+        # Runs before Faust cancels its tasks: let the batch in flight reach ClickHouse and commit.
+        if state["ingestor"] is not None:
+            state["ingestor"].stop()
+            try:
+                await asyncio.wait_for(state["done"].wait(), timeout=60)
+            except asyncio.TimeoutError:
+                log.error("ingest did not finish its last batch within 60s; it will be replayed")
+
+    app.driftline_state = state  # type: ignore[attr-defined]
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+    """Run the worker in this process until SIGINT/SIGTERM."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,218 @@
+"""The batch ingest loop: fetch many messages, decode, dead-letter, store, then commit.
+
+Faust's per-event stream machinery measured ~6k events/s here while aiokafka's
+``getmany`` with a C decoder reads ~88k/s, so the hot path is a batch loop that runs as
+a task inside the Faust worker: one ``getmany`` returns up to `batch_max_records`
+messages, each message may hold many events, and everything after the fetch works on
+whole batches.
+
+Delivery guarantee: at least once, stored once. Offsets are committed only after the
+dead letters are acknowledged by Kafka and the events are in ClickHouse. A retried or
+replayed batch carries the same deduplication token (derived from its offset ranges),
+and the tables collapse any remaining replays by event key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftline.config import Settings
+from driftline.events import Label, Prediction, decode_message
+from driftline.exceptions import SinkError
+from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
+
+log = logging.getLogger(__name__)
+
+BatchHook = Callable[[Sequence[Prediction], Sequence[Label]], Any]
+
+
+@dataclass
+class IngestStats:
+    """Counters of one worker since it started; served as JSON on /stats."""
+
+    messages: int = 0
+    predictions: int = 0
+    labels: int = 0
+    dead_letters: int = 0
+    dead_letter_codes: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    sink_retries: int = 0
+    started_at: float = field(default_factory=time.time)
+    last_batch_at: float = 0.0
+    busy_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "predictions": self.predictions,
+            "labels": self.labels,
+            "dead_letters": self.dead_letters,
+            "dead_letter_codes": dict(self.dead_letter_codes),
+            "batches": self.batches,
+            "sink_retries": self.sink_retries,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "busy_s": round(self.busy_seconds, 3),
+            "last_batch_at": self.last_batch_at,
+        }
+
+
+@dataclass
+class DecodedBatch:
+    predictions: list[Prediction] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    dead_letters: list[SourcedDeadLetter] = field(default_factory=list)
+    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    messages: int = 0
+
+
+def decode_records(records: dict[Any, list[Any]], settings: Settings, received_at: float) -> DecodedBatch:
+    """Decode a `getmany` result ({TopicPartition: [ConsumerRecord]}) into one batch."""
+    out = DecodedBatch()
+    predictions_topic = settings.topic("predictions")
+    for tp, msgs in records.items():
+        if not msgs:
+            continue
+        kind = "prediction" if tp.topic == predictions_topic else "label"
+        target = out.predictions if kind == "prediction" else out.labels
+        for msg in msgs:
+            decoded = decode_message(msg.value, kind, settings.max_message_bytes)
+            target.extend(decoded.events)
+            for letter in decoded.dead_letters:
+                out.dead_letters.append(SourcedDeadLetter(letter, tp.topic, tp.partition, msg.offset, received_at))
+        out.offsets[(tp.topic, tp.partition)] = (msgs[0].offset, msgs[-1].offset)
+        out.messages += len(msgs)
+    return out
+
+
+class BatchIngestor:
+    """Consumes `predictions` and `labels`, writes to a sink, dead-letters bad input."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: EventSink,
+        on_batch: BatchHook | None = None,
+        retry_backoff: tuple[float, float] = (0.2, 5.0),
+    ):
+        self.settings = settings
+        self.sink = sink
+        self.on_batch = on_batch
+        self.stats = IngestStats()
+        self.retry_backoff = retry_backoff
+        self._stopping = asyncio.Event()
+        self.consumer: Any = None
+        self.producer: Any = None
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        s = self.settings
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=5, max_request_size=16 * 1024 * 1024)
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            s.topic("predictions"),
+            s.topic("labels"),
+            bootstrap_servers=s.broker,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        await self.consumer.start()
+
+    async def close(self) -> None:
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # noqa: BLE001 - shutting down anyway
+                    log.exception("error while stopping a Kafka client")
+        self.consumer = self.producer = None
+
+    async def run(self) -> None:
+        """Ingest until `stop()` is called; the batch in flight is finished and committed."""
+        await self.start()
+        self.ready.set()
+        try:
+            while not self._stopping.is_set():
+                records = await self.consumer.getmany(
+                    timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
+                )
+                if records:
+                    await self.process(records)
+        finally:
+            await self.close()
+
+    async def process(self, records: dict[Any, list[Any]]) -> DecodedBatch:
+        started = time.perf_counter()
+        batch = decode_records(records, self.settings, time.time())
+        await self._send_dead_letters(batch.dead_letters)
+        token = batch_token(batch.offsets)
+        await self._write_with_retry(batch, token)
+        if self.on_batch is not None and (batch.predictions or batch.labels):
+            result = self.on_batch(batch.predictions, batch.labels)
+            if isinstance(result, Awaitable):
+                await result
+        await self._commit(batch)
+        self._count(batch, time.perf_counter() - started)
+        return batch
+
+    async def _send_dead_letters(self, letters: Sequence[SourcedDeadLetter]) -> None:
+        if not letters:
+            return
+        topic = self.settings.topic("dlq")
+        futures = []
+        for d in letters:
+            headers = [
+                ("reason", d.letter.reason.encode()[:4096]),
+                ("code", d.letter.code.encode()),
+                ("source_topic", d.topic.encode()),
+                ("source_partition", str(d.partition).encode()),
+                ("source_offset", str(d.offset).encode()),
+                ("event_index", str(d.letter.index).encode()),
+            ]
+            futures.append(await self.producer.send(topic, d.letter.payload, headers=headers))
+        await asyncio.gather(*futures)
+
+    async def _write_with_retry(self, batch: DecodedBatch, token: str) -> None:
+        delay, ceiling = self.retry_backoff
+        while True:
+            try:
+                await asyncio.to_thread(self.sink.write, batch.predictions, batch.labels, batch.dead_letters, token)
+                return
+            except SinkError as exc:
+                # Nothing is committed, so waiting loses nothing; the same token makes the retry safe.
+                self.stats.sink_retries += 1
+                log.warning("ClickHouse write failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ceiling)
+
+    async def _commit(self, batch: DecodedBatch) -> None:
+        from aiokafka import TopicPartition
+
+        offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in batch.offsets.items()}
+        await self.consumer.commit(offsets)
+
+    def _count(self, batch: DecodedBatch, seconds: float) -> None:
+        st = self.stats
+        st.messages += batch.messages
+        st.predictions += len(batch.predictions)
+        st.labels += len(batch.labels)
+        st.dead_letters += len(batch.dead_letters)
+        st.dead_letter_codes.update(d.letter.code for d in batch.dead_letters)
+        st.batches += 1
+        st.busy_seconds += seconds
+        st.last_batch_at = time.time()
