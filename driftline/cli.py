@@ -100,6 +100,21 @@ def migrate(clickhouse: str | None, database: str | None) -> None:
 
 
 @main.command()
+@_clickhouse
+@click.option("--database", envvar="DRIFTLINE_CLICKHOUSE_DATABASE", show_envvar=True, help="Database name.")
+@_fail_cleanly
+def counts(clickhouse: str | None, database: str | None) -> None:
+    """Print the rows in each driftline table as JSON (each event counted once)."""
+    import json
+
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    sink = ClickHouseSink(_settings(clickhouse=clickhouse, clickhouse_database=database))
+    sink.migrate()
+    click.echo(json.dumps(sink.counts()))
+
+
+@main.command()
 @click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to replay.")
 @click.option("--rate", type=float, default=2_000.0, show_default=True, help="Predictions per second (0 = flat out).")
 @click.option("--data-dir", default=".driftline/demo", show_default=True, help="Wiped and refilled by each run.")

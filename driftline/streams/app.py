@@ -17,19 +17,10 @@ import faust
 from driftline.config import Settings
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
+from driftline.streams.topics import TOPICS
 
 log = logging.getLogger(__name__)
 
-#: Topic name (without prefix) -> compacted? `control` is a change feed keyed by model.
-TOPICS = {
-    "predictions": False,
-    "labels": False,
-    "dlq": False,
-    "metrics": False,
-    "alerts": False,
-    "control": True,
-    "labeling": False,
-}
 
 
 def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:

@@ -1,0 +1,40 @@
+"""Create driftline's topics with an admin client (the Faust worker declares them itself)."""
+
+from __future__ import annotations
+
+from driftline.config import Settings
+
+#: Topic name (without prefix) -> compacted? `control` is a change feed keyed by model.
+TOPICS = {
+    "predictions": False,
+    "labels": False,
+    "dlq": False,
+    "metrics": False,
+    "alerts": False,
+    "control": True,
+    "labeling": False,
+}
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every missing driftline topic with the configured partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic(name),
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if compacted else {},
+            )
+            for name, compacted in TOPICS.items()
+            if settings.topic(name) not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+    finally:
+        await admin.close()

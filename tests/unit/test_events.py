@@ -1,0 +1,168 @@
+"""Event contract v1: round trips and every kind of bad input."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+
+from driftline.events import (
+    SCHEMA_VERSION,
+    Label,
+    Prediction,
+    canonical_target,
+    decode_message,
+    encode_columnar,
+    encode_json,
+)
+
+
+#: Recent enough that ClickHouse's TTL (90 days by default) keeps the rows.
+BASE_TS = float(int(time.time()) - 86_400)
+
+
+def make_prediction(i: int = 0, **kw: object) -> Prediction:
+    base: dict[str, object] = dict(
+        event_id=f"e{i}",
+        model="churn",
+        version="v1",
+        ts=BASE_TS + i,
+        features={"age": 30.0 + i, "plan": "gold", "active": True, "missing": None},
+        prediction=1,
+        score=0.75,
+        attributes={"sex": "F"},
+        route="canary",
+        latency_ms=3.5,
+        kpis={"revenue": 12.0},
+    )
+    base.update(kw)
+    return Prediction(**base)  # type: ignore[arg-type]
+
+
+def test_single_json_round_trip() -> None:
+    p = make_prediction()
+    out = decode_message(encode_json(p), "prediction")
+    assert out.dead_letters == []
+    assert out.events == [p]
+
+
+def test_schema_version_is_written() -> None:
+    assert msgspec.json.decode(encode_json(make_prediction()))["schema_version"] == SCHEMA_VERSION
+
+
+def test_json_array_and_columnar_round_trip() -> None:
+    events = [make_prediction(i) for i in range(5)]
+    for payload in (encode_json(events), encode_columnar(events)):
+        out = decode_message(payload, "prediction")
+        assert out.dead_letters == []
+        assert out.events == events
+    labels = [Label(event_id=f"e{i}", label="yes", ts=1_700_000_000.0, annotator="ann") for i in range(3)]
+    assert decode_message(encode_columnar(labels), "label").events == labels
+
+
+def test_columnar_is_smaller_than_json() -> None:
+    events = [make_prediction(i) for i in range(200)]
+    assert len(encode_columnar(events)) < 0.6 * len(encode_json(events))
+
+
+def test_bad_event_in_array_is_isolated() -> None:
+    good = msgspec.json.encode(make_prediction(1)).decode()
+    payload = f'[{good}, {{"event_id": "bad", "model": "m"}}, {good}]'.encode()
+    out = decode_message(payload, "prediction")
+    assert len(out.events) == 2
+    [letter] = out.dead_letters
+    assert letter.code == "missing_field"
+    assert letter.index == 1
+    assert "event 1 of the batch" in letter.reason
+    assert msgspec.json.decode(letter.payload)["event_id"] == "bad"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "in_reason"),
+    [
+        (b'{"event_id": "x", ', "malformed", "not a valid label"),
+        (b'{"event_id": "x", "label": NaN, "ts": 1700000000}', "malformed", "malformed"),
+        (b'{"event_id": "x", "label": 1e999, "ts": 1700000000}', "out_of_range", "$.label"),
+        (b'{"event_id": "x", "ts": 1700000000}', "missing_field", "`label`"),
+        (b'{"event_id": "x", "label": [1], "ts": 1700000000}', "wrong_type", "$.label"),
+        (b'{"event_id": "x", "label": 1, "ts": "noon"}', "wrong_type", "$.ts"),
+        (b'{"event_id": "x", "label": 1, "ts": 5}', "out_of_range", "$.ts"),
+        (b'{"event_id": "", "label": 1, "ts": 1700000000}', "out_of_range", "$.event_id"),
+        (b'{"schema_version": 2, "event_id": "x", "label": 1, "ts": 1700000000}', "unknown_schema_version", "reads"),
+        (b'{"event_id": "\xff", "label": 1, "ts": 1700000000}', "not_utf8", "UTF-8"),
+        (b"", "empty", "no value"),
+        (b"hello", "malformed", "neither"),
+        (b"\x93\x01\x02\x03", "malformed", "neither"),
+    ],
+)
+def test_bad_labels_become_dead_letters(payload: bytes, code: str, in_reason: str) -> None:
+    out = decode_message(payload, "label")
+    assert out.events == []
+    [letter] = out.dead_letters
+    assert letter.code == code, letter.reason
+    assert in_reason in letter.reason
+    assert letter.payload == payload
+
+
+def test_bad_feature_value_names_the_feature() -> None:
+    payload = (
+        b'{"event_id": "a", "model": "m", "version": "v", "ts": 1700000000, "prediction": 1,'
+        b' "features": {"ok": 1, "income": {"nested": 1}}}'
+    )
+    [letter] = decode_message(payload, "prediction").dead_letters
+    assert letter.code == "wrong_type"
+    assert "$.features['income']" in letter.reason
+
+
+def test_score_outside_unit_interval_and_bad_route() -> None:
+    bad_score = encode_json(make_prediction(score=1.5))
+    assert decode_message(bad_score, "prediction").dead_letters[0].code == "out_of_range"
+    bad_route = encode_json(make_prediction()).replace(b'"canary"', b'"sideways"')
+    assert decode_message(bad_route, "prediction").dead_letters[0].code == "wrong_type"
+
+
+def test_oversize_is_rejected_unread() -> None:
+    payload = b'{"event_id": "' + b"x" * 5000 + b'"}'
+    [letter] = decode_message(payload, "label", max_bytes=1024).dead_letters
+    assert letter.code == "oversize"
+    assert "1024" in letter.reason
+
+
+def test_columnar_nan_ragged_and_wrong_kind() -> None:
+    events = [make_prediction(i) for i in range(3)]
+    payload = msgspec.msgpack.decode(encode_columnar(events))
+    payload["columns"]["features"]["age"][1] = float("nan")
+    [letter] = decode_message(msgspec.msgpack.encode(payload), "prediction").dead_letters
+    assert letter.code == "not_finite"
+    assert "age" in letter.reason and "[1]" in letter.reason
+
+    payload = msgspec.msgpack.decode(encode_columnar(events))
+    payload["columns"]["model"] = ["m"]
+    [letter] = decode_message(msgspec.msgpack.encode(payload), "prediction").dead_letters
+    assert letter.code == "ragged_columns"
+
+    [letter] = decode_message(encode_columnar(events), "label").dead_letters
+    assert letter.code == "wrong_kind"
+
+    payload = msgspec.msgpack.decode(encode_columnar(events))
+    payload["schema_version"] = 3
+    [letter] = decode_message(msgspec.msgpack.encode(payload), "prediction").dead_letters
+    assert letter.code == "unknown_schema_version"
+
+
+def test_encode_columnar_refuses_mixed_kinds() -> None:
+    with pytest.raises(ValueError, match="one kind"):
+        encode_columnar([make_prediction(), Label(event_id="e", label=1, ts=1_700_000_000.0)])
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(1, "1"), (1.0, "1"), (True, "1"), (False, "0"), (0.25, "0.25"), ("cat", "cat")]
+)
+def test_canonical_target(value: object, text: str) -> None:
+    assert canonical_target(value) == text  # type: ignore[arg-type]
+
+
+def test_unknown_kind_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        decode_message(b"{}", "metric")
