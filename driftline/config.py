@@ -81,9 +81,7 @@ class Settings:
         _check_broker(self.broker)
         _check_dsn(self.clickhouse)
         if not self.clickhouse_database.replace("_", "").isalnum():
-            raise ConfigError(
-                f"clickhouse database {self.clickhouse_database!r} must be letters, digits and _ only"
-            )
+            raise ConfigError(f"clickhouse database {self.clickhouse_database!r} must be letters, digits and _ only")
         if not 1 <= self.partitions <= 1024:
             raise ConfigError(f"partitions={self.partitions} must be between 1 and 1024")
         if not 1 <= self.ttl_days <= MAX_TTL_DAYS:
@@ -122,7 +120,9 @@ class Settings:
                 try:
                     values[f.name] = int(raw)
                 except ValueError:
-                    raise ConfigError(f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. 4") from None
+                    raise ConfigError(
+                        f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. {f.default}"
+                    ) from None
             elif f.name == "clickhouse_password":
                 values[f.name] = Secret(raw)
             else:
@@ -137,9 +137,7 @@ def _check_broker(broker: str) -> None:
     for part in broker.split(","):
         host, sep, port = part.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(
-                f"broker {broker!r} is not HOST:PORT[,HOST:PORT...]; e.g. --broker 127.0.0.1:9092"
-            )
+            raise ConfigError(f"broker {broker!r} is not HOST:PORT[,HOST:PORT...]; e.g. --broker 127.0.0.1:9092")
 
 
 def _check_dsn(dsn: str) -> None:

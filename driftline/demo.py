@@ -45,13 +45,19 @@ CATEGORICAL = ("elevel", "car", "zipcode")
 #: Broken messages the demo sends, one of each in turn: (expected dlq code, payload).
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("malformed", b'{"event_id": "x", "model": '),
-    ("wrong_type", b'{"event_id": "b1", "model": "loan-approval", "version": "v1", "ts": "yesterday", "prediction": 1}'),
+    (
+        "wrong_type",
+        b'{"event_id": "b1", "model": "loan-approval", "version": "v1", "ts": "yesterday", "prediction": 1}',
+    ),
     ("missing_field", b'{"event_id": "b2", "version": "v1", "ts": 1700000000, "prediction": 1}'),
     ("malformed", b'{"event_id": "b3", "model": "m", "version": "v1", "ts": 1700000000, "prediction": NaN}'),
     ("unknown_schema_version", b'{"schema_version": 9, "event_id": "b4", "label": 1, "ts": 1700000000}'),
     ("not_utf8", b'{"event_id": "\xff\xfe", "label": 1, "ts": 1700000000}'),
     ("oversize", b'{"event_id": "b5", "label": "' + b"x" * 1_200_000 + b'", "ts": 1700000000}'),
-    ("out_of_range", b'{"event_id": "b6", "model": "m", "version": "v1", "ts": 1700000000, "prediction": 1, "score": 7}'),
+    (
+        "out_of_range",
+        b'{"event_id": "b6", "model": "m", "version": "v1", "ts": 1700000000, "prediction": 1, "score": 7}',
+    ),
 ]
 
 
@@ -88,9 +94,9 @@ def _train(seed: int) -> tuple[Any, Any]:
 
     v1, v2 = tree.HoeffdingTreeClassifier(), tree.HoeffdingTreeClassifier(grace_period=50)
     for i, (x, y) in enumerate(synth.Agrawal(classification_function=0, seed=seed).take(4000)):
-        v1.learn_one(x, y)
+        v1.learn_one(x, y)  # type: ignore[no-untyped-call]
         if i < 600:
-            v2.learn_one(x, y)
+            v2.learn_one(x, y)  # type: ignore[no-untyped-call]
     return v1, v2
 
 
@@ -153,7 +159,7 @@ def generate(options: DemoOptions, start_ts: float) -> Iterator[Prediction | Lab
 
 def _get_stats(port: int) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as resp:
             return dict(json.loads(resp.read()))
     except (OSError, ValueError):
         return None
@@ -236,9 +242,10 @@ def _produce(options: DemoOptions, settings: Settings) -> tuple[Sent, float]:
     )
     start_ts = math.floor(time.time() / 3600) * 3600 - SIM_MINUTES * 60
     began = time.monotonic()
-    with Producer(settings.broker, topic_prefix=settings.topic_prefix) as producer, tqdm(
-        total=options.events, desc="predictions", unit="ev", disable=_QUIET
-    ) as bar:
+    with (
+        Producer(settings.broker, topic_prefix=settings.topic_prefix) as producer,
+        tqdm(total=options.events, desc="predictions", unit="ev", disable=_QUIET) as bar,
+    ):
         for item in generate(options, start_ts):
             if isinstance(item, tuple):
                 code, payload = item
@@ -305,9 +312,11 @@ def _summary(sent: Sent, stats: dict[str, Any], counts: dict[str, Any], produce_
     for name, a, b, c in rows:
         print(f"{name:14}{a:>12,}{b:>12,}{c:>16,}{'' if a == b == c else '   MISMATCH'}")
     total = sent.predictions + sent.labels + sent.dead_letters
-    print(f"\nthroughput: produced {total / produce_s:,.0f} events/s; ingested {total:,} events "
-          f"in {ingest_s:.1f}s (worker busy {stats.get('busy_s', 0):.1f}s = "
-          f"{total / max(stats.get('busy_s', 0), 1e-9):,.0f} events/s of worker time)")
+    print(
+        f"\nthroughput: produced {total / produce_s:,.0f} events/s; ingested {total:,} events "
+        f"in {ingest_s:.1f}s (worker busy {stats.get('busy_s', 0):.1f}s = "
+        f"{total / max(stats.get('busy_s', 0), 1e-9):,.0f} events/s of worker time)"
+    )
     print(f"predictions by version: {counts['by_version']}")
     print("dead letters by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(counts["dead_letter_codes"].items())))
     print("\nall counts match" if ok else "\nCOUNTS DO NOT MATCH: see the table above")
@@ -321,11 +330,15 @@ def run_demo(options: DemoOptions) -> int:
     data.mkdir(parents=True)
     stack = _Stack(data)
     try:
-        print(f"driftline demo: {options.events:,} predictions over {SIM_MINUTES} simulated minutes; "
-              f"data and logs in {data}/")
+        print(
+            f"driftline demo: {options.events:,} predictions over {SIM_MINUTES} simulated minutes; "
+            f"data and logs in {data}/"
+        )
         settings = stack.start()
-        print(f"Tansu broker on {settings.broker}; worker web on 127.0.0.1:{stack.web_port}; "
-              f"ClickHouse {settings.clickhouse}")
+        print(
+            f"Tansu broker on {settings.broker}; worker web on 127.0.0.1:{stack.web_port}; "
+            f"ClickHouse {settings.clickhouse}"
+        )
         stack.wait_ready(timeout=120)
         began = time.monotonic()
         sent, produce_s = _produce(options, settings)

@@ -127,7 +127,7 @@ _LIST_DECODERS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_T
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY_JSON = msgspec.json.Decoder()
 _ENVELOPE = msgspec.msgpack.Decoder(ColumnarEnvelope)
-_COLUMN_DECODERS = {
+_COLUMN_DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "prediction": msgspec.msgpack.Decoder(PredictionColumns),
     "label": msgspec.msgpack.Decoder(LabelColumns),
 }
@@ -143,7 +143,9 @@ def _classify(exc: Exception, payload: bytes, kind: str) -> DeadLetter:
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return DeadLetter("malformed", f"not a valid {kind} message: {text}", payload)
     if "schema_version" in text:
-        return DeadLetter("unknown_schema_version", f"{text}; this worker reads schema_version {SCHEMA_VERSION}", payload)
+        return DeadLetter(
+            "unknown_schema_version", f"{text}; this worker reads schema_version {SCHEMA_VERSION}", payload
+        )
     if "missing required field" in text:
         return DeadLetter("missing_field", text, payload)
     if "out of range" in text or "<=" in text or ">=" in text or "length" in text:
@@ -234,7 +236,9 @@ def _decode_columnar(payload: bytes, kind: str) -> Decoded:
         if envelope.kind != kind:
             return Decoded(
                 dead_letters=[
-                    DeadLetter("wrong_kind", f"columnar envelope of kind {envelope.kind!r} on the {kind} topic", payload)
+                    DeadLetter(
+                        "wrong_kind", f"columnar envelope of kind {envelope.kind!r} on the {kind} topic", payload
+                    )
                 ]
             )
         columns = _COLUMN_DECODERS[kind].decode(envelope.columns)
@@ -261,11 +265,15 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
         ]
     feats = columns.features
     names = list(feats)
-    feature_rows = [dict(zip(names, vals, strict=True)) for vals in zip(*feats.values(), strict=True)] if names else [{}] * n
+    feature_rows = (
+        [dict(zip(names, vals, strict=True)) for vals in zip(*feats.values(), strict=True)] if names else [{}] * n
+    )
     attrs = columns.attributes
     attr_names = list(attrs)
     attr_rows = (
-        [dict(zip(attr_names, vals, strict=True)) for vals in zip(*attrs.values(), strict=True)] if attr_names else [{}] * n
+        [dict(zip(attr_names, vals, strict=True)) for vals in zip(*attrs.values(), strict=True)]
+        if attr_names
+        else [{}] * n
     )
     kpi_names = list(columns.kpis)
     kpi_rows = (
@@ -302,9 +310,7 @@ def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSA
         return Decoded(dead_letters=[DeadLetter("empty", "message has no value", payload or b"")])
     if len(payload) > max_bytes:
         return Decoded(
-            dead_letters=[
-                DeadLetter("oversize", f"message is {len(payload)} bytes, the limit is {max_bytes}", payload)
-            ]
+            dead_letters=[DeadLetter("oversize", f"message is {len(payload)} bytes, the limit is {max_bytes}", payload)]
         )
     first = payload.lstrip(b" \t\r\n\xef\xbb\xbf")[:1]
     if first == b"{":

@@ -1,12 +1,12 @@
 """Every error driftline raises on purpose derives from one root.
 
-    DriftlineError
-    ├── ConfigError          bad settings, flags or monitor spec (raised at start-up)
-    ├── BrokerError          the embedded broker could not start or be found
-    ├── EventError           an event or message that does not follow contract v1
-    ├── SinkError            ClickHouse refused or could not be reached
-    │   └── SinkBackpressure the sink is behind; retry after `retry_after` seconds
-    └── DeliveryError        the producer SDK could not deliver one or more events
+DriftlineError
+├── ConfigError          bad settings, flags or monitor spec (raised at start-up)
+├── BrokerError          the embedded broker could not start or be found
+├── EventError           an event or message that does not follow contract v1
+├── SinkError            ClickHouse refused or could not be reached
+│   └── SinkBackpressure the sink is behind; retry after `retry_after` seconds
+└── DeliveryError        the producer SDK could not deliver one or more events
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ to the embedded engine (``chdb:///dir``) or a server (``http(s)://host:port``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -56,7 +57,8 @@ class EventSink(Protocol):
 
 
 def _ms(ts: Sequence[float]) -> list[int]:
-    return np.round(np.asarray(ts, dtype=np.float64) * 1000.0).astype(np.int64).tolist()
+    ticks: list[int] = np.round(np.asarray(ts, dtype=np.float64) * 1000.0).astype(np.int64).tolist()
+    return ticks
 
 
 def prediction_columns(events: Sequence[Prediction]) -> list[list[Any]]:
@@ -116,7 +118,7 @@ def connect(settings: Settings) -> Any:
             password=settings.clickhouse_password.get(),
             connect_timeout=10,
         )
-    except Exception as exc:  # noqa: BLE001 - turn any driver error into one clear message
+    except Exception as exc:
         raise SinkError(
             f"cannot connect to ClickHouse at {redact_dsn(settings.clickhouse)}: {exc}; "
             "check --clickhouse / DRIFTLINE_CLICKHOUSE and DRIFTLINE_CLICKHOUSE_USER/PASSWORD"
@@ -157,7 +159,7 @@ class ClickHouseSink:
             self._insert("predictions", prediction_columns(predictions), PREDICTION_COLUMNS, token)
             self._insert("labels", label_columns(labels), LABEL_COLUMNS, token)
             self._insert("dead_letters", dead_letter_columns(dead_letters), DEAD_LETTER_COLUMNS, token)
-        except Exception as exc:  # noqa: BLE001 - the ingest loop decides to retry
+        except Exception as exc:
             raise SinkError(f"ClickHouse insert failed: {exc}") from exc
 
     def counts(self) -> dict[str, int]:
@@ -168,10 +170,8 @@ class ClickHouseSink:
         return out
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing is best effort
             self.client.close()
-        except Exception:  # noqa: BLE001, S110 - closing is best effort
-            pass
 
 
 def batch_token(offsets: dict[tuple[str, int], tuple[int, int]]) -> str:

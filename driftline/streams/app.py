@@ -22,7 +22,6 @@ from driftline.streams.topics import TOPICS
 log = logging.getLogger(__name__)
 
 
-
 def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
     """Build the worker app. `sink_factory(settings)` returns the event sink (ClickHouse by default)."""
     datadir = Path(settings.data_dir) / "faust"
@@ -83,14 +82,14 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
     async def health(web: Any, request: Any) -> Any:
         return web.json({"ok": True})
 
-    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator,arg-type]
     async def finish_batch(app: faust.App, **kwargs: Any) -> None:
         # Runs before Faust cancels its tasks: let the batch in flight reach ClickHouse and commit.
         if state["ingestor"] is not None:
             state["ingestor"].stop()
             try:
                 await asyncio.wait_for(state["done"].wait(), timeout=60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("ingest did not finish its last batch within 60s; it will be replayed")
 
     app.driftline_state = state  # type: ignore[attr-defined]

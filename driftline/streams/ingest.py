@@ -44,6 +44,7 @@ class IngestStats:
     batches: int = 0
     sink_retries: int = 0
     started_at: float = field(default_factory=time.time)
+    first_batch_at: float = 0.0
     last_batch_at: float = 0.0
     busy_seconds: float = 0.0
 
@@ -58,6 +59,7 @@ class IngestStats:
             "sink_retries": self.sink_retries,
             "uptime_s": round(time.time() - self.started_at, 3),
             "busy_s": round(self.busy_seconds, 3),
+            "first_batch_at": self.first_batch_at,
             "last_batch_at": self.last_batch_at,
         }
 
@@ -138,7 +140,7 @@ class BatchIngestor:
             if client is not None:
                 try:
                     await client.stop()
-                except Exception:  # noqa: BLE001 - shutting down anyway
+                except Exception:
                     log.exception("error while stopping a Kafka client")
         self.consumer = self.producer = None
 
@@ -158,6 +160,8 @@ class BatchIngestor:
 
     async def process(self, records: dict[Any, list[Any]]) -> DecodedBatch:
         started = time.perf_counter()
+        if not self.stats.first_batch_at:
+            self.stats.first_batch_at = time.time()
         batch = decode_records(records, self.settings, time.time())
         await self._send_dead_letters(batch.dead_letters)
         token = batch_token(batch.offsets)

@@ -29,7 +29,11 @@ def produce_mix(settings: Settings, n: int = 600) -> tuple[int, int, Counter[str
     preds = [make_prediction(i, model=f"m{i % 3}") for i in range(n)]
     labels = [Label(event_id=f"e{i}", label=i % 2, ts=BASE_TS + 100, annotator=f"a{i % 2}") for i in range(n // 2)]
     third = n // 3
-    for envelope, chunk in (("json", preds[:third]), ("columnar", preds[third : 2 * third]), ("none", preds[2 * third :])):
+    for envelope, chunk in (
+        ("json", preds[:third]),
+        ("columnar", preds[third : 2 * third]),
+        ("none", preds[2 * third :]),
+    ):
         with Producer(settings.broker, topic_prefix=settings.topic_prefix, envelope=envelope, batch_size=97) as p:  # type: ignore[arg-type]
             for event in chunk:
                 p.send(event)

@@ -17,7 +17,6 @@ from driftline.events import (
     encode_json,
 )
 
-
 #: Recent enough that ClickHouse's TTL (90 days by default) keeps the rows.
 BASE_TS = float(int(time.time()) - 86_400)
 

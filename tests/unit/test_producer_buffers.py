@@ -39,8 +39,15 @@ def test_envelope_none_sends_one_message_per_event() -> None:
     assert len(b.add(make_prediction(0)) or []) == 1
 
 
-def test_invalid_events_are_held_back_and_reported() -> None:
-    b = _Buffers("json", batch_size=2, linger_s=60)
+def test_unchecked_by_default() -> None:
+    b = _Buffers("json", batch_size=1, linger_s=60)
+    assert len(b.add(make_prediction(0, score=2.0)) or []) == 1
+    assert b.failures == []
+
+
+@pytest.mark.parametrize("envelope", ["json", "columnar", "none"])
+def test_invalid_events_are_held_back_and_reported(envelope: str) -> None:
+    b = _Buffers(envelope, batch_size=2, linger_s=60, validate=True)  # type: ignore[arg-type]
     b.add(make_prediction(0, score=2.0))
     [(_, _, payload)] = b.add(make_prediction(1)) or []
     assert [e.event_id for e in decode_message(payload, "prediction").events] == ["e1"]

@@ -1,0 +1,155 @@
+"""The commands a user runs, as separate processes: worker, counts, demo (also on Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from driftline.broker import free_port
+from driftline.config import Settings
+from driftline.producer import Producer
+from tests.unit.test_events import make_prediction
+
+pytestmark = pytest.mark.integration
+DRIFTLINE = [sys.executable, "-m", "driftline"]
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _stats(port: int) -> dict[str, object]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as r:
+            return dict(json.loads(r.read()))
+    except OSError:
+        return {}
+
+
+def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = settings_factory()
+    web = free_port()
+    ch = f"chdb://{tmp_path / 'worker-ch'}"
+    env = {
+        **os.environ,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_CLICKHOUSE_PASSWORD": "do-not-print-me",
+        "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
+    }
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*DRIFTLINE, "worker", "--broker", settings.broker, "--clickhouse", ch, "--web-port", str(web)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while not _stats(web).get("ready"):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        with Producer(settings.broker, topic_prefix=settings.topic_prefix) as p:
+            for i in range(250):
+                p.send(make_prediction(i))
+        while _stats(web).get("predictions") != 250:
+            assert time.monotonic() < deadline, _stats(web)
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()
+    assert "do-not-print-me" not in log.read_text()
+    out = subprocess.run([*DRIFTLINE, "counts", "--clickhouse", ch], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"predictions": 250, "labels": 0, "dead_letters": 0}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["worker", "--broker", "nohost"], "HOST:PORT"),
+        (["worker", "--clickhouse", "mysql://x"], "chdb:///"),
+        (["counts", "--clickhouse", "chdb://rel"], "three slashes"),
+        (["demo", "--events", "5"], "at least 100"),
+    ],
+)
+def test_bad_flags_fail_with_one_line_that_says_how_to_fix(args: list[str], message: str) -> None:
+    out = subprocess.run([*DRIFTLINE, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_env_fails_at_start_up() -> None:
+    env = {**os.environ, "DRIFTLINE_PARTITIONS": "lots"}
+    out = subprocess.run([*DRIFTLINE, "worker"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert "DRIFTLINE_PARTITIONS" in out.stderr and "'lots' is not a valid integer" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_env_without_a_flag_fails_at_start_up() -> None:
+    env = {**os.environ, "DRIFTLINE_TTL_DAYS": "forever"}
+    out = subprocess.run([*DRIFTLINE, "worker"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip() == "driftline: error: DRIFTLINE_TTL_DAYS='forever' is not a whole number; set it to e.g. 90"
+    )
+
+
+def test_demo_small_run_matches_exactly(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [*DRIFTLINE, "demo", "--events", "3000", "--rate", "0", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all counts match" in out.stdout
+    rows = {
+        m.group(1): m.groups()[1:]
+        for m in re.finditer(r"^(predictions|labels|dead letters)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)", out.stdout, re.M)
+    }
+    assert rows["predictions"] == ("3,000", "3,000", "3,000")
+    assert rows["dead letters"] == ("6", "6", "6")
+
+
+def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*DRIFTLINE, "demo", "--events", "200000", "--rate", "500", "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"Tansu broker on 127\.0\.0\.1:(\d+); worker web on 127\.0\.0\.1:(\d+)", line)
+        if m:
+            port, web = int(m.group(1)), int(m.group(2))
+        if "worker ready" in line:
+            break
+    assert port is not None, "".join(lines)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "stopping the worker and the broker" in rest
+    assert not _port_open("127.0.0.1", port)
+    assert not _port_open("127.0.0.1", web)
