@@ -37,7 +37,6 @@ from driftline.events import (
     decode_message,
     encode_columnar,
     encode_json,
-    kind_of,
 )
 from driftline.exceptions import ConfigError, DeliveryError
 

@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from driftline.config import Settings
-from driftline.events import Label, Prediction, decode_message
+from driftline.events import _DECODERS, _LIST_DECODERS, Label, Prediction, decode_message
 from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
 
@@ -77,13 +79,28 @@ def decode_records(records: dict[Any, list[Any]], settings: Settings, received_a
     """Decode a `getmany` result ({TopicPartition: [ConsumerRecord]}) into one batch."""
     out = DecodedBatch()
     predictions_topic = settings.topic("predictions")
+    max_bytes = settings.max_message_bytes
     for tp, msgs in records.items():
         if not msgs:
             continue
         kind = "prediction" if tp.topic == predictions_topic else "label"
         target = out.predictions if kind == "prediction" else out.labels
+        one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
         for msg in msgs:
-            decoded = decode_message(msg.value, kind, settings.max_message_bytes)
+            value = msg.value
+            # Fast path: a well-formed JSON object or array is one C call, nothing else.
+            if value and len(value) <= max_bytes:
+                try:
+                    if value[0] == 0x7B:  # "{"
+                        target.append(one(value))
+                        continue
+                    if value[0] == 0x5B:  # "["
+                        target.extend(many(value))
+                        continue
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    pass
+            # Slow path: columnar envelopes, and anything that failed (to find out exactly why).
+            decoded = decode_message(value, kind, max_bytes)
             target.extend(decoded.events)
             for letter in decoded.dead_letters:
                 out.dead_letters.append(SourcedDeadLetter(letter, tp.topic, tp.partition, msg.offset, received_at))
@@ -145,34 +162,56 @@ class BatchIngestor:
         self.consumer = self.producer = None
 
     async def run(self) -> None:
-        """Ingest until `stop()` is called; the batch in flight is finished and committed."""
+        """Ingest until `stop()` is called; the batch in flight is finished and committed.
+
+        Two stages overlap: while batch k is written to ClickHouse in a thread (the engine
+        releases the GIL), batch k+1 is fetched and decoded. Commits stay in order: batch k+1
+        is written only after batch k is stored and committed.
+        """
         await self.start()
         self.ready.set()
+        storing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 records = await self.consumer.getmany(
                     timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
                 )
-                if records:
-                    await self.process(records)
+                if not records:
+                    continue
+                batch, started = await self._decode_stage(records)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self._store_stage(batch, started))
+            if storing is not None:
+                await storing
         finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
             await self.close()
 
     async def process(self, records: dict[Any, list[Any]]) -> DecodedBatch:
+        """Decode, store and commit one `getmany` result (both stages, no overlap)."""
+        batch, started = await self._decode_stage(records)
+        await self._store_stage(batch, started)
+        return batch
+
+    async def _decode_stage(self, records: dict[Any, list[Any]]) -> tuple[DecodedBatch, float]:
         started = time.perf_counter()
         if not self.stats.first_batch_at:
             self.stats.first_batch_at = time.time()
         batch = decode_records(records, self.settings, time.time())
         await self._send_dead_letters(batch.dead_letters)
-        token = batch_token(batch.offsets)
-        await self._write_with_retry(batch, token)
+        return batch, time.perf_counter() - started
+
+    async def _store_stage(self, batch: DecodedBatch, decode_seconds: float) -> None:
+        started = time.perf_counter()
+        await self._write_with_retry(batch, batch_token(batch.offsets))
         if self.on_batch is not None and (batch.predictions or batch.labels):
             result = self.on_batch(batch.predictions, batch.labels)
             if isinstance(result, Awaitable):
                 await result
         await self._commit(batch)
-        self._count(batch, time.perf_counter() - started)
-        return batch
+        self._count(batch, decode_seconds + time.perf_counter() - started)
 
     async def _send_dead_letters(self, letters: Sequence[SourcedDeadLetter]) -> None:
         if not letters:
@@ -206,9 +245,15 @@ class BatchIngestor:
 
     async def _commit(self, batch: DecodedBatch) -> None:
         from aiokafka import TopicPartition
+        from aiokafka.errors import CommitFailedError, IllegalStateError
 
         offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in batch.offsets.items()}
-        await self.consumer.commit(offsets)
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions away: their new owner replays the batch,
+            # and the deduplication token plus ReplacingMergeTree keep it stored once.
+            log.warning("offsets not committed (partitions reassigned): %s", exc)
 
     def _count(self, batch: DecodedBatch, seconds: float) -> None:
         st = self.stats

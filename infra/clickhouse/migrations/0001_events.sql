@@ -7,16 +7,16 @@
 CREATE TABLE IF NOT EXISTS {db}.predictions
 (
     event_id    String,
-    model       LowCardinality(String),
-    version     LowCardinality(String),
+    model       String,
+    version     String,
     ts          DateTime64(3, 'UTC'),
-    route       LowCardinality(String),
+    route       String,
     prediction  String,
     score       Nullable(Float64),
     latency_ms  Nullable(Float64),
     features    String CODEC(ZSTD(1)),
-    attributes  Map(LowCardinality(String), String),
-    kpis        Map(LowCardinality(String), Float64),
+    attributes  Map(String, String),
+    kpis        Map(String, Float64),
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(ingested_at)
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS {db}.labels
     event_id    String,
     label       String,
     ts          DateTime64(3, 'UTC'),
-    annotator   LowCardinality(String) DEFAULT '',
+    annotator   String DEFAULT '',
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(ingested_at)
@@ -42,11 +42,11 @@ SETTINGS non_replicated_deduplication_window = 10000;
 CREATE TABLE IF NOT EXISTS {db}.dead_letters
 (
     received_at  DateTime64(3, 'UTC'),
-    topic        LowCardinality(String),
+    topic        String,
     partition    UInt32,
     offset       Int64,
     event_index  Int32,
-    code         LowCardinality(String),
+    code         String,
     reason       String,
     payload      String CODEC(ZSTD(1))
 )

@@ -1,0 +1,168 @@
+"""Ingest throughput of the driftline pipeline vs a raw aiokafka consumer, in one run.
+
+    python bench/ingest_throughput.py [--events 200000] [--repeats 3]
+
+Each variant reads the same events from the embedded broker, timed from its first
+fetched batch to its last (the consumer-group join is excluded for all variants alike):
+
+* raw: aiokafka ``getmany`` + ``orjson.loads`` per message, nothing stored (the baseline);
+* driftline worker loop on single JSON events, JSON-array envelopes and columnar envelopes:
+  decode + check + dead-letter + ClickHouse insert (chdb) + offset commit;
+* the same loop with a sink that stores nothing (what the ClickHouse insert costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from common import event, event_size, report
+
+from driftline.broker import EmbeddedBroker
+from driftline.config import Settings
+from driftline.events import encode_columnar, encode_json
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.streams.ingest import BatchIngestor
+from driftline.streams.topics import ensure_topics
+
+
+class NullSink:
+    def write(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def produce(settings: Settings, form: str, n: int) -> None:
+    from confluent_kafka import Producer
+
+    now = time.time() - 3600
+    p = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
+    topic = settings.topic("predictions")
+    step = 500
+    for start in range(0, n, step):
+        chunk = [event(i, now) for i in range(start, min(n, start + step))]
+        if form == "single":
+            payloads = [encode_json(e) for e in chunk]
+        elif form == "array":
+            payloads = [encode_json(chunk)]
+        else:
+            payloads = [encode_columnar(chunk)]
+        for payload in payloads:
+            while True:
+                try:
+                    p.produce(topic, payload, chunk[0].model.encode())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+    p.flush(120)
+
+
+def raw_rate(settings: Settings, n_messages: int) -> float:
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    async def go() -> float:
+        c = AIOKafkaConsumer(
+            settings.topic("predictions"),
+            bootstrap_servers=settings.broker,
+            group_id=f"raw{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await c.start()
+        seen, first = 0, 0.0
+        while seen < n_messages:
+            batch = await c.getmany(timeout_ms=100, max_records=20_000)
+            if batch and not first:
+                first = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    orjson.loads(m.value)
+                seen += sum(len(msgs) for msgs in batch.values())
+        elapsed = time.perf_counter() - first
+        await c.stop()
+        return n_messages / elapsed
+
+    return asyncio.run(go())
+
+
+def pipeline_rate(settings: Settings, sink: Any, n_events: int) -> float:
+    ingestor = BatchIngestor(settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink)
+
+    async def go() -> float:
+        task = asyncio.create_task(ingestor.run())
+        while ingestor.stats.predictions < n_events:
+            if task.done():
+                await task
+            await asyncio.sleep(0.01)
+        ingestor.stop()
+        await task
+        return n_events / (ingestor.stats.last_batch_at - ingestor.stats.first_batch_at)
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    n = args.events
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(interface="chdb", path=tempfile.mkdtemp(prefix="bench-ch-"))
+    rows: dict[str, list[float]] = {}
+    with EmbeddedBroker() as broker:
+        topics = {}
+        for form in ("single", "array", "columnar"):
+            s = Settings(broker=broker.bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.", partitions=2)
+            asyncio.run(ensure_topics(s))
+            produce(s, form, n)
+            topics[form] = s
+        print(f"produced {n:,} events x 3 forms", flush=True)
+        for r in range(args.repeats):
+            runs = {
+                "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
+                "driftline ingest -> ClickHouse, single JSON events": lambda: pipeline_rate(
+                    topics["single"], _sink(topics["single"], client, r), n
+                ),
+                "driftline ingest -> ClickHouse, JSON arrays of 500": lambda: pipeline_rate(
+                    topics["array"], _sink(topics["array"], client, r), n
+                ),
+                "driftline ingest -> ClickHouse, columnar envelopes of 500": lambda: pipeline_rate(
+                    topics["columnar"], _sink(topics["columnar"], client, r), n
+                ),
+                "driftline ingest, no sink, single JSON events": lambda: pipeline_rate(topics["single"], NullSink(), n),
+            }
+            for label, fn in runs.items():
+                rate = fn()
+                rows.setdefault(label, []).append(rate)
+                print(f"run {r + 1}: {label}: {rate:,.0f} events/s", flush=True)
+    medians = {k: statistics.median(v) for k, v in rows.items()}
+    base_label = next(iter(medians))
+    base = medians[base_label]
+    report(
+        "ingest_throughput",
+        [(k, v, v / base) for k, v in medians.items()],
+        f"{base_label} ({base:,.0f} events/s); {n:,} events of {event_size()} bytes, 2 partitions, "
+        f"median of {args.repeats} runs",
+    )
+
+
+def _sink(settings: Settings, client: Any, run: int) -> ClickHouseSink:
+    sink = ClickHouseSink(settings.replace(clickhouse_database=f"bench_{uuid.uuid4().hex[:8]}_{run}"), client=client)
+    sink.migrate()
+    return sink
+
+
+if __name__ == "__main__":
+    main()
