@@ -133,13 +133,13 @@ def main() -> None:
             runs = {
                 "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
                 "driftline ingest -> ClickHouse, single JSON events": lambda: pipeline_rate(
-                    topics["single"], _sink(topics["single"], client, r), n
+                    topics["single"], _sink(topics["single"], client), n
                 ),
                 "driftline ingest -> ClickHouse, JSON arrays of 500": lambda: pipeline_rate(
-                    topics["array"], _sink(topics["array"], client, r), n
+                    topics["array"], _sink(topics["array"], client), n
                 ),
                 "driftline ingest -> ClickHouse, columnar envelopes of 500": lambda: pipeline_rate(
-                    topics["columnar"], _sink(topics["columnar"], client, r), n
+                    topics["columnar"], _sink(topics["columnar"], client), n
                 ),
                 "driftline ingest, no sink, single JSON events": lambda: pipeline_rate(topics["single"], NullSink(), n),
             }
@@ -158,8 +158,9 @@ def main() -> None:
     )
 
 
-def _sink(settings: Settings, client: Any, run: int) -> ClickHouseSink:
-    sink = ClickHouseSink(settings.replace(clickhouse_database=f"bench_{uuid.uuid4().hex[:8]}_{run}"), client=client)
+def _sink(settings: Settings, client: Any) -> ClickHouseSink:
+    """A fresh database per run, so that no run inserts into another run's parts."""
+    sink = ClickHouseSink(settings.replace(clickhouse_database=f"bench_{uuid.uuid4().hex[:8]}"), client=client)
     sink.migrate()
     return sink
 
