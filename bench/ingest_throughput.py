@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from common import event, event_size, report
@@ -130,7 +131,7 @@ def main() -> None:
             topics[form] = s
         print(f"produced {n:,} events x 3 forms", flush=True)
         for r in range(args.repeats):
-            runs = {
+            runs: dict[str, Callable[[], float]] = {
                 "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
                 "driftline ingest -> ClickHouse, single JSON events": lambda: pipeline_rate(
                     topics["single"], _sink(topics["single"], client), n

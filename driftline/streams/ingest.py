@@ -84,7 +84,7 @@ def decode_records(records: dict[Any, list[Any]], settings: Settings, received_a
         if not msgs:
             continue
         kind = "prediction" if tp.topic == predictions_topic else "label"
-        target = out.predictions if kind == "prediction" else out.labels
+        target: list[Any] = out.predictions if kind == "prediction" else out.labels
         one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
         for msg in msgs:
             value = msg.value
