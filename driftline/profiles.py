@@ -1,0 +1,142 @@
+"""Reference profiles: what a feature looked like when the model was trained (or in a chosen window).
+
+A profile summarises each feature once, so that the stream compares windows against a
+few hundred numbers instead of the reference data:
+
+* numeric: missing rate, range, mean/std, 10 quantile bins with their counts (PSI, JS),
+  and a fine quantile grid with the exact reference CDF at each grid point (KS,
+  Wasserstein-1 with a stated error bound);
+* categorical: missing rate and the counts of the most frequent categories.
+
+>>> import numpy as np
+>>> p = ReferenceProfile.build("churn", "v1", {"age": np.arange(100.0), "plan": np.array(["a", "b"] * 50)})
+>>> p.features["age"].kind, len(p.features["age"].bin_counts), p.features["plan"].categories
+('numeric', 10, {'a': 50, 'b': 50})
+>>> ReferenceProfile.from_json(p.to_json()) == p
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from driftline.exceptions import ConfigError
+
+PROFILE_VERSION = 1
+N_BINS = 10
+GRID_POINTS = 257
+MAX_CATEGORIES = 100
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    name: str
+    kind: Literal["numeric", "categorical"]
+    count: int
+    missing_rate: float
+    # numeric
+    minimum: float = 0.0
+    maximum: float = 0.0
+    mean: float = 0.0
+    std: float = 0.0
+    bin_edges: list[float] = field(default_factory=list)  # interior edges; bins are (-inf, e0], (e0, e1], ...
+    bin_counts: list[int] = field(default_factory=list)
+    grid: list[float] = field(default_factory=list)  # reference quantiles, increasing
+    grid_cdf: list[float] = field(default_factory=list)  # exact reference P(X <= grid[k])
+    # categorical
+    categories: dict[str, int] = field(default_factory=dict)
+    other_count: int = 0
+
+
+def _numeric(name: str, values: npt.NDArray[np.float64], n_total: int) -> FeatureProfile:
+    if values.size == 0:
+        raise ConfigError(f"feature {name!r} has no non-missing reference values; a profile needs some")
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+    grid = np.unique(np.quantile(values, np.linspace(0, 1, GRID_POINTS)))
+    sorted_values = np.sort(values)
+    grid_cdf = np.searchsorted(sorted_values, grid, side="right") / values.size
+    return FeatureProfile(
+        name=name,
+        kind="numeric",
+        count=int(values.size),
+        missing_rate=1.0 - values.size / n_total,
+        minimum=float(values.min()),
+        maximum=float(values.max()),
+        mean=float(values.mean()),
+        std=float(values.std()),
+        bin_edges=edges.tolist(),
+        bin_counts=counts.tolist(),
+        grid=grid.tolist(),
+        grid_cdf=grid_cdf.tolist(),
+    )
+
+
+def _categorical(name: str, values: npt.NDArray[Any], n_total: int) -> FeatureProfile:
+    uniq, counts = np.unique(values.astype(str), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]
+    kept = {str(uniq[i]): int(counts[i]) for i in order}
+    return FeatureProfile(
+        name=name,
+        kind="categorical",
+        count=int(values.size),
+        missing_rate=1.0 - values.size / n_total if n_total else 0.0,
+        categories=kept,
+        other_count=int(values.size - sum(kept.values())),
+    )
+
+
+def profile_column(name: str, column: npt.ArrayLike, kind: str | None = None) -> FeatureProfile:
+    """Profile one column; missing values are None or NaN. `kind` is inferred when not given."""
+    arr = np.asarray(column, dtype=object)
+    n_total = arr.size
+    present = arr[np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) for v in arr], dtype=bool)]
+    if kind is None:
+        is_num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present[:1000])
+        kind = "numeric" if is_num and present.size else "categorical"
+    if kind == "numeric":
+        return _numeric(name, present.astype(np.float64), n_total)
+    if kind == "categorical":
+        return _categorical(name, present, n_total)
+    raise ConfigError(f"feature {name!r}: kind must be 'numeric' or 'categorical', not {kind!r}")
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """The reference for one model version: a profile per feature (and the score)."""
+
+    model: str
+    version: str
+    features: dict[str, FeatureProfile]
+    profile_version: int = PROFILE_VERSION
+
+    @classmethod
+    def build(
+        cls,
+        model: str,
+        version: str,
+        columns: Mapping[str, npt.ArrayLike],
+        kinds: Mapping[str, str] | None = None,
+    ) -> ReferenceProfile:
+        kinds = kinds or {}
+        return cls(model, version, {n: profile_column(n, c, kinds.get(n)) for n, c in columns.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReferenceProfile:
+        raw = json.loads(text)
+        if raw.get("profile_version") != PROFILE_VERSION:
+            raise ConfigError(
+                f"profile version {raw.get('profile_version')!r} is not {PROFILE_VERSION}; rebuild it with "
+                "`driftline profile build`"
+            )
+        features = {name: FeatureProfile(**f) for name, f in raw["features"].items()}
+        return cls(raw["model"], raw["version"], features, raw["profile_version"])

@@ -1,0 +1,219 @@
+"""Drift of one feature in a window against its reference profile.
+
+Pure classes with bounded state (no I/O): ``update_many(values)`` takes a numpy column and
+returns ``self``; ``get()`` returns the metrics; ``merge(other)`` adds another window part
+(state is a handful of fixed-size count arrays, so it pickles small and merges exactly).
+
+Numeric: PSI and Jensen-Shannon on the profile's 10 quantile bins (exact for those bins),
+KS statistic with the asymptotic p-value (``kstwobign``: DESIGN.md measured the exact
+``kstwo`` at 20-60 ms per column, the asymptotic one < 0.4 ms, agreeing within ~1 % down
+to p ~ 1e-7) and Wasserstein-1, both from the profile's 257-point quantile grid. On the
+grid, KS and W1 are approximations with a bound reported beside them:
+
+* ``ks_error_bound`` = the largest mass that the reference or the window puts inside one
+  grid cell (the true supremum can lie inside a cell, never further than that away);
+* ``wasserstein_error_bound`` = sum over cells of width x (reference + window mass in it);
+  outside the reference range W1 is exact (tracked as running sums).
+
+Categorical: chi-square test of homogeneity on the two count vectors (not a goodness of
+fit against reference frequencies, which raises false alarms on unshifted columns, see
+DESIGN.md), Jensen-Shannon, and the rate of categories the reference never saw.
+
+>>> import numpy as np
+>>> from driftline.profiles import profile_column
+>>> ref = profile_column("x", np.random.default_rng(0).normal(size=5000))
+>>> d = NumericDrift(ref).update_many(np.random.default_rng(1).normal(0.5, 1, size=2000))
+>>> round(d.get()["ks"], 2), d.get()["ks_pvalue"] < 1e-6
+(0.2, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from driftline.profiles import FeatureProfile
+
+#: Added to empty bins so that PSI stays finite (the usual convention).
+PSI_EPSILON = 1e-4
+
+
+def psi(expected: npt.ArrayLike, actual: npt.ArrayLike, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of two count (or probability) vectors over the same bins."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.clip(e / e.sum(), epsilon, None)
+    a = np.clip(a / a.sum(), epsilon, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def jensen_shannon(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) of two count vectors over the same bins."""
+    pv = np.asarray(p, dtype=np.float64)
+    qv = np.asarray(q, dtype=np.float64)
+    pv, qv = pv / pv.sum(), qv / qv.sum()
+    m = (pv + qv) / 2
+
+    def kl(x: npt.NDArray[np.float64]) -> float:
+        nz = x > 0
+        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
+
+    return float(np.sqrt(max(0.0, (kl(pv) + kl(qv)) / 2)))
+
+
+class NumericDrift:
+    """PSI, JS, KS (+ p-value) and Wasserstein-1 of a numeric feature vs its profile."""
+
+    def __init__(self, reference: FeatureProfile):
+        if reference.kind != "numeric":
+            raise ValueError(f"feature {reference.name!r} is {reference.kind}, not numeric")
+        self.reference = reference
+        self._edges = np.asarray(reference.bin_edges)
+        self._ref_bins = np.asarray(reference.bin_counts, dtype=np.float64)
+        self._grid = np.asarray(reference.grid)
+        self._ref_cdf = np.asarray(reference.grid_cdf)
+        self._bins = np.zeros(self._edges.size + 1, dtype=np.int64)
+        self._cells = np.zeros(self._grid.size + 1, dtype=np.int64)  # (-inf,g0], (g0,g1], ..., (g_last, inf)
+        self._n = 0
+        self._above = 0.0  # sum of (x - grid max) over x above the reference range
+        self._below = 0.0  # sum of (grid min - x) over x below it
+
+    def update_many(self, values: npt.ArrayLike) -> NumericDrift:
+        """Add a column of window values (NaN = missing, ignored here)."""
+        x = np.asarray(values, dtype=np.float64)
+        x = x[~np.isnan(x)]
+        if x.size == 0:
+            return self
+        self._bins += np.bincount(np.searchsorted(self._edges, x, side="left"), minlength=self._bins.size)
+        self._cells += np.bincount(np.searchsorted(self._grid, x, side="left"), minlength=self._cells.size)
+        self._n += int(x.size)
+        self._above += float(np.sum(np.clip(x - self._grid[-1], 0, None)))
+        self._below += float(np.sum(np.clip(self._grid[0] - x, 0, None)))
+        return self
+
+    def merge(self, other: NumericDrift) -> NumericDrift:
+        self._bins += other._bins
+        self._cells += other._cells
+        self._n += other._n
+        self._above += other._above
+        self._below += other._below
+        return self
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def get(self) -> dict[str, float]:
+        if self._n == 0:
+            return {}
+        m = self.reference.count
+        win_cdf = np.cumsum(self._cells)[:-1] / self._n  # P(X <= grid[k]) in the window
+        ks = float(np.max(np.abs(win_cdf - self._ref_cdf)))
+        ref_cell = np.diff(np.concatenate([[0.0], self._ref_cdf, [1.0]]))
+        win_cell = self._cells / self._n
+        ks_bound = float(np.max(np.maximum(ref_cell[1:-1], win_cell[1:-1]))) if self._grid.size > 1 else 1.0
+        widths = np.diff(self._grid)
+        # Between grid points use the CDF gap at the left point; the error is bounded by the cell's masses.
+        inside = float(np.sum(np.abs(win_cdf[:-1] - self._ref_cdf[:-1]) * widths))
+        w1 = inside + (self._above + self._below) / self._n
+        w_bound = float(np.sum(widths * (ref_cell[1:-1] + win_cell[1:-1])))
+        en = np.sqrt(self._n * m / (self._n + m))
+        return {
+            "psi": psi(self._ref_bins, self._bins),
+            "js": jensen_shannon(self._ref_bins, self._bins),
+            "ks": ks,
+            "ks_pvalue": float(stats.kstwobign.sf(ks * en)),
+            "ks_error_bound": ks_bound,
+            "wasserstein": w1,
+            "wasserstein_error_bound": w_bound,
+        }
+
+
+class CategoricalDrift:
+    """Chi-square homogeneity test, JS and unseen-category rate of a categorical feature."""
+
+    def __init__(self, reference: FeatureProfile, max_window_categories: int = 1000):
+        if reference.kind != "categorical":
+            raise ValueError(f"feature {reference.name!r} is {reference.kind}, not categorical")
+        self.reference = reference
+        self.max_window_categories = max_window_categories
+        self._known = list(reference.categories)
+        self._index = {c: i for i, c in enumerate(self._known)}
+        self._counts = np.zeros(len(self._known), dtype=np.int64)
+        self._unseen: dict[str, int] = {}  # bounded: beyond the cap, new ones go to one bucket
+        self._unseen_overflow = 0
+        self._n = 0
+
+    def update_many(self, values: npt.ArrayLike) -> CategoricalDrift:
+        arr = np.asarray(values, dtype=object)
+        arr = arr[arr != None]  # noqa: E711 - elementwise comparison on an object array
+        if arr.size == 0:
+            return self
+        uniq, counts = np.unique(arr.astype(str), return_counts=True)
+        for cat, cnt in zip(uniq.tolist(), counts.tolist(), strict=True):  # loops over categories, not events
+            i = self._index.get(cat)
+            if i is not None:
+                self._counts[i] += cnt
+            elif cat in self._unseen or len(self._unseen) < self.max_window_categories:
+                self._unseen[cat] = self._unseen.get(cat, 0) + cnt
+            else:
+                self._unseen_overflow += cnt
+        self._n += int(arr.size)
+        return self
+
+    def merge(self, other: CategoricalDrift) -> CategoricalDrift:
+        self._counts += other._counts
+        for cat, cnt in other._unseen.items():
+            self._unseen[cat] = self._unseen.get(cat, 0) + cnt
+        self._unseen_overflow += other._unseen_overflow
+        self._n += other._n
+        return self
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def get(self) -> dict[str, float]:
+        if self._n == 0:
+            return {}
+        unseen = sum(self._unseen.values()) + self._unseen_overflow
+        ref = np.array([*self.reference.categories.values(), self.reference.other_count, 0], dtype=np.float64)
+        win = np.array([*self._counts, 0, unseen], dtype=np.float64)
+        keep = (ref + win) > 0
+        table = np.vstack([ref[keep], win[keep]])
+        if table.shape[1] < 2:
+            chi2, p = 0.0, 1.0
+        else:
+            res: Any = stats.chi2_contingency(table, correction=False)
+            chi2, p = float(res.statistic), float(res.pvalue)
+        return {
+            "chi2": chi2,
+            "chi2_pvalue": p,
+            "js": jensen_shannon(ref, win),
+            "unseen_rate": unseen / self._n,
+        }
+
+
+def drift_share(p_values: dict[str, float], alpha: float = 0.05) -> tuple[float, list[str]]:
+    """Share of features drifted after Benjamini-Hochberg control of the false discovery rate.
+
+    Returns (share, drifted feature names).
+
+    >>> drift_share({"a": 0.001, "b": 0.04, "c": 0.5})
+    (0.3333333333333333, ['a'])
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be between 0 and 1")
+    if not p_values:
+        return 0.0, []
+    names = list(p_values)
+    p = np.array([p_values[n] for n in names])
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    passed = p[order] <= alpha * np.arange(1, m + 1) / m
+    k = int(np.max(np.nonzero(passed)[0]) + 1) if passed.any() else 0
+    drifted = sorted(names[i] for i in order[:k])
+    return k / m, drifted

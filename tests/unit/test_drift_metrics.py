@@ -1,0 +1,153 @@
+"""Drift metrics against scipy on the same data: exact where exact, within the stated bound otherwise."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from driftline.profiles import ReferenceProfile, profile_column
+from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share, jensen_shannon, psi
+
+RNG = np.random.default_rng(7)
+
+
+def _window(drift: NumericDrift, x: np.ndarray, parts: int = 3) -> NumericDrift:
+    for chunk in np.array_split(x, parts):  # several micro-batches, as in the stream
+        drift.update_many(chunk)
+    return drift
+
+
+@pytest.mark.parametrize(
+    ("ref", "win"),
+    [
+        (RNG.normal(0, 1, 20_000), RNG.normal(0, 1, 5_000)),
+        (RNG.normal(0, 1, 20_000), RNG.normal(0.3, 1.2, 5_000)),
+        (RNG.lognormal(0, 1, 20_000), RNG.lognormal(0.5, 1, 3_000)),
+        (RNG.integers(0, 5, 20_000).astype(float), RNG.integers(0, 6, 4_000).astype(float)),
+    ],
+)
+def test_numeric_drift_matches_scipy(ref: np.ndarray, win: np.ndarray) -> None:
+    profile = profile_column("x", ref)
+    got = _window(NumericDrift(profile), win).get()
+
+    exact = stats.ks_2samp(ref, win, method="asymp")
+    assert abs(got["ks"] - exact.statistic) <= got["ks_error_bound"] + 1e-12
+    assert got["ks_error_bound"] < 0.02 or ref.max() < 10  # a grid of 257 quantiles: cells hold <= ~1/256
+    # the p-value is kstwobign at our statistic; with the exact statistic it is scipy's asymptotic p
+    en = np.sqrt(ref.size * win.size / (ref.size + win.size))
+    assert got["ks_pvalue"] == pytest.approx(stats.kstwobign.sf(got["ks"] * en), rel=1e-12)
+
+    w1 = stats.wasserstein_distance(ref, win)
+    assert abs(got["wasserstein"] - w1) <= got["wasserstein_error_bound"] + 1e-9
+
+    # PSI and JS are exact on the profile's bins: recompute the bins independently with numpy
+    edges = np.asarray(profile.bin_edges)
+    ref_counts = np.histogram(ref, bins=np.concatenate([[-np.inf], edges, [np.inf]]))[0]
+    win_counts = np.histogram(win, bins=np.concatenate([[-np.inf], edges, [np.inf]]))[0]
+    # numpy bins are [a, b); ours are (a, b]: equal unless values sit exactly on an edge
+    if not np.isin(np.concatenate([ref, win]), edges).any():
+        p, q = ref_counts / ref_counts.sum(), win_counts / win_counts.sum()
+        p, q = np.clip(p, 1e-4, None), np.clip(q, 1e-4, None)
+        assert got["psi"] == pytest.approx(float(np.sum((q - p) * np.log(q / p))), abs=1e-9)
+        assert got["js"] == pytest.approx(jensenshannon(ref_counts, win_counts, base=2), abs=1e-9)
+
+
+def test_wasserstein_is_exact_outside_the_reference_range() -> None:
+    ref = RNG.uniform(0, 1, 10_000)
+    win = RNG.uniform(5, 6, 1_000)  # entirely above the reference
+    got = NumericDrift(profile_column("x", ref)).update_many(win).get()
+    assert abs(got["wasserstein"] - stats.wasserstein_distance(ref, win)) <= got["wasserstein_error_bound"] + 1e-9
+    assert got["ks"] == pytest.approx(1.0)
+
+
+def test_psi_and_js_against_hand_and_scipy() -> None:
+    e, a = np.array([50, 30, 20]), np.array([20, 30, 50])
+    hand = (0.2 - 0.5) * np.log(0.2 / 0.5) + 0 + (0.5 - 0.2) * np.log(0.5 / 0.2)
+    assert psi(e, a) == pytest.approx(hand, abs=1e-12)
+    assert psi(e, e) == 0.0
+    assert jensen_shannon(e, a) == pytest.approx(jensenshannon(e, a, base=2), abs=1e-12)
+    assert jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
+
+
+def test_categorical_drift_matches_chi2_contingency() -> None:
+    cats = np.array(["a", "b", "c", "d"])
+    ref = RNG.choice(cats, size=10_000, p=[0.4, 0.3, 0.2, 0.1])
+    win = np.concatenate([RNG.choice(cats, size=2_000, p=[0.25, 0.25, 0.25, 0.25]), np.array(["zz"] * 50)])
+    drift = CategoricalDrift(profile_column("c", ref))
+    for chunk in np.array_split(win, 4):
+        drift.update_many(chunk)
+    got = drift.get()
+    labels = ["a", "b", "c", "d", "zz"]
+    table = np.array([[np.sum(ref == c) for c in labels], [np.sum(win == c) for c in labels]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert got["chi2"] == pytest.approx(expected.statistic, rel=1e-12)
+    assert got["chi2_pvalue"] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    assert got["js"] == pytest.approx(jensenshannon(table[0], table[1], base=2), abs=1e-12)
+    assert got["unseen_rate"] == pytest.approx(50 / win.size)
+
+
+def test_unshifted_categorical_column_does_not_alarm() -> None:
+    cats = np.array([f"c{i}" for i in range(30)])
+    p = np.linspace(1, 3, 30)
+    p /= p.sum()
+    profile = profile_column("c", RNG.choice(cats, size=50_000, p=p))
+    pvalues = [
+        CategoricalDrift(profile).update_many(RNG.choice(cats, size=5_000, p=p)).get()["chi2_pvalue"]
+        for _ in range(40)
+    ]
+    assert sum(pv < 0.01 for pv in pvalues) <= 2  # ~1 % expected under no drift
+
+
+def test_drift_share_matches_scipy_false_discovery_control() -> None:
+    pvals = dict(zip("abcdefghij", RNG.uniform(0, 0.1, 10), strict=True))
+    share, drifted = drift_share(pvals, alpha=0.05)
+    adjusted = stats.false_discovery_control(list(pvals.values()), method="bh")
+    expected = sorted(k for k, adj in zip(pvals, adjusted, strict=True) if adj <= 0.05)
+    assert drifted == expected
+    assert share == len(expected) / 10
+    with pytest.raises(ValueError):
+        drift_share(pvals, alpha=1.5)
+
+
+def test_merge_equals_one_window_and_state_pickles() -> None:
+    ref = RNG.normal(size=5_000)
+    x = RNG.normal(0.2, 1, 3_000)
+    prof = profile_column("x", ref)
+    whole = NumericDrift(prof).update_many(x).get()
+    a = NumericDrift(prof).update_many(x[:1000])
+    b = pickle.loads(pickle.dumps(NumericDrift(prof).update_many(x[1000:])))
+    assert a.merge(b).get() == whole
+
+
+def test_state_is_bounded() -> None:
+    prof = profile_column("x", RNG.normal(size=2_000))
+    drift = NumericDrift(prof)
+    before = len(pickle.dumps(drift))
+    for _ in range(20):
+        drift.update_many(RNG.normal(size=50_000))
+    assert len(pickle.dumps(drift)) < before * 1.2
+    cat = CategoricalDrift(profile_column("c", np.array(["a", "b"] * 100)), max_window_categories=10)
+    cat.update_many(np.array([f"new{i}" for i in range(10_000)]))
+    assert len(cat._unseen) == 10
+    assert cat.get()["unseen_rate"] == 1.0
+
+
+def test_missing_values_are_ignored_and_kinds_checked() -> None:
+    prof = profile_column("x", [1.0, 2.0, None, 4.0, float("nan")])
+    assert prof.missing_rate == pytest.approx(0.4)
+    assert NumericDrift(prof).update_many([np.nan, np.nan]).get() == {}
+    with pytest.raises(ValueError):
+        CategoricalDrift(prof)
+
+
+def test_profile_json_round_trip_and_version_check() -> None:
+    p = ReferenceProfile.build("m", "v1", {"x": RNG.normal(size=100), "c": np.array(["a", "b"] * 50)})
+    assert ReferenceProfile.from_json(p.to_json()) == p
+    from driftline.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="profile build"):
+        ReferenceProfile.from_json(p.to_json().replace('"profile_version": 1', '"profile_version": 0'))
