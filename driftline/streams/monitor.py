@@ -1,0 +1,252 @@
+"""The monitoring engine: event-time windows of drift and data-quality metrics per (model, version).
+
+Pure (no I/O): the worker hands it each ingested batch and stores the metric rows it
+returns. Windows are tumbling, on event time; a window closes when the watermark (the
+largest event time seen for the model version, minus the allowed lateness) passes its
+end. An event for a window that has closed is counted as dropped, not silently merged.
+
+A model version without a registered reference profile gets one from its first
+``reference_events`` predictions, so every model gets drift and data-quality metrics
+without configuration.
+
+State is bounded: per open window, fixed-size count arrays per feature and a fixed
+latency histogram; the reference buffer holds at most ``reference_events`` rows.
+
+>>> from driftline.events import Prediction
+>>> eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=100)
+>>> batch = [Prediction(event_id=str(i), model="m", version="v1", ts=1_700_000_000.0 + i,
+...                     features={"x": float(i % 10)}, prediction=1) for i in range(300)]
+>>> rows = eng.update(batch)
+>>> sorted({r.metric for r in rows if r.feature == "x"})[:4]
+['js', 'ks', 'ks_error_bound', 'ks_pvalue']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from driftline.events import Prediction
+from driftline.profiles import ReferenceProfile
+from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
+
+#: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
+_LAT_EDGES = np.logspace(-3, 6, 901)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    """One number in the long-format `metrics` table."""
+
+    window_start: float
+    window_end: float
+    model: str
+    version: str
+    family: str
+    metric: str
+    feature: str
+    segment: str
+    value: float
+    n: int
+    complete: bool = True
+
+
+@dataclass
+class _Window:
+    n: int = 0
+    drift: dict[str, NumericDrift | CategoricalDrift] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    type_violations: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    out_of_range: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    latency: np.ndarray = field(default_factory=lambda: np.zeros(_LAT_EDGES.size + 1, dtype=np.int64))
+    latency_n: int = 0
+    kpi_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    predicted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class _VersionState:
+    profile: ReferenceProfile | None = None
+    reference_rows: list[dict[str, Any]] = field(default_factory=list)
+    windows: dict[float, _Window] = field(default_factory=dict)
+    watermark: float = -math.inf
+    dropped_late: int = 0
+
+
+def _column(events: Sequence[Prediction], name: str) -> list[Any]:
+    return [e.features.get(name) for e in events]
+
+
+def _as_float(values: list[Any]) -> tuple[np.ndarray, int]:
+    """Numbers as float64 (None -> NaN); strings count as type violations and become NaN."""
+    try:
+        return np.array(values, dtype=np.float64), 0
+    except (TypeError, ValueError):
+        bad = [not (v is None or isinstance(v, (int, float))) for v in values]
+        clean = [np.nan if b else v for v, b in zip(values, bad, strict=True)]
+        return np.array(clean, dtype=np.float64), int(sum(bad))
+
+
+class MonitoringEngine:
+    """Windows of drift and data-quality metrics; `update()` returns rows of windows that closed."""
+
+    def __init__(
+        self,
+        window_s: float = 300.0,
+        allowed_lateness_s: float = 60.0,
+        reference_events: int = 2000,
+        profiles: Mapping[tuple[str, str], ReferenceProfile] | None = None,
+        alpha: float = 0.05,
+    ):
+        if window_s <= 0 or allowed_lateness_s < 0 or reference_events < 50:
+            raise ValueError("window_s > 0, allowed_lateness_s >= 0 and reference_events >= 50 are required")
+        self.window_s = window_s
+        self.allowed_lateness_s = allowed_lateness_s
+        self.reference_events = reference_events
+        self.alpha = alpha
+        self._state: dict[tuple[str, str], _VersionState] = defaultdict(_VersionState)
+        for key, profile in (profiles or {}).items():
+            self._state[key].profile = profile
+
+    def dropped_late(self) -> int:
+        return sum(s.dropped_late for s in self._state.values())
+
+    def update(self, predictions: Sequence[Prediction]) -> list[MetricRow]:
+        groups: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
+        for e in predictions:
+            groups[(e.model, e.version)].append(e)
+        rows: list[MetricRow] = []
+        for key, events in groups.items():
+            state = self._state[key]
+            if state.profile is None:
+                events = self._collect_reference(key, state, events)
+            if events:
+                self._add(state, events)
+            rows.extend(self._close(key, state, final=False))
+        return rows
+
+    def flush(self) -> list[MetricRow]:
+        """Close every open window (at shutdown); their rows are marked incomplete."""
+        rows: list[MetricRow] = []
+        for key, state in self._state.items():
+            rows.extend(self._close(key, state, final=True))
+        return rows
+
+    def _collect_reference(
+        self, key: tuple[str, str], state: _VersionState, events: list[Prediction]
+    ) -> list[Prediction]:
+        room = self.reference_events - len(state.reference_rows)
+        state.reference_rows.extend(e.features for e in events[:room])
+        if len(state.reference_rows) >= self.reference_events:
+            names = sorted({n for row in state.reference_rows for n in row})
+            columns: dict[str, Any] = {n: [row.get(n) for row in state.reference_rows] for n in names}
+            state.profile = ReferenceProfile.build(key[0], key[1], columns)
+            state.reference_rows = []
+        return events  # reference events also count in their windows (data quality)
+
+    def _add(self, state: _VersionState, events: list[Prediction]) -> None:
+        ts = np.array([e.ts for e in events])
+        starts = np.floor(ts / self.window_s) * self.window_s
+        closed_before = state.watermark  # windows ending at or before it were closed by earlier batches
+        state.watermark = max(state.watermark, float(ts.max()) - self.allowed_lateness_s)
+        for start in np.unique(starts).tolist():
+            idx = np.nonzero(starts == start)[0]
+            if start + self.window_s <= closed_before and start not in state.windows:
+                state.dropped_late += int(idx.size)  # too late: counted, never merged into a closed window
+                continue
+            chunk = [events[i] for i in idx.tolist()]
+            self._add_window(state, state.windows.setdefault(start, _Window()), chunk)
+
+    def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction]) -> None:
+        win.n += len(events)
+        profile = state.profile
+        names = set(profile.features) if profile else {n for e in events for n in e.features}
+        for name in names:
+            values = _column(events, name)
+            kind = profile.features[name].kind if profile and name in profile.features else None
+            if kind == "numeric":
+                x, bad = _as_float(values)
+                win.type_violations[name] += bad
+                missing = int(np.isnan(x).sum()) - bad
+                ref = profile.features[name] if profile else None
+                if ref is not None:
+                    win.out_of_range[name] += int(np.sum((x < ref.minimum) | (x > ref.maximum)))
+                drift = win.drift.get(name)
+                if drift is None and ref is not None:
+                    drift = win.drift[name] = NumericDrift(ref)
+                if drift is not None:
+                    drift.update_many(x)
+            else:
+                arr = np.array(values, dtype=object)
+                missing = int(sum(v is None for v in values))
+                if kind == "categorical" and profile:
+                    drift = win.drift.get(name)
+                    if drift is None:
+                        drift = win.drift[name] = CategoricalDrift(profile.features[name])
+                    drift.update_many(arr)
+            win.missing[name] += missing
+        lat = np.array([e.latency_ms for e in events if e.latency_ms is not None], dtype=np.float64)
+        if lat.size:
+            win.latency += np.bincount(np.searchsorted(_LAT_EDGES, lat), minlength=win.latency.size)
+            win.latency_n += int(lat.size)
+        for e in events:
+            for k, v in e.kpis.items():
+                win.kpi_sum[k] += v
+        for p in (str(e.prediction) for e in events):
+            win.predicted[p] += 1
+
+    def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:
+        rows: list[MetricRow] = []
+        for start in sorted(state.windows):
+            end = start + self.window_s
+            if not final and end > state.watermark:
+                continue
+            rows.extend(self._rows(key, start, end, state.windows.pop(start), complete=not final))
+        return rows
+
+    def _rows(self, key: tuple[str, str], start: float, end: float, win: _Window, complete: bool) -> list[MetricRow]:
+        model, version = key
+        out: list[MetricRow] = []
+
+        def add(family: str, metric: str, value: float, feature: str = "", n: int = win.n) -> None:
+            out.append(MetricRow(start, end, model, version, family, metric, feature, "", float(value), n, complete))
+
+        pvalues: dict[str, float] = {}
+        for name, drift in sorted(win.drift.items()):
+            values = drift.get()
+            for metric, value in values.items():
+                add("drift", metric, value, name, drift.n)
+            p = values.get("ks_pvalue", values.get("chi2_pvalue"))
+            if p is not None:
+                pvalues[name] = p
+        if pvalues:
+            share, drifted = drift_share(pvalues, self.alpha)
+            add("drift", "drift_share", share)
+            for name in drifted:
+                add("drift", "drifted", 1.0, name)
+        for name in sorted(win.missing):
+            add("data_quality", "missing_rate", win.missing[name] / win.n, name)
+            add("data_quality", "type_violation_rate", win.type_violations.get(name, 0) / win.n, name)
+            if name in win.out_of_range:
+                add("data_quality", "out_of_range_rate", win.out_of_range[name] / win.n, name)
+        for name, drift in sorted(win.drift.items()):
+            if isinstance(drift, CategoricalDrift):
+                add("data_quality", "unseen_category_rate", drift.get().get("unseen_rate", 0.0), name)
+        for cls, count in sorted(win.predicted.items()):
+            add("data_quality", "prediction_share", count / win.n, f"class={cls}")
+        if win.latency_n:
+            cdf = np.cumsum(win.latency) / win.latency_n
+            for q in (50, 95, 99):
+                i = int(np.searchsorted(cdf, q / 100))
+                edge = _LAT_EDGES[min(i, _LAT_EDGES.size - 1)]
+                add("kpi", f"latency_p{q}_ms", edge, n=win.latency_n)
+        for name, total in sorted(win.kpi_sum.items()):
+            add("kpi", "sum", total, name)
+            add("kpi", "mean", total / win.n, name)
+        add("volume", "predictions", win.n)
+        return out

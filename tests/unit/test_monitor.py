@@ -1,0 +1,97 @@
+"""The monitoring engine on synthetic streams with a known shift at a known window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftline.events import Prediction
+from driftline.streams.monitor import MetricRow, MonitoringEngine
+
+T0 = 1_700_000_000.0 - (1_700_000_000.0 % 60)
+
+
+def stream(n_windows: int, per_window: int, shift_from: int, seed: int = 0) -> list[Prediction]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in range(n_windows):
+        shifted = w >= shift_from
+        for i in range(per_window):
+            out.append(
+                Prediction(
+                    event_id=f"{w}-{i}",
+                    model="m",
+                    version="v1",
+                    ts=T0 + w * 60 + i * 60 / per_window,
+                    features={
+                        "income": float(rng.normal(50 + (15 if shifted else 0), 10)),
+                        "age": float(rng.normal(40, 12)),
+                        "plan": str(rng.choice(["a", "b", "c"], p=[0.5, 0.3, 0.2])),
+                    },
+                    prediction=int(rng.integers(0, 2)),
+                    latency_ms=float(rng.lognormal(1, 0.5)),
+                    kpis={"revenue": 2.0},
+                )
+            )
+    return out
+
+
+def run(events: list[Prediction], batch: int = 700, **kw: float) -> list[MetricRow]:
+    eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=2000, **kw)  # type: ignore[arg-type]
+    rows: list[MetricRow] = []
+    for i in range(0, len(events), batch):
+        rows.extend(eng.update(events[i : i + batch]))
+    return rows + eng.flush()
+
+
+def test_shift_is_flagged_on_exactly_the_shifted_feature_from_its_window_on() -> None:
+    rows = run(stream(n_windows=12, per_window=1000, shift_from=6))
+    drifted = {(r.window_start, r.feature) for r in rows if r.metric == "drifted"}
+    for w in range(12):
+        start = T0 + w * 60
+        flagged = {f for s, f in drifted if s == start}
+        assert flagged == ({"income"} if w >= 6 else set()), (w, flagged)
+    psi = {r.window_start: r.value for r in rows if r.metric == "psi" and r.feature == "income"}
+    # the first 2,000 events (windows 0-1) become the reference: drift is computed once it exists
+    assert T0 not in psi
+    assert all(psi[T0 + w * 60] < 0.05 for w in range(2, 6))
+    assert all(psi[T0 + w * 60] > 0.5 for w in range(6, 12))
+
+
+def test_no_false_alarms_on_a_stable_stream() -> None:
+    rows = run(stream(n_windows=20, per_window=800, shift_from=99, seed=3))
+    assert [r for r in rows if r.metric == "drifted"] == []
+
+
+def test_data_quality_latency_and_kpis() -> None:
+    events = stream(n_windows=3, per_window=1000, shift_from=99)
+    window2 = [e for e in events if e.ts >= T0 + 120]
+    for e in window2[:100]:
+        e.features["age"] = None
+    for e in window2[100:150]:
+        e.features["age"] = "forty"
+    rows = run(events)
+    by = {(r.window_start, r.metric, r.feature): r.value for r in rows}
+    w2 = T0 + 120
+    assert by[(w2, "missing_rate", "age")] == pytest.approx(0.1)
+    assert by[(w2, "type_violation_rate", "age")] == pytest.approx(0.05)
+    assert by[(T0, "missing_rate", "age")] == 0.0
+    lat = np.array([e.latency_ms for e in window2])
+    for q in (50, 95, 99):
+        assert by[(w2, f"latency_p{q}_ms", "")] == pytest.approx(np.percentile(lat, q), rel=0.03)
+    assert by[(w2, "sum", "revenue")] == 2000.0
+    assert by[(w2, "predictions", "")] == 1000
+
+
+def test_late_events_are_dropped_and_counted() -> None:
+    events = stream(n_windows=4, per_window=500, shift_from=99)
+    eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=500)
+    eng.update(events)  # closes windows 0-2
+    late = [e for e in events[:10]]
+    assert eng.update(late) == []
+    assert eng.dropped_late() == 10
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        MonitoringEngine(window_s=0)
