@@ -76,6 +76,9 @@ class Settings:
     ttl_days: int = 90
     web_port: int = 0
     data_dir: str = ".driftline"
+    monitor_window_s: int = 300
+    monitor_lateness_s: int = 60
+    monitor_reference_events: int = 2000
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -93,6 +96,10 @@ class Settings:
             raise ConfigError("batch_max_records and batch_timeout_ms must be positive")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes={self.max_message_bytes} is too small; use at least 1024")
+        if self.monitor_window_s < 1 or self.monitor_lateness_s < 0 or self.monitor_reference_events < 50:
+            raise ConfigError(
+                "monitor_window_s >= 1, monitor_lateness_s >= 0 and monitor_reference_events >= 50 are required"
+            )
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
 

@@ -296,6 +296,17 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
     counts["by_version"] = dict(
         sink.client.query(f"SELECT version, count() FROM {db}.predictions FINAL GROUP BY version").result_rows
     )
+    counts["drift"] = sink.client.query(
+        f"""SELECT window_start, maxIf(value, metric = 'drift_share'),
+                   arraySort(groupArrayIf(feature, metric = 'drifted')),
+                   maxIf(value, metric = 'psi' AND feature = 'salary'),
+                   maxIf(value, metric = 'predictions'), max(complete)
+            FROM {db}.metrics FINAL
+            WHERE model = {{m:String}} AND version = 'v1'
+            GROUP BY window_start ORDER BY window_start""",
+        parameters={"m": MODEL},
+    ).result_rows
+    counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
     sink.close()
     return counts
 
@@ -319,8 +330,20 @@ def _summary(sent: Sent, stats: dict[str, Any], counts: dict[str, Any], produce_
     )
     print(f"predictions by version: {counts['by_version']}")
     print("dead letters by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(counts["dead_letter_codes"].items())))
+    _drift_table(counts)
     print("\nall counts match" if ok else "\nCOUNTS DO NOT MATCH: see the table above")
     return ok
+
+
+def _drift_table(counts: dict[str, Any]) -> None:
+    print(f"\ndrift of {MODEL} v1 per 5-minute window ({counts['metric_rows']:,} metric rows in ClickHouse):")
+    print(f"{'window (UTC)':>14}{'events':>8}{'drift share':>13}{'PSI salary':>12}  drifted features (BH, 5 %)")
+    for start, share, drifted, psi_salary, n, complete in counts["drift"]:
+        note = "" if complete else "  (window still open at stop)"
+        print(
+            f"{start:%H:%M:%S}".rjust(14) + f"{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}  "
+            f"{', '.join(drifted) or '-'}{note}"
+        )
 
 
 def run_demo(options: DemoOptions) -> int:

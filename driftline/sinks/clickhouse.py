@@ -28,6 +28,10 @@ PREDICTION_COLUMNS = [
     "score", "latency_ms", "features", "attributes", "kpis",
 ]  # fmt: skip
 LABEL_COLUMNS = ["event_id", "label", "ts", "annotator"]
+METRIC_COLUMNS = [
+    "window_start", "window_end", "model", "version", "family", "metric",
+    "feature", "segment", "value", "n", "complete",
+]  # fmt: skip
 DEAD_LETTER_COLUMNS = ["received_at", "topic", "partition", "offset", "event_index", "code", "reason", "payload"]
 
 
@@ -161,6 +165,30 @@ class ClickHouseSink:
             self._insert("dead_letters", dead_letter_columns(dead_letters), DEAD_LETTER_COLUMNS, token)
         except Exception as exc:
             raise SinkError(f"ClickHouse insert failed: {exc}") from exc
+
+    def write_metrics(self, rows: Sequence[Any]) -> None:
+        """Store MetricRow objects (see driftline.streams.monitor)."""
+        if not rows:
+            return
+        columns = [
+            _ms([r.window_start for r in rows]),
+            _ms([r.window_end for r in rows]),
+            [r.model for r in rows],
+            [r.version for r in rows],
+            [r.family for r in rows],
+            [r.metric for r in rows],
+            [r.feature for r in rows],
+            [r.segment for r in rows],
+            [r.value for r in rows],
+            [r.n for r in rows],
+            [int(r.complete) for r in rows],
+        ]
+        try:
+            self.client.insert(
+                "metrics", columns, column_names=METRIC_COLUMNS, database=self.database, column_oriented=True
+            )
+        except Exception as exc:
+            raise SinkError(f"ClickHouse insert of metrics failed: {exc}") from exc
 
     def counts(self) -> dict[str, int]:
         """Rows per table, each event counted once (FINAL collapses replays)."""

@@ -19,7 +19,7 @@ from driftline.exceptions import SinkError
 
 _REPO_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-EVENT_TABLES = {"predictions": "ts", "labels": "ts", "dead_letters": "received_at"}
+EVENT_TABLES = {"predictions": "ts", "labels": "ts", "dead_letters": "received_at", "metrics": "window_start"}
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,19 @@ it runs as a Faust task that consumes in batches.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
 import faust
+import msgspec
 
 from driftline.config import Settings
+from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
+from driftline.streams.monitor import MetricRow, MonitoringEngine
 from driftline.streams.topics import TOPICS
 
 log = logging.getLogger(__name__)
@@ -63,10 +67,17 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
             applied = sink.migrate()
             if applied:
                 log.warning("applied ClickHouse migrations %s", applied)
-        ingestor = BatchIngestor(settings, sink)
-        state.update(ingestor=ingestor, sink=sink)
+        engine = MonitoringEngine(
+            window_s=settings.monitor_window_s,
+            allowed_lateness_s=settings.monitor_lateness_s,
+            reference_events=settings.monitor_reference_events,
+        )
+        publisher = MetricsPublisher(settings, sink, topics["metrics"])
+        ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
+        state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
         try:
             await ingestor.run()
+            await publisher.publish(engine.flush())  # open windows, marked complete=0
         finally:
             sink.close()
             state["done"].set()
@@ -75,6 +86,9 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
     async def stats(web: Any, request: Any) -> Any:
         ingestor = state["ingestor"]
         body = ingestor.stats.as_dict() if ingestor else {"starting": True}
+        if state.get("publisher") is not None:
+            body["metric_rows"] = state["publisher"].rows
+            body["dropped_late"] = state["engine"].dropped_late()
         body["ready"] = bool(ingestor and ingestor.ready.is_set())
         return web.json(body)
 
@@ -94,6 +108,36 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
 
     app.driftline_state = state  # type: ignore[attr-defined]
     return app
+
+
+class MetricsPublisher:
+    """Stores metric rows in ClickHouse (retrying while it is down) and sends them to the metrics topic."""
+
+    def __init__(self, settings: Settings, sink: Any, topic: Any):
+        self.settings = settings
+        self.sink = sink
+        self.topic = topic
+        self.rows = 0
+
+    async def publish(self, rows: list[MetricRow]) -> None:
+        if not rows:
+            return
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(self.sink.write_metrics, rows)
+                break
+            except SinkError as exc:
+                log.warning("metrics not stored, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for row in rows:
+            await self.topic.send(key=row.model.encode(), value=_encode_row(row))
+        self.rows += len(rows)
+
+
+def _encode_row(row: MetricRow) -> bytes:
+    return msgspec.json.encode(dataclasses.asdict(row))
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
