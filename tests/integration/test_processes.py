@@ -111,9 +111,9 @@ def test_bad_env_without_a_flag_fails_at_start_up() -> None:
     )
 
 
-def test_demo_small_run_matches_exactly(tmp_path: Path) -> None:
+def test_demo_small_run_matches_exactly_and_flags_the_shift(tmp_path: Path) -> None:
     out = subprocess.run(
-        [*DRIFTLINE, "demo", "--events", "3000", "--rate", "0", "--data-dir", str(tmp_path / "demo")],
+        [*DRIFTLINE, "demo", "--events", "8000", "--rate", "0", "--data-dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=240,
@@ -124,8 +124,14 @@ def test_demo_small_run_matches_exactly(tmp_path: Path) -> None:
         m.group(1): m.groups()[1:]
         for m in re.finditer(r"^(predictions|labels|dead letters)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)", out.stdout, re.M)
     }
-    assert rows["predictions"] == ("3,000", "3,000", "3,000")
-    assert rows["dead letters"] == ("6", "6", "6")
+    assert rows["predictions"] == ("8,000", "8,000", "8,000")
+    assert rows["dead letters"] == ("16", "16", "16")
+    # 20 five-minute windows; salaries inflate from window 10 on: flagged there and never before
+    windows = re.findall(r"^\s+\d\d:\d\d:00\s+\d+\s+([\d.]+)\s+([\d.]+)\s+(.*)$", out.stdout, re.M)
+    assert len(windows) == 20, out.stdout
+    for i, (_, psi_salary, drifted) in enumerate(windows[:19]):  # the last one is still open at stop
+        assert ("salary" in drifted) == (i >= 10), (i, drifted, out.stdout)
+        assert (float(psi_salary) > 0.2) == (i >= 10), (i, psi_salary)
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
