@@ -297,13 +297,13 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         sink.client.query(f"SELECT version, count() FROM {db}.predictions FINAL GROUP BY version").result_rows
     )
     counts["drift"] = sink.client.query(
-        f"""SELECT window_start, maxIf(value, metric = 'drift_share'),
+        f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC') AS w, maxIf(value, metric = 'drift_share'),
                    arraySort(groupArrayIf(feature, metric = 'drifted')),
                    maxIf(value, metric = 'psi' AND feature = 'salary'),
                    maxIf(value, metric = 'predictions'), max(complete)
             FROM {db}.metrics FINAL
             WHERE model = {{m:String}} AND version = 'v1'
-            GROUP BY window_start ORDER BY window_start""",
+            GROUP BY w ORDER BY w""",
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
@@ -341,7 +341,7 @@ def _drift_table(counts: dict[str, Any]) -> None:
     for start, share, drifted, psi_salary, n, complete in counts["drift"]:
         note = "" if complete else "  (window still open at stop)"
         print(
-            f"{start:%H:%M:%S}".rjust(14) + f"{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}  "
+            f"{start:>14}{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}  "
             f"{', '.join(drifted) or '-'}{note}"
         )
 
