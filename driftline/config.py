@@ -79,6 +79,9 @@ class Settings:
     monitor_window_s: int = 300
     monitor_lateness_s: int = 60
     monitor_reference_events: int = 2000
+    quality_interval_s: int = 60
+    label_ttl_s: int = 7 * 86_400
+    fairness_min_group_size: int = 30
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -100,6 +103,8 @@ class Settings:
             raise ConfigError(
                 "monitor_window_s >= 1, monitor_lateness_s >= 0 and monitor_reference_events >= 50 are required"
             )
+        if self.quality_interval_s < 1 or self.label_ttl_s < 1 or self.fairness_min_group_size < 1:
+            raise ConfigError("quality_interval_s, label_ttl_s and fairness_min_group_size must be positive")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
 

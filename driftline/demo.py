@@ -190,6 +190,7 @@ class _Stack:
             "DRIFTLINE_DATA_DIR": settings.data_dir,
             "DRIFTLINE_WEB_PORT": str(self.web_port),
             "DRIFTLINE_PARTITIONS": "2",
+            "DRIFTLINE_QUALITY_INTERVAL_S": "5",
         }
         log = open(self.data / "worker.log", "ab")  # noqa: SIM115 - closed with the process
         self.worker = subprocess.Popen(
@@ -300,7 +301,10 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC') AS w, maxIf(value, metric = 'drift_share'),
                    arraySort(groupArrayIf(feature, metric = 'drifted')),
                    maxIf(value, metric = 'psi' AND feature = 'salary'),
-                   maxIf(value, metric = 'predictions'), max(complete)
+                   maxIf(value, metric = 'predictions'), min(complete),
+                   maxIf(value, family = 'quality' AND metric = 'accuracy'),
+                   maxIf(value, metric = 'label_coverage'),
+                   maxIf(value, metric = 'demographic_parity_difference' AND feature = 'age_group')
             FROM {db}.metrics FINAL
             WHERE model = {{m:String}} AND version = 'v1'
             GROUP BY w ORDER BY w""",
@@ -336,14 +340,18 @@ def _summary(sent: Sent, stats: dict[str, Any], counts: dict[str, Any], produce_
 
 
 def _drift_table(counts: dict[str, Any]) -> None:
-    print(f"\ndrift of {MODEL} v1 per 5-minute window ({counts['metric_rows']:,} metric rows in ClickHouse):")
-    print(f"{'window (UTC)':>14}{'events':>8}{'drift share':>13}{'PSI salary':>12}  drifted features (BH, 5 %)")
-    for start, share, drifted, psi_salary, n, complete in counts["drift"]:
+    print(f"\n{MODEL} v1 per 5-minute window ({counts['metric_rows']:,} metric rows in ClickHouse):")
+    print(
+        f"{'window (UTC)':>14}{'events':>8}{'drift share':>13}{'PSI salary':>12}{'accuracy':>10}"
+        f"{'labelled':>10}{'parity gap':>12}  drifted features (BH, 5 %)"
+    )
+    for start, share, drifted, psi_salary, n, complete, acc, coverage, gap in counts["drift"]:
         note = "" if complete else "  (window still open at stop)"
         print(
-            f"{start:>14}{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}  "
+            f"{start:>14}{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}{acc:>10.3f}{coverage:>10.2f}{gap:>12.3f}  "
             f"{', '.join(drifted) or '-'}{note}"
         )
+    print("parity gap: demographic-parity difference of approvals between age groups (fairlearn's definition)")
 
 
 def run_demo(options: DemoOptions) -> int:

@@ -121,6 +121,7 @@ def connect(settings: Settings) -> Any:
             username=settings.clickhouse_user,
             password=settings.clickhouse_password.get(),
             connect_timeout=10,
+            autogenerate_session_id=False,  # ingest and the quality job query concurrently
         )
     except Exception as exc:
         raise SinkError(

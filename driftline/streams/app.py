@@ -21,6 +21,7 @@ from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
 from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.quality_job import QualityJob
 from driftline.streams.topics import TOPICS
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,34 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
         publisher = MetricsPublisher(settings, sink, topics["metrics"])
         ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
+        quality = QualityJob(
+            sink.client,
+            settings.clickhouse_database,
+            window_s=settings.monitor_window_s,
+            label_ttl_s=settings.label_ttl_s,
+            min_group_size=settings.fairness_min_group_size,
+        )
+        state["quality"] = quality
         try:
             await ingestor.run()
             await publisher.publish(engine.flush())  # open windows, marked complete=0
+            await publisher.publish(await asyncio.to_thread(quality.run_once))  # labels that came last
         finally:
             sink.close()
             state["done"].set()
+
+    @app.timer(interval=float(settings.quality_interval_s))
+    async def join_labels() -> None:
+        """Quality and fairness of windows that received labels since the last run."""
+        quality, publisher, ingestor = state.get("quality"), state.get("publisher"), state["ingestor"]
+        if quality is None or publisher is None or ingestor is None or ingestor.stopping:
+            return
+        try:
+            rows = await asyncio.to_thread(quality.run_once)
+        except Exception:  # a failed run is retried by the next tick; the job keeps its watermark
+            log.exception("quality job failed; retrying at the next interval")
+            return
+        await publisher.publish(rows)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

@@ -127,11 +127,15 @@ def test_demo_small_run_matches_exactly_and_flags_the_shift(tmp_path: Path) -> N
     assert rows["predictions"] == ("8,000", "8,000", "8,000")
     assert rows["dead letters"] == ("16", "16", "16")
     # 20 five-minute windows; salaries inflate from window 10 on: flagged there and never before
-    windows = re.findall(r"^\s+\d\d:\d\d:00\s+\d+\s+([\d.]+)\s+([\d.]+)\s+(.*)$", out.stdout, re.M)
+    number = r"\s+([\d.]+)"
+    windows = re.findall(rf"^\s+\d\d:\d\d:00\s+\d+{number * 5}\s+(.*)$", out.stdout, re.M)
     assert len(windows) == 20, out.stdout
-    for i, (_, psi_salary, drifted) in enumerate(windows[:19]):  # the last one is still open at stop
+    for i, (_, psi_salary, accuracy, labelled, _gap, drifted) in enumerate(windows[:19]):  # the last is still open
         assert ("salary" in drifted) == (i >= 10), (i, drifted, out.stdout)
         assert (float(psi_salary) > 0.2) == (i >= 10), (i, psi_salary)
+        # the labelling function changes half-way: the model is right before, wrong about half the time after
+        assert (float(accuracy) > 0.85) == (i < 10), (i, accuracy, out.stdout)
+        assert 0.6 < float(labelled) < 0.95, (i, labelled)
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:

@@ -96,8 +96,7 @@ def test_unshifted_categorical_column_does_not_alarm() -> None:
     p /= p.sum()
     profile = profile_column("c", RNG.choice(cats, size=50_000, p=p))
     pvalues = [
-        CategoricalDrift(profile).update_many(RNG.choice(cats, size=5_000, p=p)).get()["chi2_pvalue"]
-        for _ in range(40)
+        CategoricalDrift(profile).update_many(RNG.choice(cats, size=5_000, p=p)).get()["chi2_pvalue"] for _ in range(40)
     ]
     assert sum(pv < 0.01 for pv in pvalues) <= 2  # ~1 % expected under no drift
 

@@ -79,7 +79,5 @@ class GroupFairness:
         out["demographic_parity_difference"] = float(sel.max() - sel.min())
         out["demographic_parity_ratio"] = float(sel.min() / sel.max()) if sel.max() > 0 else 1.0
         out["equal_opportunity_difference"] = float(np.nanmax(tpr) - np.nanmin(tpr))
-        out["equalized_odds_difference"] = float(
-            max(np.nanmax(tpr) - np.nanmin(tpr), np.nanmax(fpr) - np.nanmin(fpr))
-        )
+        out["equalized_odds_difference"] = float(max(np.nanmax(tpr) - np.nanmin(tpr), np.nanmax(fpr) - np.nanmin(fpr)))
         return out

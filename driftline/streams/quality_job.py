@@ -1,0 +1,186 @@
+"""Quality and fairness per window, once labels arrive — attributed to the prediction's window.
+
+Labels come minutes or days after their prediction, so quality cannot be computed when a
+window closes. The join lives in ClickHouse instead of worker memory: the `predictions`
+and `labels` tables are the TTL-bounded join state, and it survives restarts. Every run
+(each minute in the worker, and once at stop) finds the windows that received labels
+since the previous run, recomputes their quality and fairness from all their labelled
+predictions, and writes the rows; the `metrics` table's ReplacingMergeTree key makes the
+new rows replace the old ones. A late label therefore updates its prediction's window.
+
+Binary classification is assumed when every label is 0/1 (true/false); then accuracy,
+precision, recall, F1, ROC AUC, log loss, Brier and ECE (scores needed for the last
+four), and per sensitive attribute the fairness gaps. Numeric labels that are not all
+0/1 get MAE, RMSE and MAPE; other labels get accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from driftline.streams.metrics.fairness import GroupFairness
+from driftline.streams.metrics.quality import BinaryQuality, RegressionQuality
+from driftline.streams.monitor import MetricRow
+
+log = logging.getLogger(__name__)
+
+_BINARY = {"0", "1"}
+
+
+class QualityJob:
+    """Recomputes quality and fairness rows for windows whose labels changed."""
+
+    def __init__(
+        self,
+        client: Any,
+        database: str,
+        window_s: int,
+        label_ttl_s: int = 7 * 86_400,
+        min_group_size: int = 30,
+        overlap_s: float = 2.0,
+    ):
+        self.client = client
+        self.database = database
+        self.window_s = int(window_s)
+        self.label_ttl_s = int(label_ttl_s)
+        self.min_group_size = min_group_size
+        # Re-read labels ingested this long before the newest one seen: an insert that began
+        # earlier may become visible later. Recomputing a window twice is harmless.
+        self.overlap_ms = int(overlap_s * 1000)
+        self._since_ms = 0  # labels ingested after this (ms since epoch) are new
+        self._newest_ms = 0  # the newest label ingestion time already processed
+
+    def run_once(self) -> list[MetricRow]:
+        """Rows for every window that got labels since the last run."""
+        newest_ms = int(
+            self.client.command(
+                f"SELECT toUnixTimestamp64Milli(max(ingested_at)) FROM {self.database}.labels "
+                "WHERE ingested_at > fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+                parameters={"since": self._since_ms},
+            )
+            or 0
+        )
+        if newest_ms <= self._newest_ms:
+            return []
+        windows = self._changed_windows()
+        rows: list[MetricRow] = []
+        for (model, version), starts in windows.items():
+            rows.extend(self._compute(model, version, starts))
+        self._newest_ms = newest_ms
+        self._since_ms = max(self._since_ms, newest_ms - self.overlap_ms)
+        return rows
+
+    def _changed_windows(self) -> dict[tuple[str, str], list[float]]:
+        db, w = self.database, self.window_s
+        result = self.client.query(
+            f"""
+            SELECT p.model, p.version,
+                   toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws
+            FROM {db}.predictions AS p
+            WHERE p.event_id IN (
+                SELECT event_id FROM {db}.labels WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
+              AND p.ts >= (SELECT min(ts) FROM {db}.labels
+                           WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
+                          - toIntervalSecond({self.label_ttl_s})
+            GROUP BY p.model, p.version, ws
+            """,
+            parameters={"since": self._since_ms},
+        ).result_rows
+        out: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for model, version, ws in result:
+            out[(model, version)].append(float(ws))
+        return out
+
+    def _compute(self, model: str, version: str, starts: list[float]) -> list[MetricRow]:
+        db, w = self.database, self.window_s
+        data = self.client.query(
+            f"""
+            SELECT toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws,
+                   p.prediction, p.score, l.label, p.attributes,
+                   if(l.event_id = '', nan, (toUnixTimestamp64Milli(l.ts) - toUnixTimestamp64Milli(p.ts)) / 1000)
+            FROM (SELECT * FROM {db}.predictions FINAL
+                  WHERE model = {{m:String}} AND version = {{v:String}}
+                    AND toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w}), 'UTC')) IN {{ws:Array(UInt32)}}
+                 ) AS p
+            LEFT JOIN (SELECT event_id, argMax(label, ingested_at) AS label, argMax(ts, ingested_at) AS ts
+                       FROM {db}.labels FINAL GROUP BY event_id) AS l
+            ON p.event_id = l.event_id
+            SETTINGS join_use_nulls = 0
+            """,
+            parameters={"m": model, "v": version, "ws": [int(s) for s in starts]},
+        ).result_rows
+        by_window: dict[float, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in data:
+            by_window[float(row[0])].append(row[1:])
+        rows: list[MetricRow] = []
+        for start, items in sorted(by_window.items()):
+            rows.extend(self._window_rows(model, version, start, items))
+        return rows
+
+    def _window_rows(self, model: str, version: str, start: float, items: list[tuple[Any, ...]]) -> list[MetricRow]:
+        end = start + self.window_s
+        n = len(items)
+        labelled = [it for it in items if it[2] != ""]
+        out: list[MetricRow] = []
+
+        def add(family: str, metric: str, value: float, feature: str = "", segment: str = "", k: int = 0) -> None:
+            out.append(MetricRow(start, end, model, version, family, metric, feature, segment, float(value), k))
+
+        add("quality", "label_coverage", len(labelled) / n if n else 0.0, k=n)
+        if not labelled:
+            return out
+        delays = np.array([it[4] for it in labelled], dtype=np.float64)
+        add("quality", "label_delay_mean_s", float(np.nanmean(delays)), k=len(labelled))
+        add("quality", "label_delay_p50_s", float(np.nanmedian(delays)), k=len(labelled))
+        preds = [it[0] for it in labelled]
+        labels = [it[2] for it in labelled]
+        k = len(labelled)
+        if set(labels) <= _BINARY and set(preds) <= _BINARY:
+            y = np.array(labels, dtype=np.int64)
+            p = np.array(preds, dtype=np.int64)
+            scores = [it[1] for it in labelled]
+            if all(s is not None for s in scores):
+                q = BinaryQuality().update_many(y, np.array(scores, dtype=np.float64)).get()
+            else:
+                q = BinaryQuality().update_many(y, p.astype(np.float64)).get()
+                q = {m: v for m, v in q.items() if m in ("accuracy", "precision", "recall", "f1")}
+            for metric, value in q.items():
+                add("quality", metric, value, k=k)
+            self._fairness(labelled, y, p, add, k)
+        elif _all_numeric(labels) and _all_numeric(preds):
+            r = RegressionQuality().update_many(np.array(labels, float), np.array(preds, float)).get()
+            for metric, value in r.items():
+                add("quality", metric, value, k=k)
+        else:
+            add("quality", "accuracy", float(np.mean([a == b for a, b in zip(preds, labels, strict=True)])), k=k)
+        return out
+
+    def _fairness(self, labelled: list[tuple[Any, ...]], y: np.ndarray, p: np.ndarray, add: Any, k: int) -> None:
+        names = sorted({name for it in labelled for name in it[3]})
+        for name in names:
+            groups = np.array([it[3].get(name, "(missing)") for it in labelled], dtype=object)
+            fair = GroupFairness(self.min_group_size).update_many(y, p, groups).get()
+            for metric in (
+                "demographic_parity_difference",
+                "demographic_parity_ratio",
+                "equalized_odds_difference",
+                "equal_opportunity_difference",
+            ):
+                if metric in fair:
+                    add("fairness", metric, fair[metric], name, k=k)
+            for group, stats in fair["groups"].items():
+                for metric in ("selection_rate", "tpr", "fpr"):
+                    if not np.isnan(stats[metric]):
+                        add("fairness", metric, stats[metric], name, group, k=int(stats["size"]))
+
+
+def _all_numeric(values: list[str]) -> bool:
+    try:
+        np.array(values, dtype=np.float64)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,91 @@
+"""Quality and fairness joined in ClickHouse (chdb) equal scikit-learn/fairlearn on the same windows;
+a late label updates its prediction's window."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from sklearn import metrics as skm
+
+from driftline.config import Settings
+from driftline.events import Label, Prediction
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.streams.quality_job import QualityJob
+
+pytestmark = pytest.mark.integration
+W = 300
+
+
+def _data(n: int, t0: float) -> tuple[list[Prediction], list[Label]]:
+    rng = np.random.default_rng(5)
+    preds, labels = [], []
+    for i in range(n):
+        y = int(rng.integers(0, 2))
+        group = str(rng.choice(["f", "m"]))
+        score = float(np.clip(rng.normal(0.35 + 0.3 * y + (0.05 if group == "m" else 0), 0.2), 0, 1))
+        preds.append(
+            Prediction(
+                event_id=f"q{i}",
+                model="credit",
+                version="v1",
+                ts=t0 + i * (3 * W / n),
+                features={},
+                prediction=int(score >= 0.5),
+                score=score,
+                attributes={"sex": group},
+            )
+        )
+        if i % 4:  # 75 % labelled
+            labels.append(Label(event_id=f"q{i}", label=y, ts=t0 + i * (3 * W / n) + 30))
+    return preds, labels
+
+
+def test_quality_and_fairness_per_window_match_references(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(3000, t0)
+    late = labels[-50:]
+    sink.write(preds, labels[:-50], [], token="a")
+    job = QualityJob(sink.client, settings.clickhouse_database, window_s=W, min_group_size=10, overlap_s=0)
+    rows = job.run_once()
+    got = {(r.window_start, r.family, r.metric, r.feature, r.segment): r.value for r in rows}
+    assert {r.window_start for r in rows} == {t0, t0 + W, t0 + 2 * W}
+
+    label_of = {lab.event_id: int(lab.label) for lab in labels[:-50]}
+    for w in range(3):
+        start = t0 + w * W
+        in_win = [p for p in preds if start <= p.ts < start + W]
+        lab = [p for p in in_win if p.event_id in label_of]
+        y = np.array([label_of[p.event_id] for p in lab])
+        s = np.array([p.score for p in lab])
+        pred = np.array([int(p.prediction) for p in lab])
+        sex = np.array([p.attributes["sex"] for p in lab])
+        assert got[(start, "quality", "label_coverage", "", "")] == pytest.approx(len(lab) / len(in_win))
+        assert got[(start, "quality", "accuracy", "", "")] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+        assert got[(start, "quality", "f1", "", "")] == pytest.approx(skm.f1_score(y, pred), abs=1e-12)
+        assert got[(start, "quality", "log_loss", "", "")] == pytest.approx(skm.log_loss(y, s), abs=1e-9)
+        auc_bound = got[(start, "quality", "roc_auc_error_bound", "", "")]
+        assert abs(got[(start, "quality", "roc_auc", "", "")] - skm.roc_auc_score(y, s)) <= auc_bound + 1e-12
+        dp = demographic_parity_difference(y, pred, sensitive_features=sex)
+        eo = equalized_odds_difference(y, pred, sensitive_features=sex)
+        assert got[(start, "fairness", "demographic_parity_difference", "sex", "")] == pytest.approx(dp, abs=1e-12)
+        assert got[(start, "fairness", "equalized_odds_difference", "sex", "")] == pytest.approx(eo, abs=1e-12)
+        assert got[(start, "quality", "label_delay_mean_s", "", "")] == pytest.approx(30.0, abs=1e-3)
+
+    # nothing new: nothing recomputed; a late label: only its window is recomputed, with more coverage
+    assert job.run_once() == []
+    time.sleep(0.01)
+    sink.write([], late, [], token="b")
+    rows2 = job.run_once()
+    assert {r.window_start for r in rows2} == {t0 + 2 * W}
+    before = got[(t0 + 2 * W, "quality", "label_coverage", "", "")]
+    after = next(r.value for r in rows2 if r.metric == "label_coverage")
+    in_last = sum(1 for p in preds if p.ts >= t0 + 2 * W)
+    assert after == pytest.approx(before + 50 / in_last)
