@@ -57,6 +57,7 @@ def main() -> None:
 @click.option("--partitions", type=int, envvar="DRIFTLINE_PARTITIONS", show_envvar=True, help="Partitions per topic.")
 @click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML) to apply.")
 @click.option("--loglevel", default="warn", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 @_fail_cleanly
 def worker(loglevel: str, **flags: Any) -> None:
@@ -64,6 +65,7 @@ def worker(loglevel: str, **flags: Any) -> None:
     from driftline.streams.app import run_worker
 
     settings = _settings(**flags)
+    settings.monitor_spec()  # check the spec before anything starts
     # Faust parses sys.argv itself: hand it only what it understands.
     sys.argv = [sys.argv[0], "worker"]
     run_worker(settings, loglevel=loglevel)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from driftline.events import DEFAULT_MAX_MESSAGE_BYTES
 from driftline.exceptions import ConfigError
+from driftline.spec import ModelSpec, MonitorSpec, Thresholds
 
 #: ClickHouse DateTime overflows past 2106: a TTL longer than this drops rows on arrival.
 MAX_TTL_DAYS = 1825
@@ -82,6 +83,7 @@ class Settings:
     quality_interval_s: int = 60
     label_ttl_s: int = 7 * 86_400
     fairness_min_group_size: int = 30
+    spec: str = ""  # path of a monitor spec (YAML); empty = defaults for every model
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -107,6 +109,18 @@ class Settings:
             raise ConfigError("quality_interval_s, label_ttl_s and fairness_min_group_size must be positive")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
+
+    def monitor_spec(self) -> MonitorSpec:
+        """The spec file if one is set, else defaults built from the monitor_* settings."""
+        if self.spec:
+            return MonitorSpec.load(self.spec)
+        return MonitorSpec(
+            defaults=ModelSpec(
+                window_s=self.monitor_window_s,
+                allowed_lateness_s=self.monitor_lateness_s,
+                thresholds=Thresholds(min_group_size=self.fairness_min_group_size),
+            )
+        )
 
     def topic(self, name: str) -> str:
         """Full name of a driftline topic: predictions, labels, dlq, metrics, alerts, control, labeling."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
     """Build the worker app. `sink_factory(settings)` returns the event sink (ClickHouse by default)."""
+    spec = settings.monitor_spec()  # a bad spec fails here, at start-up
     datadir = Path(settings.data_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -68,21 +69,11 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
             applied = sink.migrate()
             if applied:
                 log.warning("applied ClickHouse migrations %s", applied)
-        engine = MonitoringEngine(
-            window_s=settings.monitor_window_s,
-            allowed_lateness_s=settings.monitor_lateness_s,
-            reference_events=settings.monitor_reference_events,
-        )
+        engine = MonitoringEngine(spec, reference_events=settings.monitor_reference_events)
         publisher = MetricsPublisher(settings, sink, topics["metrics"])
         ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
-        quality = QualityJob(
-            sink.client,
-            settings.clickhouse_database,
-            window_s=settings.monitor_window_s,
-            label_ttl_s=settings.label_ttl_s,
-            min_group_size=settings.fairness_min_group_size,
-        )
+        quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
         state["quality"] = quality
         try:
             await ingestor.run()

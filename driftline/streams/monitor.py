@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from driftline.events import Prediction
 from driftline.profiles import ReferenceProfile
+from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
@@ -71,6 +72,7 @@ class _Window:
 
 @dataclass
 class _VersionState:
+    spec: ModelSpec = field(default_factory=ModelSpec)
     profile: ReferenceProfile | None = None
     reference_rows: list[dict[str, Any]] = field(default_factory=list)
     windows: dict[float, _Window] = field(default_factory=dict)
@@ -97,21 +99,44 @@ class MonitoringEngine:
 
     def __init__(
         self,
-        window_s: float = 300.0,
-        allowed_lateness_s: float = 60.0,
+        spec: MonitorSpec | None = None,
         reference_events: int = 2000,
         profiles: Mapping[tuple[str, str], ReferenceProfile] | None = None,
-        alpha: float = 0.05,
+        window_s: int | None = None,
+        allowed_lateness_s: int | None = None,
     ):
-        if window_s <= 0 or allowed_lateness_s < 0 or reference_events < 50:
-            raise ValueError("window_s > 0, allowed_lateness_s >= 0 and reference_events >= 50 are required")
-        self.window_s = window_s
-        self.allowed_lateness_s = allowed_lateness_s
+        """`window_s` and `allowed_lateness_s`, when given, replace the spec's defaults."""
+        if (window_s is not None and window_s <= 0) or (allowed_lateness_s is not None and allowed_lateness_s < 0):
+            raise ValueError("window_s > 0 and allowed_lateness_s >= 0 are required")
+        if reference_events < 50:
+            raise ValueError("reference_events >= 50 is required")
+        spec = spec or MonitorSpec()
+        if window_s is not None or allowed_lateness_s is not None:
+            spec = MonitorSpec(
+                defaults=replace(
+                    spec.defaults,
+                    window_s=window_s or spec.defaults.window_s,
+                    allowed_lateness_s=spec.defaults.allowed_lateness_s
+                    if allowed_lateness_s is None
+                    else allowed_lateness_s,
+                ),
+                models=spec.models,
+            )
+        self.spec = spec
         self.reference_events = reference_events
-        self.alpha = alpha
-        self._state: dict[tuple[str, str], _VersionState] = defaultdict(_VersionState)
+        self._state: dict[tuple[str, str], _VersionState] = {}
         for key, profile in (profiles or {}).items():
-            self._state[key].profile = profile
+            self._version(key).profile = profile
+
+    def _version(self, key: tuple[str, str]) -> _VersionState:
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = _VersionState(spec=self.spec.for_model(key[0]))
+        return state
+
+    def set_profile(self, profile: ReferenceProfile) -> None:
+        """Use `profile` as the reference of its model version from now on."""
+        self._version((profile.model, profile.version)).profile = profile
 
     def dropped_late(self) -> int:
         return sum(s.dropped_late for s in self._state.values())
@@ -122,7 +147,7 @@ class MonitoringEngine:
             groups[(e.model, e.version)].append(e)
         rows: list[MetricRow] = []
         for key, events in groups.items():
-            state = self._state[key]
+            state = self._version(key)
             if state.profile is None:
                 events = self._collect_reference(key, state, events)
             if events:
@@ -143,20 +168,22 @@ class MonitoringEngine:
         room = self.reference_events - len(state.reference_rows)
         state.reference_rows.extend(e.features for e in events[:room])
         if len(state.reference_rows) >= self.reference_events:
-            names = sorted({n for row in state.reference_rows for n in row})
+            declared = state.spec.features
+            names = sorted(declared or {n for row in state.reference_rows for n in row})
             columns: dict[str, Any] = {n: [row.get(n) for row in state.reference_rows] for n in names}
-            state.profile = ReferenceProfile.build(key[0], key[1], columns)
+            state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=declared)
             state.reference_rows = []
         return events  # reference events also count in their windows (data quality)
 
     def _add(self, state: _VersionState, events: list[Prediction]) -> None:
+        size = state.spec.window_s
         ts = np.array([e.ts for e in events])
-        starts = np.floor(ts / self.window_s) * self.window_s
+        starts = np.floor(ts / size) * size
         closed_before = state.watermark  # windows ending at or before it were closed by earlier batches
-        state.watermark = max(state.watermark, float(ts.max()) - self.allowed_lateness_s)
+        state.watermark = max(state.watermark, float(ts.max()) - state.spec.allowed_lateness_s)
         for start in np.unique(starts).tolist():
             idx = np.nonzero(starts == start)[0]
-            if start + self.window_s <= closed_before and start not in state.windows:
+            if start + size <= closed_before and start not in state.windows:
                 state.dropped_late += int(idx.size)  # too late: counted, never merged into a closed window
                 continue
             chunk = [events[i] for i in idx.tolist()]
@@ -164,8 +191,30 @@ class MonitoringEngine:
 
     def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction]) -> None:
         win.n += len(events)
-        profile = state.profile
-        names = set(profile.features) if profile else {n for e in events for n in e.features}
+        spec = state.spec
+        profile = state.profile if spec.on("drift") else None
+        if spec.on("data_quality") or spec.on("drift"):
+            self._add_features(state, win, events, profile)
+        if spec.on("kpi"):
+            lat = np.array([e.latency_ms for e in events if e.latency_ms is not None], dtype=np.float64)
+            if lat.size:
+                win.latency += np.bincount(np.searchsorted(_LAT_EDGES, lat), minlength=win.latency.size)
+                win.latency_n += int(lat.size)
+            for e in events:
+                for k, v in e.kpis.items():
+                    win.kpi_sum[k] += v
+        if spec.on("data_quality"):
+            for p in (str(e.prediction) for e in events):
+                win.predicted[p] += 1
+
+    def _add_features(
+        self, state: _VersionState, win: _Window, events: list[Prediction], profile: ReferenceProfile | None
+    ) -> None:
+        declared = state.spec.features
+        if state.profile is not None:
+            names = set(state.profile.features)
+        else:
+            names = set(declared) or {n for e in events for n in e.features}
         for name in names:
             values = _column(events, name)
             kind = profile.features[name].kind if profile and name in profile.features else None
@@ -177,7 +226,7 @@ class MonitoringEngine:
                 if ref is not None:
                     win.out_of_range[name] += int(np.sum((x < ref.minimum) | (x > ref.maximum)))
                 drift = win.drift.get(name)
-                if drift is None and ref is not None:
+                if drift is None and ref is not None and profile is not None:
                     drift = win.drift[name] = NumericDrift(ref)
                 if drift is not None:
                     drift.update_many(x)
@@ -190,33 +239,28 @@ class MonitoringEngine:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
                     drift.update_many(arr)
             win.missing[name] += missing
-        lat = np.array([e.latency_ms for e in events if e.latency_ms is not None], dtype=np.float64)
-        if lat.size:
-            win.latency += np.bincount(np.searchsorted(_LAT_EDGES, lat), minlength=win.latency.size)
-            win.latency_n += int(lat.size)
-        for e in events:
-            for k, v in e.kpis.items():
-                win.kpi_sum[k] += v
-        for p in (str(e.prediction) for e in events):
-            win.predicted[p] += 1
 
     def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:
         rows: list[MetricRow] = []
         for start in sorted(state.windows):
-            end = start + self.window_s
+            end = start + state.spec.window_s
             if not final and end > state.watermark:
                 continue
-            rows.extend(self._rows(key, start, end, state.windows.pop(start), complete=not final))
+            rows.extend(self._rows(key, state.spec, start, end, state.windows.pop(start), complete=not final))
         return rows
 
-    def _rows(self, key: tuple[str, str], start: float, end: float, win: _Window, complete: bool) -> list[MetricRow]:
+    def _rows(
+        self, key: tuple[str, str], spec: ModelSpec, start: float, end: float, win: _Window, complete: bool
+    ) -> list[MetricRow]:
         model, version = key
+        limits = spec.thresholds
         out: list[MetricRow] = []
 
         def add(family: str, metric: str, value: float, feature: str = "", n: int = win.n) -> None:
             out.append(MetricRow(start, end, model, version, family, metric, feature, "", float(value), n, complete))
 
         pvalues: dict[str, float] = {}
+        large: set[str] = set()  # features whose effect size passes the threshold
         for name, drift in sorted(win.drift.items()):
             values = drift.get()
             for metric, value in values.items():
@@ -224,29 +268,36 @@ class MonitoringEngine:
             p = values.get("ks_pvalue", values.get("chi2_pvalue"))
             if p is not None:
                 pvalues[name] = p
+            effect = values.get("psi", 0.0) >= limits.psi if "psi" in values else values.get("js", 0.0) >= limits.js
+            if effect:
+                large.add(name)
         if pvalues:
-            share, drifted = drift_share(pvalues, self.alpha)
-            add("drift", "drift_share", share)
+            # drifted = significant after Benjamini-Hochberg across features AND a large enough effect
+            _, significant = drift_share(pvalues, limits.fdr)
+            drifted = [name for name in significant if name in large]
+            add("drift", "drift_share", len(drifted) / len(pvalues))
             for name in drifted:
                 add("drift", "drifted", 1.0, name)
-        for name in sorted(win.missing):
-            add("data_quality", "missing_rate", win.missing[name] / win.n, name)
-            add("data_quality", "type_violation_rate", win.type_violations.get(name, 0) / win.n, name)
-            if name in win.out_of_range:
-                add("data_quality", "out_of_range_rate", win.out_of_range[name] / win.n, name)
-        for name, drift in sorted(win.drift.items()):
-            if isinstance(drift, CategoricalDrift):
-                add("data_quality", "unseen_category_rate", drift.get().get("unseen_rate", 0.0), name)
-        for cls, count in sorted(win.predicted.items()):
-            add("data_quality", "prediction_share", count / win.n, f"class={cls}")
-        if win.latency_n:
-            cdf = np.cumsum(win.latency) / win.latency_n
-            for q in (50, 95, 99):
-                i = int(np.searchsorted(cdf, q / 100))
-                edge = _LAT_EDGES[min(i, _LAT_EDGES.size - 1)]
-                add("kpi", f"latency_p{q}_ms", edge, n=win.latency_n)
-        for name, total in sorted(win.kpi_sum.items()):
-            add("kpi", "sum", total, name)
-            add("kpi", "mean", total / win.n, name)
+        if spec.on("data_quality"):
+            for name in sorted(win.missing):
+                add("data_quality", "missing_rate", win.missing[name] / win.n, name)
+                add("data_quality", "type_violation_rate", win.type_violations.get(name, 0) / win.n, name)
+                if name in win.out_of_range:
+                    add("data_quality", "out_of_range_rate", win.out_of_range[name] / win.n, name)
+            for name, drift in sorted(win.drift.items()):
+                if isinstance(drift, CategoricalDrift):
+                    add("data_quality", "unseen_category_rate", drift.get().get("unseen_rate", 0.0), name)
+            for cls, count in sorted(win.predicted.items()):
+                add("data_quality", "prediction_share", count / win.n, f"class={cls}")
+        if spec.on("kpi"):
+            if win.latency_n:
+                cdf = np.cumsum(win.latency) / win.latency_n
+                for q in (50, 95, 99):
+                    i = int(np.searchsorted(cdf, q / 100))
+                    edge = _LAT_EDGES[min(i, _LAT_EDGES.size - 1)]
+                    add("kpi", f"latency_p{q}_ms", edge, n=win.latency_n)
+            for name, total in sorted(win.kpi_sum.items()):
+                add("kpi", "sum", total, name)
+                add("kpi", "mean", total / win.n, name)
         add("volume", "predictions", win.n)
         return out

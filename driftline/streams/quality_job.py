@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.fairness import GroupFairness
 from driftline.streams.metrics.quality import BinaryQuality, RegressionQuality
 from driftline.streams.monitor import MetricRow
@@ -38,16 +40,19 @@ class QualityJob:
         self,
         client: Any,
         database: str,
-        window_s: int,
+        spec: MonitorSpec | None = None,
         label_ttl_s: int = 7 * 86_400,
-        min_group_size: int = 30,
         overlap_s: float = 2.0,
+        window_s: int | None = None,
     ):
+        """`window_s`, when given, replaces the spec's default window (as in MonitoringEngine)."""
+        spec = spec or MonitorSpec()
+        if window_s is not None:
+            spec = MonitorSpec(replace(spec.defaults, window_s=int(window_s)), spec.models)
         self.client = client
         self.database = database
-        self.window_s = int(window_s)
+        self.spec = spec
         self.label_ttl_s = int(label_ttl_s)
-        self.min_group_size = min_group_size
         # Re-read labels ingested this long before the newest one seen: an insert that began
         # earlier may become visible later. Recomputing a window twice is harmless.
         self.overlap_ms = int(overlap_s * 1000)
@@ -66,37 +71,55 @@ class QualityJob:
         )
         if newest_ms <= self._newest_ms:
             return []
-        windows = self._changed_windows()
         rows: list[MetricRow] = []
-        for (model, version), starts in windows.items():
-            rows.extend(self._compute(model, version, starts))
+        for model in self._models_with_new_labels():
+            spec = self.spec.for_model(model)
+            if not (spec.on("quality") or spec.on("fairness")):
+                continue
+            for (model_, version), starts in self._changed_windows(model, spec.window_s).items():
+                rows.extend(self._compute(model_, version, starts, spec))
         self._newest_ms = newest_ms
         self._since_ms = max(self._since_ms, newest_ms - self.overlap_ms)
         return rows
 
-    def _changed_windows(self) -> dict[tuple[str, str], list[float]]:
-        db, w = self.database, self.window_s
+    def _new_labels_filter(self) -> str:
+        db = self.database
+        return f"""p.event_id IN (
+                SELECT event_id FROM {db}.labels WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
+              AND p.ts >= (SELECT min(ts) FROM {db}.labels
+                           WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
+                          - toIntervalSecond({self.label_ttl_s})"""
+
+    def _models_with_new_labels(self) -> list[str]:
+        rows = self.client.query(
+            f"SELECT DISTINCT p.model FROM {self.database}.predictions AS p WHERE {self._new_labels_filter()}",
+            parameters={"since": self._since_ms},
+        ).result_rows
+        return sorted(str(r[0]) for r in rows)
+
+    def _changed_windows(self, model: str, window_s: int) -> dict[tuple[str, str], list[float]]:
+        db, w = self.database, int(window_s)
         result = self.client.query(
             f"""
             SELECT p.model, p.version,
                    toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws
             FROM {db}.predictions AS p
-            WHERE p.event_id IN (
+            WHERE p.model = {{m:String}} AND p.event_id IN (
                 SELECT event_id FROM {db}.labels WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
               AND p.ts >= (SELECT min(ts) FROM {db}.labels
                            WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC'))
                           - toIntervalSecond({self.label_ttl_s})
             GROUP BY p.model, p.version, ws
             """,
-            parameters={"since": self._since_ms},
+            parameters={"since": self._since_ms, "m": model},
         ).result_rows
         out: dict[tuple[str, str], list[float]] = defaultdict(list)
         for model, version, ws in result:
             out[(model, version)].append(float(ws))
         return out
 
-    def _compute(self, model: str, version: str, starts: list[float]) -> list[MetricRow]:
-        db, w = self.database, self.window_s
+    def _compute(self, model: str, version: str, starts: list[float], spec: ModelSpec) -> list[MetricRow]:
+        db, w = self.database, spec.window_s
         data = self.client.query(
             f"""
             SELECT toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws,
@@ -118,11 +141,13 @@ class QualityJob:
             by_window[float(row[0])].append(row[1:])
         rows: list[MetricRow] = []
         for start, items in sorted(by_window.items()):
-            rows.extend(self._window_rows(model, version, start, items))
+            rows.extend(self._window_rows(model, version, start, items, spec))
         return rows
 
-    def _window_rows(self, model: str, version: str, start: float, items: list[tuple[Any, ...]]) -> list[MetricRow]:
-        end = start + self.window_s
+    def _window_rows(
+        self, model: str, version: str, start: float, items: list[tuple[Any, ...]], spec: ModelSpec
+    ) -> list[MetricRow]:
+        end = start + spec.window_s
         n = len(items)
         labelled = [it for it in items if it[2] != ""]
         out: list[MetricRow] = []
@@ -139,31 +164,51 @@ class QualityJob:
         preds = [it[0] for it in labelled]
         labels = [it[2] for it in labelled]
         k = len(labelled)
-        if set(labels) <= _BINARY and set(preds) <= _BINARY:
-            y = np.array(labels, dtype=np.int64)
-            p = np.array(preds, dtype=np.int64)
+        task = self._task(model, spec, preds, labels)
+        if task == "binary":
+            positive = spec.positive_class
+            y = np.array([lab == positive for lab in labels], dtype=np.int64)
+            p = np.array([pred == positive for pred in preds], dtype=np.int64)
             scores = [it[1] for it in labelled]
             if all(s is not None for s in scores):
                 q = BinaryQuality().update_many(y, np.array(scores, dtype=np.float64)).get()
             else:
                 q = BinaryQuality().update_many(y, p.astype(np.float64)).get()
                 q = {m: v for m, v in q.items() if m in ("accuracy", "precision", "recall", "f1")}
-            for metric, value in q.items():
-                add("quality", metric, value, k=k)
-            self._fairness(labelled, y, p, add, k)
-        elif _all_numeric(labels) and _all_numeric(preds):
+            if spec.on("quality"):
+                for metric, value in q.items():
+                    add("quality", metric, value, k=k)
+            if spec.on("fairness"):
+                self._fairness(labelled, y, p, add, spec)
+        elif task == "regression" and spec.on("quality"):
             r = RegressionQuality().update_many(np.array(labels, float), np.array(preds, float)).get()
             for metric, value in r.items():
                 add("quality", metric, value, k=k)
-        else:
+        elif spec.on("quality"):
             add("quality", "accuracy", float(np.mean([a == b for a, b in zip(preds, labels, strict=True)])), k=k)
         return out
 
-    def _fairness(self, labelled: list[tuple[Any, ...]], y: np.ndarray, p: np.ndarray, add: Any, k: int) -> None:
+    def _task(self, model: str, spec: ModelSpec, preds: list[str], labels: list[str]) -> str:
+        """The spec's task for a model it names; otherwise inferred from the values."""
+        if model in self.spec.models:
+            if spec.task == "regression" and not (_all_numeric(labels) and _all_numeric(preds)):
+                log.warning("model %s: task is regression but labels or predictions are not numbers", model)
+                return "multiclass"
+            return spec.task
+        if set(labels) <= _BINARY and set(preds) <= _BINARY:
+            return "binary"
+        return "regression" if _all_numeric(labels) and _all_numeric(preds) else "multiclass"
+
+    def _fairness(
+        self, labelled: list[tuple[Any, ...]], y: np.ndarray, p: np.ndarray, add: Any, spec: ModelSpec
+    ) -> None:
+        k = len(labelled)
         names = sorted({name for it in labelled for name in it[3]})
+        if spec.sensitive_attributes is not None:
+            names = [n for n in names if n in spec.sensitive_attributes]
         for name in names:
             groups = np.array([it[3].get(name, "(missing)") for it in labelled], dtype=object)
-            fair = GroupFairness(self.min_group_size).update_many(y, p, groups).get()
+            fair = GroupFairness(spec.thresholds.min_group_size).update_many(y, p, groups).get()
             for metric in (
                 "demographic_parity_difference",
                 "demographic_parity_ratio",

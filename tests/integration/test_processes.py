@@ -85,6 +85,7 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
         (["worker", "--clickhouse", "mysql://x"], "chdb:///"),
         (["counts", "--clickhouse", "chdb://rel"], "three slashes"),
         (["demo", "--events", "5"], "at least 100"),
+        (["worker", "--spec", "/nonexistent/spec.yaml"], "does not exist"),
     ],
 )
 def test_bad_flags_fail_with_one_line_that_says_how_to_fix(args: list[str], message: str) -> None:

@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 from driftline.config import Settings
 from driftline.events import Label, Prediction
 from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.spec import MonitorSpec
 from driftline.streams.quality_job import QualityJob
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,8 @@ def test_quality_and_fairness_per_window_match_references(
     preds, labels = _data(3000, t0)
     late = labels[-50:]
     sink.write(preds, labels[:-50], [], token="a")
-    job = QualityJob(sink.client, settings.clickhouse_database, window_s=W, min_group_size=10, overlap_s=0)
+    spec = MonitorSpec.from_dict({"defaults": {"window": W, "thresholds": {"min_group_size": 10}}})
+    job = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0)
     rows = job.run_once()
     got = {(r.window_start, r.family, r.metric, r.feature, r.segment): r.value for r in rows}
     assert {r.window_start for r in rows} == {t0, t0 + W, t0 + 2 * W}

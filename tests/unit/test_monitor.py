@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from driftline.events import Prediction
+from driftline.spec import MonitorSpec
 from driftline.streams.monitor import MetricRow, MonitoringEngine
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 60)
@@ -36,8 +37,11 @@ def stream(n_windows: int, per_window: int, shift_from: int, seed: int = 0) -> l
     return out
 
 
-def run(events: list[Prediction], batch: int = 700, **kw: float) -> list[MetricRow]:
-    eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=2000, **kw)  # type: ignore[arg-type]
+def run(events: list[Prediction], batch: int = 700, spec: MonitorSpec | None = None) -> list[MetricRow]:
+    if spec is None:
+        eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=2000)
+    else:
+        eng = MonitoringEngine(spec, reference_events=2000)
     rows: list[MetricRow] = []
     for i in range(0, len(events), batch):
         rows.extend(eng.update(events[i : i + batch]))

@@ -1,0 +1,179 @@
+"""The monitor spec: what to watch for each model, as YAML or Python, checked at start-up.
+
+Every field has a default, so a model that is not in the spec (or no spec at all) still
+gets drift and data-quality metrics with features inferred from its reference profile.
+
+.. code-block:: yaml
+
+    defaults:
+      window: 5m
+    models:
+      loan-approval:
+        task: binary                 # binary | multiclass | regression
+        positive_class: 1
+        features: {salary: numeric, car: categorical, owns_home: boolean}
+        sensitive_attributes: [age_group]
+        window: 5m                   # tumbling, event time
+        allowed_lateness: 1m
+        families: [drift, data_quality, quality, fairness, kpi]
+        thresholds: {psi: 0.1, js: 0.1, fdr: 0.05, min_group_size: 30}
+
+>>> spec = MonitorSpec.from_yaml("models: {m: {window: 10m, features: {age: numeric}}}")
+>>> spec.for_model("m").window_s, spec.for_model("other").window_s
+(600, 300)
+>>> MonitorSpec.from_yaml("models: {m: {window: soon}}")
+Traceback (most recent call last):
+...
+driftline.exceptions.ConfigError: monitor spec, models.m.window: 'soon' is not a duration; write e.g. 30s, 5m, 1h or 1d
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftline.exceptions import ConfigError
+
+FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi")
+TASKS = ("binary", "multiclass", "regression")
+KINDS = ("numeric", "categorical", "boolean")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a feature counts as drifted: significant after FDR control *and* a large enough effect."""
+
+    psi: float = 0.1  # numeric features
+    js: float = 0.1  # categorical features
+    fdr: float = 0.05  # Benjamini-Hochberg level across the features of a window
+    min_group_size: int = 30  # fairness: smaller groups are reported, not compared
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    task: str = "binary"
+    positive_class: str = "1"
+    features: dict[str, str] = field(default_factory=dict)  # empty: every feature, kinds inferred
+    sensitive_attributes: list[str] | None = None  # None: every attribute
+    window_s: int = 300
+    allowed_lateness_s: int = 60
+    families: tuple[str, ...] = FAMILIES
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def on(self, family: str) -> bool:
+        return family in self.families
+
+
+def parse_duration(value: Any, where: str) -> int:
+    """Seconds in '30s', '5m', '1h', '1d' or a bare number of seconds."""
+    match = _DURATION.match(str(value))
+    if not match or isinstance(value, bool):
+        raise ConfigError(f"monitor spec, {where}: {value!r} is not a duration; write e.g. 30s, 5m, 1h or 1d")
+    return int(float(match.group(1)) * _UNIT[match.group(2)])
+
+
+def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
+    known = {"task", "positive_class", "features", "sensitive_attributes", "window", "allowed_lateness",
+             "families", "thresholds"}  # fmt: skip
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    changes: dict[str, Any] = {}
+    if "task" in raw:
+        if raw["task"] not in TASKS:
+            raise ConfigError(f"monitor spec, {where}.task: {raw['task']!r} is not one of {list(TASKS)}")
+        changes["task"] = raw["task"]
+    if "positive_class" in raw:
+        value = raw["positive_class"]
+        changes["positive_class"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    if "features" in raw:
+        feats = raw["features"]
+        if not isinstance(feats, dict):
+            raise ConfigError(f"monitor spec, {where}.features: expected name: kind pairs, e.g. {{age: numeric}}")
+        for name, kind in feats.items():
+            if kind not in KINDS:
+                raise ConfigError(
+                    f"monitor spec, {where}.features.{name}: {kind!r} is not one of {list(KINDS)}"
+                )
+        changes["features"] = {str(k): str(v) for k, v in feats.items()}
+    if "sensitive_attributes" in raw:
+        attrs = raw["sensitive_attributes"]
+        if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
+            raise ConfigError(f"monitor spec, {where}.sensitive_attributes: expected a list of names")
+        changes["sensitive_attributes"] = attrs
+    if "window" in raw:
+        changes["window_s"] = parse_duration(raw["window"], f"{where}.window")
+        if changes["window_s"] < 1:
+            raise ConfigError(f"monitor spec, {where}.window: must be at least 1s")
+    if "allowed_lateness" in raw:
+        changes["allowed_lateness_s"] = parse_duration(raw["allowed_lateness"], f"{where}.allowed_lateness")
+    if "families" in raw:
+        fams = raw["families"]
+        bad = [f for f in fams or [] if f not in FAMILIES] if isinstance(fams, list) else [fams]
+        if bad:
+            raise ConfigError(f"monitor spec, {where}.families: {bad} not among {list(FAMILIES)}")
+        changes["families"] = tuple(fams)
+    if "thresholds" in raw:
+        changes["thresholds"] = _thresholds(raw["thresholds"], f"{where}.thresholds", base.thresholds)
+    return replace(base, **changes)
+
+
+def _thresholds(raw: Any, where: str, base: Thresholds) -> Thresholds:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"monitor spec, {where}: expected a mapping, e.g. {{psi: 0.2}}")
+    names = {f.name for f in fields(Thresholds)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"monitor spec, {where}: unknown threshold(s) {unknown}; known: {sorted(names)}")
+    out = replace(base, **raw)
+    if not (0 < out.fdr < 1 and out.psi >= 0 and out.js >= 0 and out.min_group_size >= 1):
+        raise ConfigError(f"monitor spec, {where}: need 0 < fdr < 1, psi >= 0, js >= 0, min_group_size >= 1")
+    return out
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """Per-model specs plus the defaults for every model not named."""
+
+    defaults: ModelSpec = field(default_factory=ModelSpec)
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+
+    def for_model(self, model: str) -> ModelSpec:
+        return self.models.get(model, self.defaults)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> MonitorSpec:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict) or set(raw) - {"defaults", "models"}:
+            raise ConfigError("monitor spec: the top level has `defaults:` and `models:` only")
+        defaults = _model_spec(raw.get("defaults"), "defaults", ModelSpec())
+        models_raw = raw.get("models") or {}
+        if not isinstance(models_raw, dict):
+            raise ConfigError("monitor spec, models: expected model-name: settings pairs")
+        models = {str(name): _model_spec(m, f"models.{name}", defaults) for name, m in models_raw.items()}
+        return cls(defaults, models)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> MonitorSpec:
+        try:
+            return cls.from_dict(yaml.safe_load(text))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"monitor spec is not valid YAML: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> MonitorSpec:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"monitor spec {str(p)!r} does not exist; check --spec / DRIFTLINE_SPEC")
+        return cls.from_yaml(p.read_text())
