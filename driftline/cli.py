@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -114,6 +115,66 @@ def counts(clickhouse: str | None, database: str | None) -> None:
     sink = ClickHouseSink(_settings(clickhouse=clickhouse, clickhouse_database=database))
     sink.migrate()
     click.echo(json.dumps(sink.counts()))
+
+
+@main.group()
+def profile() -> None:
+    """Reference profiles: what features looked like in training or a chosen window."""
+
+
+@profile.command("build")
+@click.option("--model", required=True, help="Model name.")
+@click.option("--version", "version_", required=True, help="Model version the profile is the reference of.")
+@click.option("--input", "input_", type=click.Path(path_type=Path), help="Reference data: .csv or .jsonl.")
+@click.option("--since", help="With --from-clickhouse: start of the window (ISO time, UTC).")
+@click.option("--until", help="With --from-clickhouse: end of the window (ISO time, UTC).")
+@click.option("--from-clickhouse", is_flag=True, help="Profile the model version's predictions in [since, until).")
+@click.option("--out", type=click.Path(path_type=Path), help="JSON artefact (default: <data dir>/profiles/M-V.json).")
+@click.option("--no-store", is_flag=True, help="Write the JSON artefact only, not the ClickHouse table.")
+@_clickhouse
+@_data_dir
+@click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec: feature kinds to use.")
+@_fail_cleanly
+def profile_build(
+    model: str,
+    version_: str,
+    input_: Path | None,
+    since: str | None,
+    until: str | None,
+    from_clickhouse: bool,
+    out: Path | None,
+    no_store: bool,
+    **flags: Any,
+) -> None:
+    """Build a reference profile; store it in ClickHouse (the worker uses it) and as JSON."""
+    from driftline.profile_io import profile_from_rows, read_rows, rows_from_clickhouse, store_profile, write_artifact
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    if bool(input_) == from_clickhouse:
+        raise click.UsageError("give either --input FILE or --from-clickhouse --since T --until T")
+    if from_clickhouse and not (since and until):
+        raise click.UsageError("--from-clickhouse needs --since and --until")
+    settings = _settings(**flags)
+    kinds = settings.monitor_spec().for_model(model).features or None
+    sink = None if (no_store and input_) else ClickHouseSink(settings)
+    if sink is not None:
+        sink.migrate()
+    if input_:
+        rows = read_rows(input_)
+        source = f"file:{input_.name}"
+    else:
+        assert sink is not None and since and until
+        rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version_, since, until)
+        source = f"clickhouse:{since}/{until}"
+    built = profile_from_rows(model, version_, rows, kinds)
+    path = write_artifact(built, out or settings.data_path / "profiles" / f"{model}-{version_}.json")
+    if sink is not None and not no_store:
+        store_profile(sink.client, settings.clickhouse_database, built, source)
+    n = next(iter(built.features.values())).count if built.features else 0
+    click.echo(
+        f"profiled {len(built.features)} features of {model} {version_} (~{n:,} rows); wrote {path}"
+        + ("" if no_store else "; stored in ClickHouse reference_profiles")
+    )
 
 
 @main.command()

@@ -102,9 +102,9 @@ def profile_column(name: str, column: npt.ArrayLike, kind: str | None = None) ->
         kind = "numeric" if is_num and present.size else "categorical"
     if kind == "numeric":
         return _numeric(name, present.astype(np.float64), n_total)
-    if kind == "categorical":
+    if kind in ("categorical", "boolean"):
         return _categorical(name, present, n_total)
-    raise ConfigError(f"feature {name!r}: kind must be 'numeric' or 'categorical', not {kind!r}")
+    raise ConfigError(f"feature {name!r}: kind must be 'numeric', 'categorical' or 'boolean', not {kind!r}")
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
             raise ConfigError(f"monitor spec, {where}.features: expected name: kind pairs, e.g. {{age: numeric}}")
         for name, kind in feats.items():
             if kind not in KINDS:
-                raise ConfigError(
-                    f"monitor spec, {where}.features.{name}: {kind!r} is not one of {list(KINDS)}"
-                )
+                raise ConfigError(f"monitor spec, {where}.features.{name}: {kind!r} is not one of {list(KINDS)}")
         changes["features"] = {str(k): str(v) for k, v in feats.items()}
     if "sensitive_attributes" in raw:
         attrs = raw["sensitive_attributes"]

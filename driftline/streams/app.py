@@ -18,6 +18,7 @@ import msgspec
 
 from driftline.config import Settings
 from driftline.exceptions import SinkError
+from driftline.profile_io import load_profiles
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
 from driftline.streams.monitor import MetricRow, MonitoringEngine
@@ -69,7 +70,12 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
             applied = sink.migrate()
             if applied:
                 log.warning("applied ClickHouse migrations %s", applied)
-        engine = MonitoringEngine(spec, reference_events=settings.monitor_reference_events)
+        profiles = load_profiles(sink.client, settings.clickhouse_database) if isinstance(sink, ClickHouseSink) else []
+        engine = MonitoringEngine(
+            spec,
+            reference_events=settings.monitor_reference_events,
+            profiles={(p.model, p.version): p for p in profiles},
+        )
         publisher = MetricsPublisher(settings, sink, topics["metrics"])
         ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)

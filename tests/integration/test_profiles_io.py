@@ -1,0 +1,68 @@
+"""`driftline profile build` and profile storage in ClickHouse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftline.config import Settings
+from driftline.profile_io import load_profiles, profile_from_rows, rows_from_clickhouse, store_profile
+from driftline.profiles import ReferenceProfile
+from driftline.sinks.clickhouse import ClickHouseSink
+from tests.unit.test_events import BASE_TS, make_prediction
+
+pytestmark = pytest.mark.integration
+
+
+def test_profile_from_a_clickhouse_window_equals_one_from_the_same_rows(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    preds = [make_prediction(i) for i in range(400)]
+    sink.write(preds, [], [], token="p")
+    since = datetime.fromtimestamp(BASE_TS + 100, UTC).isoformat()
+    until = datetime.fromtimestamp(BASE_TS + 300, UTC).isoformat()
+    rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, "churn", "v1", since, until)
+    from_ch = profile_from_rows("churn", "v1", rows)
+    direct = profile_from_rows("churn", "v1", iter(p.features for p in preds[100:300]))
+    assert from_ch == direct
+    assert from_ch.features["age"].count == 200
+
+    store_profile(sink.client, settings.clickhouse_database, from_ch, "test")
+    newer = ReferenceProfile.build("churn", "v1", {"age": np.arange(10.0)})
+    store_profile(sink.client, settings.clickhouse_database, newer, "test")
+    assert load_profiles(sink.client, settings.clickhouse_database) == [newer]  # the newest wins
+
+
+def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
+    data = tmp_path / "ref.jsonl"
+    with data.open("w") as fh:
+        for i in range(300):
+            fh.write(json.dumps({"features": {"age": 20 + i % 50, "zip": 1000 + i % 7, "vip": i % 3 == 0}}) + "\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("models: {churn: {features: {age: numeric, zip: categorical, vip: boolean}}}")
+    out = tmp_path / "p.json"
+    cmd = [sys.executable, "-m", "driftline", "profile", "build", "--model", "churn", "--version", "v2"]
+    done = subprocess.run(
+        [*cmd, "--input", str(data), "--out", str(out), "--spec", str(spec), "--clickhouse", f"chdb://{tmp_path / 'ch'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stored in ClickHouse" in done.stdout
+    profile = ReferenceProfile.from_json(out.read_text())
+    assert profile.features["zip"].kind == "categorical"  # numbers, but the spec says categorical
+    assert profile.features["vip"].categories == {"False": 200, "True": 100}
+    assert profile.features["age"].kind == "numeric"
+
+    bad = subprocess.run([*cmd, "--input", str(tmp_path / "none.csv"), "--no-store"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
