@@ -52,7 +52,7 @@ def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
     out = tmp_path / "p.json"
     cmd = [sys.executable, "-m", "driftline", "profile", "build", "--model", "churn", "--version", "v2"]
     done = subprocess.run(
-        [*cmd, "--input", str(data), "--out", str(out), "--spec", str(spec), "--clickhouse", f"chdb://{tmp_path / 'ch'}"],
+        [*cmd, "--input", str(data), "--out", str(out), "--spec", str(spec), "--clickhouse", f"chdb://{tmp_path}/ch"],
         capture_output=True,
         text=True,
         timeout=120,
