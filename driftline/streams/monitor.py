@@ -34,6 +34,7 @@ import numpy as np
 from driftline.events import Prediction
 from driftline.profiles import ReferenceProfile
 from driftline.spec import ModelSpec, MonitorSpec
+from driftline.streams.metrics.detectors import WindowSignalDetector
 from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
@@ -76,6 +77,7 @@ class _VersionState:
     profile: ReferenceProfile | None = None
     reference_rows: list[dict[str, Any]] = field(default_factory=list)
     windows: dict[float, _Window] = field(default_factory=dict)
+    detectors: dict[str, WindowSignalDetector] = field(default_factory=dict)  # per feature
     watermark: float = -math.inf
     dropped_late: int = 0
 
@@ -246,8 +248,22 @@ class MonitoringEngine:
             end = start + state.spec.window_s
             if not final and end > state.watermark:
                 continue
-            rows.extend(self._rows(key, state.spec, start, end, state.windows.pop(start), complete=not final))
+            window_rows = self._rows(key, state.spec, start, end, state.windows.pop(start), complete=not final)
+            if not final:
+                window_rows.extend(self._detect(state, window_rows))
+            rows.extend(window_rows)
         return rows
+
+    def _detect(self, state: _VersionState, rows: list[MetricRow]) -> list[MetricRow]:
+        """Page-Hinkley per feature on the window's PSI (numeric) or JS (categorical)."""
+        numeric = {r.feature for r in rows if r.metric == "psi"}
+        signals = [r for r in rows if r.metric == "psi" or (r.metric == "js" and r.feature not in numeric)]
+        out = []
+        for row in signals:
+            detector = state.detectors.setdefault(row.feature, WindowSignalDetector())
+            if detector.update(row.value):
+                out.append(replace(row, metric="page_hinkley_alarm", value=1.0))
+        return out
 
     def _rows(
         self, key: tuple[str, str], spec: ModelSpec, start: float, end: float, win: _Window, complete: bool

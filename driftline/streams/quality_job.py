@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from driftline.spec import ModelSpec, MonitorSpec
+from driftline.streams.metrics.detectors import ErrorStreamDetector
 from driftline.streams.metrics.fairness import GroupFairness
 from driftline.streams.metrics.quality import BinaryQuality, RegressionQuality
 from driftline.streams.monitor import MetricRow
@@ -58,6 +59,7 @@ class QualityJob:
         self.overlap_ms = int(overlap_s * 1000)
         self._since_ms = 0  # labels ingested after this (ms since epoch) are new
         self._newest_ms = 0  # the newest label ingestion time already processed
+        self._detectors: dict[tuple[str, str], ErrorStreamDetector] = {}
 
     def run_once(self) -> list[MetricRow]:
         """Rows for every window that got labels since the last run."""
@@ -78,8 +80,42 @@ class QualityJob:
                 continue
             for (model_, version), starts in self._changed_windows(model, spec.window_s).items():
                 rows.extend(self._compute(model_, version, starts, spec))
+        rows.extend(self._error_stream_rows(self._newest_ms, newest_ms))
         self._newest_ms = newest_ms
         self._since_ms = max(self._since_ms, newest_ms - self.overlap_ms)
+        return rows
+
+    def _error_stream_rows(self, after_ms: int, upto_ms: int) -> list[MetricRow]:
+        """Feed each newly labelled prediction's error, in event-time order, to HDDM_A per version."""
+        db = self.database
+        data = self.client.query(
+            f"""
+            SELECT p.model, p.version, toUnixTimestamp64Milli(p.ts) / 1000, p.prediction, l.label
+            FROM {db}.predictions AS p FINAL
+            INNER JOIN (SELECT event_id, argMax(label, ingested_at) AS label FROM {db}.labels
+                        WHERE ingested_at > fromUnixTimestamp64Milli({{a:Int64}}, 'UTC')
+                          AND ingested_at <= fromUnixTimestamp64Milli({{b:Int64}}, 'UTC')
+                        GROUP BY event_id) AS l ON p.event_id = l.event_id
+            ORDER BY p.model, p.version, p.ts
+            """,
+            parameters={"a": after_ms, "b": upto_ms},
+        ).result_rows
+        by_version: dict[tuple[str, str], list[tuple[float, bool]]] = defaultdict(list)
+        for model, version, ts, pred, label in data:
+            by_version[(model, version)].append((float(ts), pred != label))
+        rows = []
+        for (model, version), items in by_version.items():
+            spec = self.spec.for_model(model)
+            if not spec.on("quality") or (spec.task == "regression" and model in self.spec.models):
+                continue
+            detector = self._detectors.setdefault((model, version), ErrorStreamDetector())
+            for i in detector.update_many([err for _, err in items]):
+                start = items[i][0] // spec.window_s * spec.window_s
+                rows.append(
+                    MetricRow(
+                        start, start + spec.window_s, model, version, "quality", "error_drift_alarm", "", "", 1.0, 1
+                    )
+                )
         return rows
 
     def _new_labels_filter(self) -> str:
