@@ -91,3 +91,25 @@ def test_quality_and_fairness_per_window_match_references(
     after = next(r.value for r in rows2 if r.metric == "label_coverage")
     in_last = sum(1 for p in preds if p.ts >= t0 + 2 * W)
     assert after == pytest.approx(before + 50 / in_last)
+
+
+def test_error_stream_alarm_after_labels_turn_against_the_model(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 7200)
+    preds, labels = _data(3000, t0)
+    sink.write(preds, labels, [], token="a")
+    job = QualityJob(sink.client, settings.clickhouse_database, window_s=W, overlap_s=0)
+    assert [r for r in job.run_once() if r.metric == "error_drift_alarm"] == []  # a stable ~25 % error rate
+
+    later = [
+        Prediction(event_id=f"z{i}", model="credit", version="v1", ts=t0 + 3 * W + i * 0.2, features={}, prediction=1)
+        for i in range(1000)
+    ]
+    wrong = [Label(event_id=p.event_id, label=0, ts=p.ts + 1) for p in later]
+    time.sleep(0.01)
+    sink.write(later, wrong, [], token="b")
+    alarms = [r for r in job.run_once() if r.metric == "error_drift_alarm"]
+    assert alarms and min(r.window_start for r in alarms) == t0 + 3 * W
