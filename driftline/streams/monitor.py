@@ -34,6 +34,7 @@ import numpy as np
 from driftline.events import Prediction
 from driftline.profiles import ReferenceProfile
 from driftline.spec import ModelSpec, MonitorSpec
+from driftline.streams.metrics.data_quality import DuplicateTracker
 from driftline.streams.metrics.detectors import WindowSignalDetector
 from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 
@@ -69,6 +70,7 @@ class _Window:
     latency_n: int = 0
     kpi_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     predicted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: int = 0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class _VersionState:
     detectors: dict[str, WindowSignalDetector] = field(default_factory=dict)  # per feature
     watermark: float = -math.inf
     dropped_late: int = 0
+    duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
 
 
 def _column(events: Sequence[Prediction], name: str) -> list[Any]:
@@ -208,6 +211,9 @@ class MonitoringEngine:
         if spec.on("data_quality"):
             for p in (str(e.prediction) for e in events):
                 win.predicted[p] += 1
+            win.duplicates += int(
+                state.duplicates.update_many([e.event_id for e in events], [e.ts for e in events]).sum()
+            )
 
     def _add_features(
         self, state: _VersionState, win: _Window, events: list[Prediction], profile: ReferenceProfile | None
@@ -303,6 +309,7 @@ class MonitoringEngine:
             for name, drift in sorted(win.drift.items()):
                 if isinstance(drift, CategoricalDrift):
                     add("data_quality", "unseen_category_rate", drift.get().get("unseen_rate", 0.0), name)
+            add("data_quality", "duplicate_rate", win.duplicates / win.n)
             for cls, count in sorted(win.predicted.items()):
                 add("data_quality", "prediction_share", count / win.n, f"class={cls}")
         if spec.on("kpi"):

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftline.streams.metrics.data_quality import DuplicateTracker
+from tests.unit.test_monitor import T0, run, stream
+
+
+def test_duplicates_match_pandas_within_the_ttl() -> None:
+    rng = np.random.default_rng(4)
+    ids = [f"e{i}" for i in rng.integers(0, 3000, 10_000)]
+    ts = np.sort(rng.uniform(0, 100, 10_000))  # everything inside a 1000 s TTL
+    tracker = DuplicateTracker(ttl_s=1000)
+    got = np.concatenate(
+        [tracker.update_many(ids[i : i + 777], ts[i : i + 777].tolist()) for i in range(0, 10_000, 777)]
+    )
+    assert got.tolist() == pd.Series(ids).duplicated().tolist()
+
+
+def test_ttl_and_size_cap_bound_the_memory() -> None:
+    t = DuplicateTracker(ttl_s=10, max_ids=100)
+    t.update_many([f"a{i}" for i in range(500)], [float(i) / 100 for i in range(500)])
+    assert len(t) == 100  # capped
+    assert t.update_many(["a499"], [5.0]).tolist() == [True]
+    t.update_many(["x"], [100.0])  # 95 s later: everything older than 10 s is forgotten
+    assert len(t) == 1
+    with pytest.raises(ValueError):
+        DuplicateTracker(ttl_s=0)
+
+
+def test_engine_reports_the_duplicate_rate() -> None:
+    events = stream(n_windows=3, per_window=1000, shift_from=99)
+    events += [e for e in events if T0 + 60 <= e.ts < T0 + 120][:50]  # 50 replays into window 1
+    events.sort(key=lambda e: e.ts)
+    rows = run(events)
+    rate = {r.window_start: r.value for r in rows if r.metric == "duplicate_rate"}
+    assert rate[T0] == 0.0 and rate[T0 + 120] == 0.0
+    assert rate[T0 + 60] == pytest.approx(50 / 1050)
