@@ -311,6 +311,12 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
+    from driftline.report import model_report
+
+    counts["reports"] = [
+        model_report(sink.client, db, MODEL, version, Path(settings.data_dir).parent / f"report-{version}.html")
+        for version in ("v1", "v2")
+    ]
     sink.close()
     return counts
 
@@ -352,6 +358,7 @@ def _drift_table(counts: dict[str, Any]) -> None:
             f"{', '.join(drifted) or '-'}{note}"
         )
     print("parity gap: demographic-parity difference of approvals between age groups (fairlearn's definition)")
+    print("HTML reports with plots: " + ", ".join(str(p) for p in counts["reports"]))
 
 
 def run_demo(options: DemoOptions) -> int:

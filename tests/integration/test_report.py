@@ -1,0 +1,40 @@
+"""The HTML report reads the metrics table and draws SVG charts; producer strings stay data."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from driftline.config import Settings
+from driftline.report import model_report
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.streams.monitor import MetricRow
+
+pytestmark = pytest.mark.integration
+
+
+def test_report_draws_each_series_and_escapes_names(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink], tmp_path: Path
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    model, t0 = "<script>alert(1)</script>", float(int(time.time()) // 300 * 300 - 3000)
+    rows = []
+    for w in range(6):
+        start = t0 + w * 300
+        rows += [
+            MetricRow(start, start + 300, model, "v1", "drift", "psi", "income", "", 0.01 + 0.1 * w, 100),
+            MetricRow(start, start + 300, model, "v1", "quality", "accuracy", "", "", 0.9 - 0.05 * w, 80),
+            MetricRow(start, start + 300, model, "v1", "kpi", "latency_p95_ms", "", "", 3.0, 100),
+        ]
+    rows.append(MetricRow(t0 + 1500, t0 + 1800, model, "v1", "drift", "drifted", "income", "", 1.0, 100))
+    sink.write_metrics(rows)
+    page = model_report(sink.client, settings.clickhouse_database, model, "v1", tmp_path / "r.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<polyline") == 3  # psi of income, accuracy, p95 latency
+    assert len(re.findall(r'<rect [^>]*fill="#fdd"', page)) == 1  # the drifted window is shaded
+    assert "no data" in page  # fairness: nothing recorded, said so
