@@ -29,11 +29,15 @@ from driftline.config import Settings
 from driftline.events import encode_columnar, encode_json
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
+from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.topics import ensure_topics
 
 
 class NullSink:
     def write(self, *args: Any) -> None:
+        pass
+
+    def write_metrics(self, rows: Any) -> None:
         pass
 
     def close(self) -> None:
@@ -96,8 +100,15 @@ def raw_rate(settings: Settings, n_messages: int) -> float:
     return asyncio.run(go())
 
 
-def pipeline_rate(settings: Settings, sink: Any, n_events: int) -> float:
-    ingestor = BatchIngestor(settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink)
+def pipeline_rate(settings: Settings, sink: Any, n_events: int, monitor: bool = False) -> float:
+    on_batch = None
+    if monitor:
+        engine = MonitoringEngine(window_s=300, allowed_lateness_s=60)
+
+        def on_batch(predictions: Any, labels: Any) -> None:
+            sink.write_metrics(engine.update(predictions))
+
+    ingestor = BatchIngestor(settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink, on_batch=on_batch)
 
     async def go() -> float:
         task = asyncio.create_task(ingestor.run())
@@ -143,6 +154,12 @@ def main() -> None:
                     topics["columnar"], _sink(topics["columnar"], client), n
                 ),
                 "driftline ingest, no sink, single JSON events": lambda: pipeline_rate(topics["single"], NullSink(), n),
+                "driftline ingest -> ClickHouse + monitoring engine, single JSON events": lambda: pipeline_rate(
+                    topics["single"], _sink(topics["single"], client), n, monitor=True
+                ),
+                "driftline ingest -> ClickHouse + monitoring engine, columnar envelopes": lambda: pipeline_rate(
+                    topics["columnar"], _sink(topics["columnar"], client), n, monitor=True
+                ),
             }
             for label, fn in runs.items():
                 rate = fn()

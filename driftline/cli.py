@@ -178,6 +178,25 @@ def profile_build(
 
 
 @main.command()
+@click.option("--model", required=True, help="Model name.")
+@click.option("--version", "version_", required=True, help="Model version.")
+@click.option("--out", type=click.Path(path_type=Path), help="HTML file (default: <data dir>/report-M-V.html).")
+@_clickhouse
+@_data_dir
+@_fail_cleanly
+def report(model: str, version_: str, out: Path | None, **flags: Any) -> None:
+    """Write an HTML report with charts of a model version's metrics."""
+    from driftline.report import model_report
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    settings = _settings(**flags)
+    sink = ClickHouseSink(settings)
+    sink.migrate()
+    path = out or settings.data_path / f"report-{model}-{version_}.html"
+    click.echo(f"wrote {model_report(sink.client, settings.clickhouse_database, model, version_, path)}")
+
+
+@main.command()
 @click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to replay.")
 @click.option("--rate", type=float, default=2_000.0, show_default=True, help="Predictions per second (0 = flat out).")
 @click.option("--data-dir", default=".driftline/demo", show_default=True, help="Wiped and refilled by each run.")
