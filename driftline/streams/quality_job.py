@@ -8,10 +8,11 @@ since the previous run, recomputes their quality and fairness from all their lab
 predictions, and writes the rows; the `metrics` table's ReplacingMergeTree key makes the
 new rows replace the old ones. A late label therefore updates its prediction's window.
 
-Binary classification is assumed when every label is 0/1 (true/false); then accuracy,
-precision, recall, F1, ROC AUC, log loss, Brier and ECE (scores needed for the last
-four), and per sensitive attribute the fairness gaps. Numeric labels that are not all
-0/1 get MAE, RMSE and MAPE; other labels get accuracy.
+The task comes from the monitor spec; for a model it does not name, binary classification
+is assumed when every label is 0/1 (true/false). Binary: accuracy, precision, recall, F1,
+ROC AUC, log loss, Brier and ECE (scores needed for the last four), and per sensitive
+attribute the fairness gaps. Regression (numeric labels): MAE, RMSE and MAPE.
+Multiclass: accuracy and macro/weighted precision, recall and F1.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.detectors import ErrorStreamDetector
 from driftline.streams.metrics.fairness import GroupFairness
-from driftline.streams.metrics.quality import BinaryQuality, RegressionQuality
+from driftline.streams.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
 from driftline.streams.monitor import MetricRow
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,8 @@ class QualityJob:
             for metric, value in r.items():
                 add("quality", metric, value, k=k)
         elif spec.on("quality"):
-            add("quality", "accuracy", float(np.mean([a == b for a, b in zip(preds, labels, strict=True)])), k=k)
+            for metric, value in MulticlassQuality().update_many(labels, preds).get().items():
+                add("quality", metric, value, k=k)
         return out
 
     def _task(self, model: str, spec: ModelSpec, preds: list[str], labels: list[str]) -> str:

@@ -110,3 +110,29 @@ def test_bad_parameters() -> None:
         GroupFairness(min_group_size=0)
     with pytest.raises(ValueError, match="has 2 values"):
         BinaryQuality().update_many([1, 0], [0.1, 0.2, 0.3])
+
+
+def test_multiclass_quality_matches_sklearn() -> None:
+    from driftline.streams.metrics.quality import MulticlassQuality
+
+    classes = np.array(["cat", "dog", "eel", "fox"])
+    y = RNG.choice(classes, 3000, p=[0.4, 0.3, 0.2, 0.1])
+    pred = np.where(RNG.uniform(size=3000) < 0.7, y, RNG.choice(classes, 3000))
+    pred[:5] = "gnu"  # a class that is predicted but never true
+    q = MulticlassQuality()
+    for a, b in zip(np.array_split(y, 3), np.array_split(pred, 3), strict=True):
+        q.update_many(a, b)
+    got = q.get()
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+    kw = {"zero_division": 0}
+    assert got["precision_macro"] == pytest.approx(skm.precision_score(y, pred, average="macro", **kw), abs=1e-12)
+    assert got["recall_macro"] == pytest.approx(skm.recall_score(y, pred, average="macro", **kw), abs=1e-12)
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro", **kw), abs=1e-12)
+    assert got["f1_weighted"] == pytest.approx(skm.f1_score(y, pred, average="weighted", **kw), abs=1e-12)
+
+
+def test_multiclass_state_is_bounded() -> None:
+    from driftline.streams.metrics.quality import MulticlassQuality
+
+    q = MulticlassQuality(max_classes=5).update_many([f"c{i}" for i in range(100)], [f"c{i}" for i in range(100)])
+    assert q._confusion.shape == (5, 5)

@@ -121,3 +121,60 @@ class RegressionQuality:
         if self._ape_n:
             out["mape"] = self._ape / self._ape_n
         return out
+
+
+class MulticlassQuality:
+    """Accuracy and macro/weighted precision, recall and F1 over classes given as strings.
+
+    State: a confusion count per (true, predicted) pair, bounded by ``max_classes``
+    (beyond it, further classes are counted under ``"(other)"``).
+    """
+
+    def __init__(self, max_classes: int = 200):
+        if max_classes < 2:
+            raise ValueError("max_classes must be at least 2")
+        self.max_classes = max_classes
+        self._classes: dict[str, int] = {}
+        self._confusion = np.zeros((0, 0), dtype=np.int64)
+
+    def _index(self, names: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
+        for name in np.unique(names).tolist():  # loops over classes, not events
+            if name not in self._classes:
+                key = name if len(self._classes) < self.max_classes - 1 else "(other)"
+                if key not in self._classes:
+                    self._classes[key] = len(self._classes)
+                    grown = np.zeros((len(self._classes), len(self._classes)), dtype=np.int64)
+                    grown[: self._confusion.shape[0], : self._confusion.shape[1]] = self._confusion
+                    self._confusion = grown
+                if key != name:
+                    self._classes[name] = self._classes[key]
+        lookup = self._classes
+        return np.array([lookup[n] for n in names.tolist()], dtype=np.int64)
+
+    def update_many(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> MulticlassQuality:
+        t = self._index(np.asarray(y_true).astype(str))
+        p = self._index(np.asarray(y_pred).astype(str))
+        np.add.at(self._confusion, (t, p), 1)
+        return self
+
+    def get(self) -> dict[str, float]:
+        c = self._confusion
+        n = int(c.sum())
+        if n == 0:
+            return {}
+        tp = np.diag(c).astype(np.float64)
+        support = c.sum(axis=1).astype(np.float64)
+        predicted = c.sum(axis=0).astype(np.float64)
+        present = (support + predicted) > 0
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        weights = support / support.sum()
+        return {
+            "accuracy": float(tp.sum() / n),
+            "precision_macro": float(precision[present].mean()),
+            "recall_macro": float(recall[present].mean()),
+            "f1_macro": float(f1[present].mean()),
+            "f1_weighted": float((f1 * weights).sum()),
+        }
