@@ -113,3 +113,41 @@ def test_error_stream_alarm_after_labels_turn_against_the_model(
     sink.write(later, wrong, [], token="b")
     alarms = [r for r in job.run_once() if r.metric == "error_drift_alarm"]
     assert alarms and min(r.window_start for r in alarms) == t0 + 3 * W
+
+
+def test_multiclass_and_regression_models(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    rng = np.random.default_rng(9)
+    truth = rng.choice(["cat", "dog", "eel"], 600)
+    guess = np.where(rng.uniform(size=600) < 0.6, truth, rng.choice(["cat", "dog", "eel"], 600))
+    values = rng.normal(100, 10, 600)
+    estimates = values + rng.normal(0, 3, 600)
+    preds = [
+        Prediction(event_id=f"c{i}", model="species", version="v1", ts=t0 + i * 0.4, features={}, prediction=str(g))
+        for i, g in enumerate(guess)
+    ] + [
+        Prediction(event_id=f"r{i}", model="price", version="v1", ts=t0 + i * 0.4, features={}, prediction=float(e))
+        for i, e in enumerate(estimates)
+    ]
+    labels = [Label(event_id=f"c{i}", label=str(t), ts=t0 + 300) for i, t in enumerate(truth)] + [
+        Label(event_id=f"r{i}", label=float(v), ts=t0 + 300) for i, v in enumerate(values)
+    ]
+    sink.write(preds, labels, [], token="m")
+    spec = MonitorSpec.from_dict({"defaults": {"window": W}, "models": {"species": {"task": "multiclass"}}})
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    got = {(r.model, r.window_start, r.metric): r.value for r in rows}
+    first = guess[: int(W / 0.4)], truth[: int(W / 0.4)]
+    assert got[("species", t0, "accuracy")] == pytest.approx(skm.accuracy_score(first[1], first[0]), abs=1e-12)
+    assert got[("species", t0, "f1_macro")] == pytest.approx(
+        skm.f1_score(first[1], first[0], average="macro"), abs=1e-12
+    )
+    n = int(W / 0.4)
+    # stored as text and read back: compare within float formatting precision
+    assert got[("price", t0, "mae")] == pytest.approx(skm.mean_absolute_error(values[:n], estimates[:n]), rel=1e-9)
+    assert got[("price", t0, "rmse")] == pytest.approx(
+        np.sqrt(skm.mean_squared_error(values[:n], estimates[:n])), rel=1e-9
+    )
