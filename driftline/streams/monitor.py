@@ -24,6 +24,7 @@ latency histogram; the reference buffer holds at most ``reference_events`` rows.
 from __future__ import annotations
 
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -85,11 +86,23 @@ class _VersionState:
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
 
 
-def _column(events: Sequence[Prediction], name: str) -> list[Any]:
-    return [e.features.get(name) for e in events]
+def _columns(events: Sequence[Prediction], names: list[str]) -> list[np.ndarray]:
+    """Feature columns (object arrays) in one pass over the events, with C-level getters."""
+    if len(names) < 2:
+        column = np.empty(len(events), dtype=object)
+        column[:] = [e.features.get(names[0]) for e in events] if names else []
+        return [column] if names else []
+    get = operator.itemgetter(*names)
+    try:
+        rows = [get(e.features) for e in events]
+    except KeyError:  # some event lacks a feature: the slower path that fills in None
+        rows = [tuple(map(e.features.get, names)) for e in events]
+    table = np.empty((len(rows), len(names)), dtype=object)
+    table[:] = rows
+    return [table[:, j] for j in range(len(names))]
 
 
-def _as_float(values: list[Any]) -> tuple[np.ndarray, int]:
+def _as_float(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Numbers as float64 (None -> NaN); strings count as type violations and become NaN."""
     try:
         return np.array(values, dtype=np.float64), 0
@@ -209,8 +222,11 @@ class MonitoringEngine:
                 for k, v in e.kpis.items():
                     win.kpi_sum[k] += v
         if spec.on("data_quality"):
-            for p in (str(e.prediction) for e in events):
-                win.predicted[p] += 1
+            classes, counts = np.unique(
+                np.array([e.prediction for e in events], dtype=object).astype(str), return_counts=True
+            )
+            for cls, count in zip(classes.tolist(), counts.tolist(), strict=True):
+                win.predicted[cls] += count
             win.duplicates += int(
                 state.duplicates.update_many([e.event_id for e in events], [e.ts for e in events]).sum()
             )
@@ -223,8 +239,8 @@ class MonitoringEngine:
             names = set(state.profile.features)
         else:
             names = set(declared) or {n for e in events for n in e.features}
-        for name in names:
-            values = _column(events, name)
+        ordered = sorted(names)
+        for name, values in zip(ordered, _columns(events, ordered), strict=True):
             kind = profile.features[name].kind if profile and name in profile.features else None
             if kind == "numeric":
                 x, bad = _as_float(values)
@@ -239,13 +255,12 @@ class MonitoringEngine:
                 if drift is not None:
                     drift.update_many(x)
             else:
-                arr = np.array(values, dtype=object)
-                missing = int(sum(v is None for v in values))
+                missing = int((values == None).sum())  # noqa: E711 - elementwise on an object array
                 if kind == "categorical" and profile:
                     drift = win.drift.get(name)
                     if drift is None:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
-                    drift.update_many(arr)
+                    drift.update_many(values)
             win.missing[name] += missing
 
     def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:

@@ -99,3 +99,13 @@ def test_late_events_are_dropped_and_counted() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError):
         MonitoringEngine(window_s=0)
+
+
+def test_absent_features_count_as_missing() -> None:
+    events = stream(n_windows=3, per_window=1000, shift_from=99)
+    for e in events[2000:2200]:
+        del e.features["age"]  # not sent at all, rather than sent as null
+    rows = run(events)
+    rate = {r.window_start: r.value for r in rows if r.metric == "missing_rate" and r.feature == "age"}
+    assert rate[T0 + 120] == pytest.approx(0.2)
+    assert rate[T0] == 0.0

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special, stats
 
 from driftline.profiles import FeatureProfile
 
@@ -125,7 +125,7 @@ class NumericDrift:
             "psi": psi(self._ref_bins, self._bins),
             "js": jensen_shannon(self._ref_bins, self._bins),
             "ks": ks,
-            "ks_pvalue": float(stats.kstwobign.sf(ks * en)),
+            "ks_pvalue": float(special.kolmogorov(ks * en)),  # = stats.kstwobign.sf, without its overhead
             "ks_error_bound": ks_bound,
             "wasserstein": w1,
             "wasserstein_error_bound": w_bound,
