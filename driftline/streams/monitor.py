@@ -12,7 +12,7 @@ without configuration.
 State is bounded: per open window, fixed-size count arrays per feature and a fixed
 latency histogram; the reference buffer holds at most ``reference_events`` rows.
 
->>> from driftline.events import Prediction
+>>> from driftline.events import Prediction, canonical_target
 >>> eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=100)
 >>> batch = [Prediction(event_id=str(i), model="m", version="v1", ts=1_700_000_000.0 + i,
 ...                     features={"x": float(i % 10)}, prediction=1) for i in range(300)]
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.events import Prediction
+from driftline.events import Prediction, canonical_target
 from driftline.profiles import ReferenceProfile
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.data_quality import DuplicateTracker
@@ -100,6 +100,23 @@ def _columns(events: Sequence[Prediction], names: list[str]) -> list[np.ndarray]
     table = np.empty((len(rows), len(names)), dtype=object)
     table[:] = rows
     return [table[:, j] for j in range(len(names))]
+
+
+#: Pseudo-features for drift of the model's outputs; brackets keep them apart from real feature names.
+SCORE, PREDICTION = "[score]", "[prediction]"
+
+
+def _target_kinds(spec: ModelSpec) -> dict[str, str]:
+    return {SCORE: "numeric", PREDICTION: "numeric" if spec.task == "regression" else "categorical"}
+
+
+def _target_columns(events: Sequence[Prediction], spec: ModelSpec) -> dict[str, list[Any]]:
+    """The score and the prediction as columns, profiled and drift-checked like features."""
+    if spec.task == "regression":
+        prediction: list[Any] = [e.prediction if not isinstance(e.prediction, str) else None for e in events]
+    else:
+        prediction = [canonical_target(e.prediction) for e in events]
+    return {SCORE: [e.score for e in events], PREDICTION: prediction}
 
 
 def _as_float(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -184,12 +201,23 @@ class MonitoringEngine:
         self, key: tuple[str, str], state: _VersionState, events: list[Prediction]
     ) -> list[Prediction]:
         room = self.reference_events - len(state.reference_rows)
-        state.reference_rows.extend(e.features for e in events[:room])
+        head = events[:room]
+        targets = _target_columns(head, state.spec)
+        state.reference_rows.extend(
+            {**e.features, **{name: col[i] for name, col in targets.items()}} for i, e in enumerate(head)
+        )
         if len(state.reference_rows) >= self.reference_events:
             declared = state.spec.features
-            names = sorted(declared or {n for row in state.reference_rows for n in row})
+            names = (
+                sorted(set(declared) | set(targets))
+                if declared
+                else sorted({n for row in state.reference_rows for n in row})
+            )
+            kinds = {**declared, **_target_kinds(state.spec)} if declared else _target_kinds(state.spec)
             columns: dict[str, Any] = {n: [row.get(n) for row in state.reference_rows] for n in names}
-            state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=declared)
+            columns = {n: c for n, c in columns.items() if any(v is not None for v in c)}  # e.g. no scores sent
+            kinds = {n: k for n, k in kinds.items() if n in columns}
+            state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
             state.reference_rows = []
         return events  # reference events also count in their windows (data quality)
 
@@ -239,8 +267,13 @@ class MonitoringEngine:
             names = set(state.profile.features)
         else:
             names = set(declared) or {n for e in events for n in e.features}
-        ordered = sorted(names)
-        for name, values in zip(ordered, _columns(events, ordered), strict=True):
+        targets = _target_columns(events, state.spec)
+        ordered = sorted(n for n in names if n not in targets)
+        columns = dict(zip(ordered, _columns(events, ordered), strict=True))
+        for name, col in targets.items():
+            if name in names:
+                columns[name] = np.array(col, dtype=object)
+        for name, values in columns.items():
             kind = profile.features[name].kind if profile and name in profile.features else None
             if kind == "numeric":
                 x, bad = _as_float(values)

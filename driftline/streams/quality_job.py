@@ -202,6 +202,10 @@ class QualityJob:
         labels = [it[2] for it in labelled]
         k = len(labelled)
         task = self._task(model, spec, preds, labels)
+        if task != "regression" and spec.on("data_quality"):
+            classes, counts = np.unique(np.array(labels, dtype=str), return_counts=True)
+            for cls, count in zip(classes.tolist(), counts.tolist(), strict=True):
+                add("data_quality", "label_share", count / k, segment=f"class={cls}", k=k)
         if task == "binary":
             positive = spec.positive_class
             y = np.array([lab == positive for lab in labels], dtype=np.int64)

@@ -80,6 +80,7 @@ def test_quality_and_fairness_per_window_match_references(
         assert got[(start, "fairness", "demographic_parity_difference", "sex", "")] == pytest.approx(dp, abs=1e-12)
         assert got[(start, "fairness", "equalized_odds_difference", "sex", "")] == pytest.approx(eo, abs=1e-12)
         assert got[(start, "quality", "label_delay_mean_s", "", "")] == pytest.approx(30.0, abs=1e-3)
+        assert got[(start, "data_quality", "label_share", "", "class=1")] == pytest.approx(y.mean(), abs=1e-12)
 
     # nothing new: nothing recomputed; a late label: only its window is recomputed, with more coverage
     assert job.run_once() == []

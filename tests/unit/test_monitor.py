@@ -109,3 +109,16 @@ def test_absent_features_count_as_missing() -> None:
     rate = {r.window_start: r.value for r in rows if r.metric == "missing_rate" and r.feature == "age"}
     assert rate[T0 + 120] == pytest.approx(0.2)
     assert rate[T0] == 0.0
+
+
+def test_score_and_prediction_drift_are_watched_like_features() -> None:
+    events = stream(n_windows=8, per_window=1000, shift_from=99)
+    rng = np.random.default_rng(8)
+    for i, e in enumerate(events):
+        shifted = i >= 4000
+        e.score = float(np.clip(rng.normal(0.6 if shifted else 0.3, 0.1), 0, 1))
+        e.prediction = int(e.score >= 0.5)
+    rows = run(events)
+    flagged = {(r.window_start, r.feature) for r in rows if r.metric == "drifted"}
+    assert {f for s, f in flagged if s >= T0 + 4 * 60} == {"[score]", "[prediction]"}
+    assert not {f for s, f in flagged if s < T0 + 4 * 60}

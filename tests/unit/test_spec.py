@@ -86,7 +86,7 @@ def test_engine_follows_families_features_and_thresholds() -> None:
     )
     rows = run(events, spec=spec)
     assert {r.family for r in rows} == {"drift", "volume"}
-    assert {r.feature for r in rows if r.family == "drift"} <= {"income", ""}
+    assert {r.feature for r in rows if r.family == "drift"} <= {"income", "", "[prediction]", "[score]"}
     # a PSI threshold above the shift's effect: significant, but not flagged
     strict = MonitorSpec.from_dict({"models": {"m": {"window": 60, "allowed_lateness": 0, "thresholds": {"psi": 50}}}})
     assert [r for r in run(events, spec=strict) if r.metric == "drifted"] == []
