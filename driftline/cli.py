@@ -179,6 +179,37 @@ def profile_build(
 
 @main.command()
 @click.option("--model", required=True, help="Model name.")
+@click.option("--version", "version_", help="Model version (default: all).")
+@click.option("--family", help="drift, data_quality, quality, fairness, kpi or volume (default: all).")
+@click.option("--metric", help="One metric, e.g. psi or accuracy (default: all).")
+@_clickhouse
+@_fail_cleanly
+def metrics(model: str, version_: str | None, family: str | None, metric: str | None, **flags: Any) -> None:
+    """Print metric rows as JSON lines (window_start/window_end in seconds since the epoch)."""
+    import json
+
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    settings = _settings(**flags)
+    sink = ClickHouseSink(settings)
+    sink.migrate()
+    result = sink.client.query(
+        "SELECT toUnixTimestamp64Milli(window_start) / 1000 AS window_start, toUnixTimestamp64Milli(window_end) / 1000,"
+        " model, version, family, metric, feature, segment, value, n, complete"
+        f" FROM {settings.clickhouse_database}.metrics FINAL WHERE model = {{m:String}}"
+        " AND ({v:String} = '' OR version = {v:String}) AND ({f:String} = '' OR family = {f:String})"
+        " AND ({x:String} = '' OR metric = {x:String})"
+        " ORDER BY version, family, metric, feature, segment, window_start",
+        parameters={"m": model, "v": version_ or "", "f": family or "", "x": metric or ""},
+    )
+    names = ["window_start", "window_end", "model", "version", "family", "metric", "feature", "segment", "value",
+             "n", "complete"]  # fmt: skip
+    for row in result.result_rows:
+        click.echo(json.dumps(dict(zip(names, row, strict=True))))
+
+
+@main.command()
+@click.option("--model", required=True, help="Model name.")
 @click.option("--version", "version_", required=True, help="Model version.")
 @click.option("--out", type=click.Path(path_type=Path), help="HTML file (default: <data dir>/report-M-V.html).")
 @_clickhouse
