@@ -14,6 +14,7 @@ gets drift and data-quality metrics with features inferred from its reference pr
         features: {salary: numeric, car: categorical, owns_home: boolean}
         sensitive_attributes: [age_group]
         window: 5m                   # tumbling, event time
+        slide: 1m                    # optional: a 5-minute window every minute
         allowed_lateness: 1m
         families: [drift, data_quality, quality, fairness, kpi]
         thresholds: {psi: 0.1, js: 0.1, fdr: 0.05, min_group_size: 30}
@@ -62,6 +63,7 @@ class ModelSpec:
     features: dict[str, str] = field(default_factory=dict)  # empty: every feature, kinds inferred
     sensitive_attributes: list[str] | None = None  # None: every attribute
     window_s: int = 300
+    slide_s: int | None = None  # sliding windows: a window of window_s every slide_s; None = tumbling
     allowed_lateness_s: int = 60
     families: tuple[str, ...] = FAMILIES
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -83,7 +85,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         return base
     if not isinstance(raw, dict):
         raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
-    known = {"task", "positive_class", "features", "sensitive_attributes", "window", "allowed_lateness",
+    known = {"task", "positive_class", "features", "sensitive_attributes", "window", "slide", "allowed_lateness",
              "families", "thresholds"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -113,6 +115,14 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         changes["window_s"] = parse_duration(raw["window"], f"{where}.window")
         if changes["window_s"] < 1:
             raise ConfigError(f"monitor spec, {where}.window: must be at least 1s")
+    if "slide" in raw:
+        changes["slide_s"] = parse_duration(raw["slide"], f"{where}.slide")
+    window_s, slide_s = changes.get("window_s", base.window_s), changes.get("slide_s", base.slide_s)
+    if slide_s is not None and not (0 < slide_s < window_s and window_s % slide_s == 0 and window_s // slide_s <= 60):
+        raise ConfigError(
+            f"monitor spec, {where}.slide: {slide_s}s must be shorter than the window ({window_s}s), divide it, "
+            "and give at most 60 slides per window"
+        )
     if "allowed_lateness" in raw:
         changes["allowed_lateness_s"] = parse_duration(raw["allowed_lateness"], f"{where}.allowed_lateness")
     if "families" in raw:

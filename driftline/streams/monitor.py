@@ -23,9 +23,10 @@ latency histogram; the reference buffer holds at most ``reference_events`` rows.
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,6 +63,7 @@ class MetricRow:
 
 @dataclass
 class _Window:
+    start: float = 0.0
     n: int = 0
     drift: dict[str, NumericDrift | CategoricalDrift] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -74,12 +76,38 @@ class _Window:
     duplicates: int = 0
 
 
+def _merge(panes: list[_Window]) -> _Window:
+    """A new window holding the sum of `panes` (which are left as they are)."""
+    out = _Window(start=panes[0].start)
+    for p in panes:
+        out.n += p.n
+        for name, drift in p.drift.items():
+            if name in out.drift:
+                out.drift[name].merge(drift)  # type: ignore[arg-type]
+            else:
+                out.drift[name] = copy.deepcopy(drift)
+        for target, source in (
+            (out.missing, p.missing),
+            (out.type_violations, p.type_violations),
+            (out.out_of_range, p.out_of_range),
+            (out.kpi_sum, p.kpi_sum),
+            (out.predicted, p.predicted),
+        ):
+            for key, value in source.items():
+                target[key] += value  # type: ignore[index,assignment]
+        out.latency = out.latency + p.latency
+        out.latency_n += p.latency_n
+        out.duplicates += p.duplicates
+    return out
+
+
 @dataclass
 class _VersionState:
     spec: ModelSpec = field(default_factory=ModelSpec)
     profile: ReferenceProfile | None = None
     reference_rows: list[dict[str, Any]] = field(default_factory=list)
-    windows: dict[float, _Window] = field(default_factory=dict)
+    windows: dict[float, _Window] = field(default_factory=dict)  # open panes by start (a pane = a slide)
+    closed: deque[_Window] = field(default_factory=deque)  # the last closed panes, for sliding windows
     detectors: dict[str, WindowSignalDetector] = field(default_factory=dict)  # per feature
     watermark: float = -math.inf
     dropped_late: int = 0
@@ -222,7 +250,7 @@ class MonitoringEngine:
         return events  # reference events also count in their windows (data quality)
 
     def _add(self, state: _VersionState, events: list[Prediction]) -> None:
-        size = state.spec.window_s
+        size = state.spec.slide_s or state.spec.window_s  # the pane
         ts = np.array([e.ts for e in events])
         starts = np.floor(ts / size) * size
         closed_before = state.watermark  # windows ending at or before it were closed by earlier batches
@@ -233,7 +261,7 @@ class MonitoringEngine:
                 state.dropped_late += int(idx.size)  # too late: counted, never merged into a closed window
                 continue
             chunk = [events[i] for i in idx.tolist()]
-            self._add_window(state, state.windows.setdefault(start, _Window()), chunk)
+            self._add_window(state, state.windows.setdefault(start, _Window(start=start)), chunk)
 
     def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction]) -> None:
         win.n += len(events)
@@ -297,12 +325,30 @@ class MonitoringEngine:
             win.missing[name] += missing
 
     def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:
+        """Close the panes the watermark passed; each closes the window that ends with it.
+
+        Tumbling windows are windows of one pane. A sliding window of k panes merges the
+        pane that closes with the k-1 closed before it (copies: each pane is in k windows).
+        """
+        spec = state.spec
+        pane = spec.slide_s or spec.window_s
+        k = spec.window_s // pane
         rows: list[MetricRow] = []
         for start in sorted(state.windows):
-            end = start + state.spec.window_s
+            end = start + pane
             if not final and end > state.watermark:
                 continue
-            window_rows = self._rows(key, state.spec, start, end, state.windows.pop(start), complete=not final)
+            closing = state.windows.pop(start)
+            if k > 1:
+                while state.closed and len(state.closed) >= k:
+                    state.closed.popleft()
+                # panes that are too old for this window (gaps in event time) are left out
+                members = [p for p in state.closed if p.start >= end - spec.window_s] + [closing]
+                state.closed.append(closing)
+                window = _merge(members)
+            else:
+                window = closing
+            window_rows = self._rows(key, spec, end - spec.window_s, end, window, complete=not final)
             if not final:
                 window_rows.extend(self._detect(state, window_rows))
             rows.extend(window_rows)

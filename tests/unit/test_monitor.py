@@ -122,3 +122,27 @@ def test_score_and_prediction_drift_are_watched_like_features() -> None:
     flagged = {(r.window_start, r.feature) for r in rows if r.metric == "drifted"}
     assert {f for s, f in flagged if s >= T0 + 4 * 60} == {"[score]", "[prediction]"}
     assert not {f for s, f in flagged if s < T0 + 4 * 60}
+
+
+def test_sliding_windows_equal_tumbling_windows_where_they_coincide() -> None:
+    events = stream(n_windows=12, per_window=600, shift_from=6)
+    sliding = MonitorSpec.from_dict({"models": {"m": {"window": "3m", "slide": "1m", "allowed_lateness": 0}}})
+    tumbling = MonitorSpec.from_dict({"models": {"m": {"window": "3m", "allowed_lateness": 0}}})
+    a = [r for r in run(events, spec=sliding) if r.complete and not r.metric.endswith("_alarm")]
+    b = [r for r in run(events, spec=tumbling) if r.complete and not r.metric.endswith("_alarm")]
+    ends = sorted({r.window_end for r in a})
+    assert all(e2 - e1 == 60 for e1, e2 in zip(ends, ends[1:], strict=False))  # a window every minute
+    assert {r.window_end - r.window_start for r in a} == {180}
+    by_a = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in a}
+    by_b = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in b}
+    shared = [k for k in by_b if k[0] in {r.window_start for r in a}]
+    assert len(shared) > 100
+    for key in shared:
+        assert by_a[key] == pytest.approx(by_b[key], rel=1e-12, abs=1e-12), key
+
+
+def test_bad_slide() -> None:
+    from driftline.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="divide it"):
+        MonitorSpec.from_dict({"models": {"m": {"window": "5m", "slide": "2m"}}})

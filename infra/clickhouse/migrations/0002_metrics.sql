@@ -1,4 +1,5 @@
--- Metrics in long format: one row per (window, model, version, family, metric, feature, segment).
+-- Metrics in long format: one row per (window, model, version, family, metric, feature, segment);
+-- sliding windows share starts with others, so the window's end is part of the key.
 -- ReplacingMergeTree on that key: a window recomputed after a restart replaces its row.
 CREATE TABLE IF NOT EXISTS {db}.metrics
 (
@@ -17,5 +18,5 @@ CREATE TABLE IF NOT EXISTS {db}.metrics
 )
 ENGINE = ReplacingMergeTree(computed_at)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (model, version, family, metric, feature, segment, window_start)
+ORDER BY (model, version, family, metric, feature, segment, window_start, window_end)
 TTL toDateTime(window_start) + INTERVAL {ttl_days} DAY;
