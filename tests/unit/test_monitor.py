@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -131,7 +133,7 @@ def test_sliding_windows_equal_tumbling_windows_where_they_coincide() -> None:
     a = [r for r in run(events, spec=sliding) if r.complete and not r.metric.endswith("_alarm")]
     b = [r for r in run(events, spec=tumbling) if r.complete and not r.metric.endswith("_alarm")]
     ends = sorted({r.window_end for r in a})
-    assert all(e2 - e1 == 60 for e1, e2 in zip(ends, ends[1:], strict=False))  # a window every minute
+    assert all(e2 - e1 == 60 for e1, e2 in itertools.pairwise(ends))  # a window every minute
     assert {r.window_end - r.window_start for r in a} == {180}
     by_a = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in a}
     by_b = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in b}
