@@ -108,6 +108,49 @@ def profile_column(name: str, column: npt.ArrayLike, kind: str | None = None) ->
 
 
 @dataclass(frozen=True)
+class PcaProfile:
+    """A multivariate reference: principal components of the standardised numeric features.
+
+    A window's mean reconstruction error against the reference's reveals a change in how
+    features move together, which per-feature tests cannot see (a broken correlation with
+    unchanged marginals, for one).
+    """
+
+    features: list[str]
+    mean: list[float]
+    std: list[float]
+    components: list[list[float]]  # k x d, orthonormal rows
+    error_mean: float  # mean squared reconstruction error per row on the reference
+    error_std: float
+
+    @classmethod
+    def fit(cls, columns: Mapping[str, npt.NDArray[np.float64]], variance: float = 0.9) -> PcaProfile | None:
+        names = sorted(columns)
+        if len(names) < 2:
+            return None
+        x = np.column_stack([columns[n] for n in names])
+        x = x[~np.isnan(x).any(axis=1)]
+        if x.shape[0] < 50:
+            return None
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        std[std == 0] = 1.0
+        z = (x - mean) / std
+        _, sing, vt = np.linalg.svd(z, full_matrices=False)
+        share = np.cumsum(sing**2) / np.sum(sing**2)
+        k = min(int(np.searchsorted(share, variance) + 1), len(names) - 1)
+        comps = vt[:k]
+        err = reconstruction_errors(z, comps)
+        return cls(names, mean.tolist(), std.tolist(), comps.tolist(), float(err.mean()), float(err.std()))
+
+
+def reconstruction_errors(z: npt.NDArray[np.float64], components: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Mean squared error per row of projecting standardised rows onto the components and back."""
+    back = (z @ components.T) @ components
+    out: npt.NDArray[np.float64] = np.mean((z - back) ** 2, axis=1)
+    return out
+
+
+@dataclass(frozen=True)
 class ReferenceProfile:
     """The reference for one model version: a profile per feature (and the score)."""
 
@@ -115,6 +158,7 @@ class ReferenceProfile:
     version: str
     features: dict[str, FeatureProfile]
     profile_version: int = PROFILE_VERSION
+    pca: PcaProfile | None = None
 
     @classmethod
     def build(
@@ -125,7 +169,13 @@ class ReferenceProfile:
         kinds: Mapping[str, str] | None = None,
     ) -> ReferenceProfile:
         kinds = kinds or {}
-        return cls(model, version, {n: profile_column(n, c, kinds.get(n)) for n, c in columns.items()})
+        features = {n: profile_column(n, c, kinds.get(n)) for n, c in columns.items()}
+        numeric = {
+            n: np.array(columns[n], dtype=object).astype(np.float64)
+            for n, f in features.items()
+            if f.kind == "numeric" and not n.startswith("[")  # the model's inputs, not its outputs
+        }
+        return cls(model, version, features, pca=PcaProfile.fit(numeric))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -139,4 +189,5 @@ class ReferenceProfile:
                 "`driftline profile build`"
             )
         features = {name: FeatureProfile(**f) for name, f in raw["features"].items()}
-        return cls(raw["model"], raw["version"], features, raw["profile_version"])
+        pca = PcaProfile(**raw["pca"]) if raw.get("pca") else None
+        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from driftline.events import Prediction, canonical_target
-from driftline.profiles import ReferenceProfile
+from driftline.profiles import ReferenceProfile, reconstruction_errors
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.data_quality import DuplicateTracker
 from driftline.streams.metrics.detectors import WindowSignalDetector
@@ -74,6 +74,8 @@ class _Window:
     kpi_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     predicted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
+    pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
+    pca_rows: int = 0
 
 
 def _merge(panes: list[_Window]) -> _Window:
@@ -98,6 +100,8 @@ def _merge(panes: list[_Window]) -> _Window:
         out.latency = out.latency + p.latency
         out.latency_n += p.latency_n
         out.duplicates += p.duplicates
+        out.pca_error_sum += p.pca_error_sum
+        out.pca_rows += p.pca_rows
     return out
 
 
@@ -301,10 +305,12 @@ class MonitoringEngine:
         for name, col in targets.items():
             if name in names:
                 columns[name] = np.array(col, dtype=object)
+        numeric: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             kind = profile.features[name].kind if profile and name in profile.features else None
             if kind == "numeric":
                 x, bad = _as_float(values)
+                numeric[name] = x
                 win.type_violations[name] += bad
                 missing = int(np.isnan(x).sum()) - bad
                 ref = profile.features[name] if profile else None
@@ -323,6 +329,13 @@ class MonitoringEngine:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
                     drift.update_many(values)
             win.missing[name] += missing
+        if profile is not None and profile.pca is not None and all(n in numeric for n in profile.pca.features):
+            pca = profile.pca
+            z = (np.column_stack([numeric[n] for n in pca.features]) - pca.mean) / pca.std
+            z = z[~np.isnan(z).any(axis=1)]
+            if z.shape[0]:
+                win.pca_error_sum += float(reconstruction_errors(z, np.asarray(pca.components)).sum())
+                win.pca_rows += int(z.shape[0])
 
     def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:
         """Close the panes the watermark passed; each closes the window that ends with it.
@@ -387,6 +400,12 @@ class MonitoringEngine:
             effect = values.get("psi", 0.0) >= limits.psi if "psi" in values else values.get("js", 0.0) >= limits.js
             if effect:
                 large.add(name)
+        if win.pca_rows and self._state[key].profile is not None:
+            pca = self._state[key].profile.pca  # type: ignore[union-attr]
+            if pca is not None:
+                error = win.pca_error_sum / win.pca_rows
+                add("drift", "pca_reconstruction_error", error, "[multivariate]", win.pca_rows)
+                add("drift", "pca_error_ratio", error / max(pca.error_mean, 1e-12), "[multivariate]", win.pca_rows)
         if pvalues:
             # drifted = significant after Benjamini-Hochberg across features AND a large enough effect
             _, significant = drift_share(pvalues, limits.fdr)

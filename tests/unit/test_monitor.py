@@ -148,3 +148,37 @@ def test_bad_slide() -> None:
 
     with pytest.raises(ConfigError, match="divide it"):
         MonitorSpec.from_dict({"models": {"m": {"window": "5m", "slide": "2m"}}})
+
+
+def test_multivariate_signal_sees_a_broken_correlation_that_marginals_hide() -> None:
+    rng = np.random.default_rng(12)
+    events = []
+    for w in range(10):
+        for i in range(800):
+            a = float(rng.normal())
+            b = float(a * 0.98 + rng.normal() * 0.2) if w < 5 else float(rng.normal() * np.sqrt(0.98**2 + 0.04))
+            events.append(
+                Prediction(
+                    event_id=f"{w}-{i}",
+                    model="m",
+                    version="v1",
+                    ts=T0 + w * 60 + i * 0.07,
+                    features={"a": a, "b": b, "c": float(rng.normal())},
+                    prediction=0,
+                )
+            )
+    rows = run(events)
+    ratio = {r.window_start: r.value for r in rows if r.metric == "pca_error_ratio" and r.complete}
+    assert all(ratio[T0 + w * 60] < 1.5 for w in range(3, 5)), ratio
+    assert all(ratio[T0 + w * 60] > 3 for w in range(5, 9)), ratio
+    assert not [r for r in rows if r.metric == "drifted" and r.feature in ("a", "b", "c")]
+
+
+def test_profile_with_pca_round_trips() -> None:
+    from driftline.profiles import ReferenceProfile
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=500)
+    p = ReferenceProfile.build("m", "v", {"a": a, "b": a + rng.normal(size=500) * 0.1, "c": rng.normal(size=500)})
+    assert p.pca is not None and p.pca.features == ["a", "b", "c"] and len(p.pca.components) == 2
+    assert ReferenceProfile.from_json(p.to_json()) == p
