@@ -28,8 +28,8 @@ from driftline.streams.topics import TOPICS
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
-    """Build the worker app. `sink_factory(settings)` returns the event sink (ClickHouse by default)."""
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app for these settings."""
     spec = settings.monitor_spec()  # a bad spec fails here, at start-up
     datadir = Path(settings.data_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -65,18 +65,17 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
     async def ingest() -> None:
         for topic in topics.values():
             await topic.maybe_declare()
-        sink = (sink_factory or ClickHouseSink)(settings)
-        if isinstance(sink, ClickHouseSink):
-            applied = sink.migrate()
-            if applied:
-                log.warning("applied ClickHouse migrations %s", applied)
-        profiles = load_profiles(sink.client, settings.clickhouse_database) if isinstance(sink, ClickHouseSink) else []
+        sink = ClickHouseSink(settings)
+        applied = sink.migrate()
+        if applied:
+            log.warning("applied ClickHouse migrations %s", applied)
+        profiles = load_profiles(sink.client, settings.clickhouse_database)
         engine = MonitoringEngine(
             spec,
             reference_events=settings.monitor_reference_events,
             profiles={(p.model, p.version): p for p in profiles},
         )
-        publisher = MetricsPublisher(settings, sink, topics["metrics"])
+        publisher = MetricsPublisher(sink, topics["metrics"])
         ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
@@ -126,15 +125,13 @@ def create_app(settings: Settings, sink_factory: Any = None) -> faust.App:
             except TimeoutError:
                 log.error("ingest did not finish its last batch within 60s; it will be replayed")
 
-    app.driftline_state = state  # type: ignore[attr-defined]
     return app
 
 
 class MetricsPublisher:
     """Stores metric rows in ClickHouse (retrying while it is down) and sends them to the metrics topic."""
 
-    def __init__(self, settings: Settings, sink: Any, topic: Any):
-        self.settings = settings
+    def __init__(self, sink: ClickHouseSink, topic: Any):
         self.sink = sink
         self.topic = topic
         self.rows = 0

@@ -38,6 +38,28 @@ def _stats(port: int) -> dict[str, object]:
         return {}
 
 
+def _read_metrics_topic(settings: Settings) -> list[dict[str, object]]:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def main() -> list[dict[str, object]]:
+        c = AIOKafkaConsumer(settings.topic("metrics"), bootstrap_servers=settings.broker, auto_offset_reset="earliest")
+        await c.start()
+        out: list[dict[str, object]] = []
+        try:
+            for _ in range(20):
+                batch = await c.getmany(timeout_ms=300)
+                out.extend(json.loads(m.value) for msgs in batch.values() for m in msgs)
+                if out and not batch:
+                    break
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(main())
+
+
 def _stream(t0: float) -> tuple[list[Prediction], list[Label]]:
     rng = np.random.default_rng(21)
     preds, labels = [], []
@@ -109,11 +131,17 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0, log.read_text()
 
+    published = _read_metrics_topic(settings)
+    assert published and all(m["model"] == "credit" for m in published)
+
     out = subprocess.run(
         [sys.executable, "-m", "driftline", "metrics", "--model", "credit", "--clickhouse", ch],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     rows = [json.loads(line) for line in out.stdout.splitlines()]
+    # every row stored was also published (a window recomputed later is published again)
+    assert len(published) >= len(rows)
+    assert {(m["metric"], m["feature"]) for m in published} == {(r["metric"], r["feature"]) for r in rows}
     got = {(r["window_start"], r["family"], r["metric"], r["feature"], r["segment"]): r["value"] for r in rows}
 
     drifted = defaultdict(set)
