@@ -1,7 +1,15 @@
-"""The ClickHouse sink: columnar, idempotent inserts of events and dead letters.
+"""The ClickHouse sink: idempotent inserts of events, dead letters and metrics.
 
 Written once against clickhouse-connect's Client; only the DSN decides whether it talks
 to the embedded engine (``chdb:///dir``) or a server (``http(s)://host:port``).
+
+Events are inserted as the JSON they arrived in (``FORMAT JSONEachRow``), after the worker
+checked them: ClickHouse parses them in C++, so the worker's Python thread only joins
+bytes, and chdb releases the GIL while it parses, sorts and writes — the next batch is
+fetched and checked meanwhile. Should ClickHouse refuse the JSON as sent (a shape it reads
+differently from msgspec, e.g. a repeated key), the batch is re-encoded from the checked
+events; should it refuse an event even then, halves are retried until the single refused
+events are known, and those become dead letters (``rejected_by_clickhouse``).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import msgspec
 import numpy as np
 
 from driftline.config import Settings, redact_dsn
-from driftline.events import DeadLetter, Label, Prediction, canonical_target
+from driftline.events import DeadLetter, Label, Prediction
 from driftline.exceptions import SinkError
 from driftline.sinks.migrations import migrate
 
@@ -28,6 +36,16 @@ PREDICTION_COLUMNS = [
     "score", "latency_ms", "features", "attributes", "kpis",
 ]  # fmt: skip
 LABEL_COLUMNS = ["event_id", "label", "ts", "annotator"]
+#: How ClickHouse reads the JSON rows: objects (features) and numbers or booleans (prediction,
+#: label) into String columns as their JSON text; fields it has no column for are skipped.
+JSON_SETTINGS = {
+    "input_format_skip_unknown_fields": 1,
+    "input_format_json_read_objects_as_strings": 1,
+    "input_format_json_read_numbers_as_strings": 1,
+    "input_format_json_read_bools_as_strings": 1,
+    "input_format_null_as_default": 1,
+    "date_time_input_format": "best_effort",
+}
 METRIC_COLUMNS = [
     "window_start", "window_end", "model", "version", "family", "metric",
     "feature", "segment", "value", "n", "complete",
@@ -47,7 +65,11 @@ class SourcedDeadLetter:
 
 
 class EventSink(Protocol):
-    """What the ingest loop needs from a store. `token` makes a retried write a no-op."""
+    """What the ingest loop needs from a store. `token` makes a retried write a no-op.
+
+    `*_json` are the events' JSON as received (objects, or objects joined by commas), when
+    the caller has them; returns the events the store refused, as dead letters.
+    """
 
     def write(
         self,
@@ -55,7 +77,9 @@ class EventSink(Protocol):
         labels: Sequence[Label],
         dead_letters: Sequence[SourcedDeadLetter],
         token: str,
-    ) -> None: ...
+        prediction_json: Sequence[bytes] | None = None,
+        label_json: Sequence[bytes] | None = None,
+    ) -> list[SourcedDeadLetter]: ...
 
     def close(self) -> None: ...
 
@@ -63,32 +87,6 @@ class EventSink(Protocol):
 def _ms(ts: Sequence[float]) -> list[int]:
     ticks: list[int] = np.round(np.asarray(ts, dtype=np.float64) * 1000.0).astype(np.int64).tolist()
     return ticks
-
-
-def prediction_columns(events: Sequence[Prediction]) -> list[list[Any]]:
-    """Column lists in PREDICTION_COLUMNS order (one pass per column, no per-event branching)."""
-    return [
-        [e.event_id for e in events],
-        [e.model for e in events],
-        [e.version for e in events],
-        _ms([e.ts for e in events]),
-        [e.route for e in events],
-        [canonical_target(e.prediction) for e in events],
-        [e.score for e in events],
-        [e.latency_ms for e in events],
-        [_encode(e.features).decode() for e in events],
-        [e.attributes for e in events],
-        [e.kpis for e in events],
-    ]
-
-
-def label_columns(events: Sequence[Label]) -> list[list[Any]]:
-    return [
-        [e.event_id for e in events],
-        [canonical_target(e.label) for e in events],
-        _ms([e.ts for e in events]),
-        [e.annotator or "" for e in events],
-    ]
 
 
 def dead_letter_columns(letters: Sequence[SourcedDeadLetter]) -> list[list[Any]]:
@@ -141,16 +139,51 @@ class ClickHouseSink:
     def migrate(self) -> list[int]:
         return migrate(self.client, self.database, self.settings.ttl_days)
 
-    def _insert(self, table: str, columns: list[list[Any]], names: list[str], token: str) -> None:
-        if not columns[0]:
-            return
-        self.client.insert(
-            table,
-            columns,
-            column_names=names,
-            database=self.database,
-            column_oriented=True,
-            settings={"insert_deduplication_token": f"{table}:{token}"},
+    def _insert_json(self, table: str, names: list[str], body: bytes, token: str) -> None:
+        self.client.raw_insert(
+            f"{self.database}.{table}",
+            names,
+            insert_block=body,
+            settings={**JSON_SETTINGS, "insert_deduplication_token": f"{table}:{token}"},
+            fmt="JSONEachRow",
+        )
+
+    def _write_events(
+        self, table: str, names: list[str], events: Sequence[Any], as_sent: Sequence[bytes] | None, token: str
+    ) -> list[SourcedDeadLetter]:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        if not events:
+            return []
+        if as_sent:
+            try:
+                self._insert_json(table, names, b"\n".join(as_sent), token)
+                return []
+            except OperationalError:
+                raise
+            except DatabaseError:
+                pass  # ClickHouse reads the JSON as sent differently: store the checked events instead
+        return self._write_encoded(table, names, events, token)
+
+    def _write_encoded(
+        self, table: str, names: list[str], events: Sequence[Any], token: str
+    ) -> list[SourcedDeadLetter]:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        try:
+            self._insert_json(table, names, _encode(list(events))[1:-1], token)
+            return []
+        except OperationalError:
+            raise
+        except DatabaseError as exc:
+            if len(events) == 1:
+                letter = DeadLetter(
+                    "rejected_by_clickhouse", f"ClickHouse refused the event: {exc}"[:2000], _encode(events[0])
+                )
+                return [SourcedDeadLetter(letter, self.settings.topic(table), -1, -1, time.time())]
+        half = len(events) // 2  # find the refused events; each half has its own deterministic token
+        return self._write_encoded(table, names, events[:half], f"{token}/a") + self._write_encoded(
+            table, names, events[half:], f"{token}/b"
         )
 
     def write(
@@ -159,13 +192,25 @@ class ClickHouseSink:
         labels: Sequence[Label],
         dead_letters: Sequence[SourcedDeadLetter],
         token: str,
-    ) -> None:
+        prediction_json: Sequence[bytes] | None = None,
+        label_json: Sequence[bytes] | None = None,
+    ) -> list[SourcedDeadLetter]:
         try:
-            self._insert("predictions", prediction_columns(predictions), PREDICTION_COLUMNS, token)
-            self._insert("labels", label_columns(labels), LABEL_COLUMNS, token)
-            self._insert("dead_letters", dead_letter_columns(dead_letters), DEAD_LETTER_COLUMNS, token)
+            rejected = self._write_events("predictions", PREDICTION_COLUMNS, predictions, prediction_json, token)
+            rejected += self._write_events("labels", LABEL_COLUMNS, labels, label_json, token)
+            letters = [*dead_letters, *rejected]
+            if letters:
+                self.client.insert(
+                    "dead_letters",
+                    dead_letter_columns(letters),
+                    column_names=DEAD_LETTER_COLUMNS,
+                    database=self.database,
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": f"dead_letters:{token}"},
+                )
         except Exception as exc:
             raise SinkError(f"ClickHouse insert failed: {exc}") from exc
+        return rejected
 
     def write_metrics(self, rows: Sequence[Any]) -> None:
         """Store MetricRow objects (see driftline.streams.monitor)."""

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from driftline.config import Settings
-from driftline.events import _DECODERS, _LIST_DECODERS, Label, Prediction, decode_message
+from driftline.events import _DECODERS, _LIST_DECODERS, Label, Prediction, decode_message, encode_json
 from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
 
@@ -70,6 +70,9 @@ class IngestStats:
 class DecodedBatch:
     predictions: list[Prediction] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
+    # The same events as the JSON they came in (objects, or objects joined by commas), for the sink.
+    prediction_json: list[bytes] = field(default_factory=list)
+    label_json: list[bytes] = field(default_factory=list)
     dead_letters: list[SourcedDeadLetter] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     messages: int = 0
@@ -85,28 +88,39 @@ def decode_records(records: dict[Any, list[Any]], settings: Settings, received_a
             continue
         kind = "prediction" if tp.topic == predictions_topic else "label"
         target: list[Any] = out.predictions if kind == "prediction" else out.labels
+        as_json = out.prediction_json if kind == "prediction" else out.label_json
         one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
         for msg in msgs:
             value = msg.value
-            # Fast path: a well-formed JSON object or array is one C call, nothing else.
+            # Fast path: a well-formed JSON object or array is one C call, and is stored as it came.
             if value and len(value) <= max_bytes:
                 try:
                     if value[0] == 0x7B:  # "{"
                         target.append(one(value))
+                        as_json.append(value)
                         continue
                     if value[0] == 0x5B:  # "["
-                        target.extend(many(value))
+                        events = many(value)
+                        if events:
+                            target.extend(events)
+                            as_json.append(value.strip()[1:-1])
                         continue
                 except (msgspec.DecodeError, UnicodeDecodeError):
                     pass
             # Slow path: columnar envelopes, and anything that failed (to find out exactly why).
             decoded = decode_message(value, kind, max_bytes)
             target.extend(decoded.events)
+            if decoded.events:
+                as_json.append(encode_json(decoded.events)[1:-1])
             for letter in decoded.dead_letters:
                 out.dead_letters.append(SourcedDeadLetter(letter, tp.topic, tp.partition, msg.offset, received_at))
         out.offsets[(tp.topic, tp.partition)] = (msgs[0].offset, msgs[-1].offset)
         out.messages += len(msgs)
     return out
+
+
+class StoppedWithoutCommit(Exception):
+    """The worker stopped while a batch could not be stored; it is replayed at the next start."""
 
 
 class BatchIngestor:
@@ -188,6 +202,8 @@ class BatchIngestor:
                 storing = asyncio.create_task(self._store_stage(batch, started))
             if storing is not None:
                 await storing
+        except StoppedWithoutCommit as exc:
+            log.warning("%s; the uncommitted batch will be replayed", exc)
         finally:
             if storing is not None and not storing.done():
                 storing.cancel()
@@ -238,10 +254,27 @@ class BatchIngestor:
         delay, ceiling = self.retry_backoff
         while True:
             try:
-                await asyncio.to_thread(self.sink.write, batch.predictions, batch.labels, batch.dead_letters, token)
+                rejected = await asyncio.to_thread(
+                    self.sink.write,
+                    batch.predictions,
+                    batch.labels,
+                    batch.dead_letters,
+                    token,
+                    batch.prediction_json,
+                    batch.label_json,
+                )
+                if rejected:
+                    # Events ClickHouse refused even re-encoded: dead letters like any other bad input.
+                    await self._send_dead_letters(rejected)
+                    refused = {d.letter.payload for d in rejected}
+                    batch.predictions = [e for e in batch.predictions if encode_json(e) not in refused]
+                    batch.labels = [e for e in batch.labels if encode_json(e) not in refused]
+                    batch.dead_letters = [*batch.dead_letters, *rejected]
                 return
             except SinkError as exc:
                 # Nothing is committed, so waiting loses nothing; the same token makes the retry safe.
+                if self._stopping.is_set():
+                    raise StoppedWithoutCommit(f"stopping while ClickHouse is failing ({exc})") from exc
                 self.stats.sink_retries += 1
                 log.warning("ClickHouse write failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)

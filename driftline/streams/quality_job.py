@@ -91,9 +91,9 @@ class QualityJob:
         db = self.database
         data = self.client.query(
             f"""
-            SELECT p.model, p.version, toUnixTimestamp64Milli(p.ts) / 1000, p.prediction, l.label
+            SELECT p.model, p.version, toUnixTimestamp64Milli(p.ts) / 1000, p.prediction_norm, l.label
             FROM {db}.predictions AS p FINAL
-            INNER JOIN (SELECT event_id, argMax(label, ingested_at) AS label FROM {db}.labels
+            INNER JOIN (SELECT event_id, argMax(label_norm, ingested_at) AS label FROM {db}.labels
                         WHERE ingested_at > fromUnixTimestamp64Milli({{a:Int64}}, 'UTC')
                           AND ingested_at <= fromUnixTimestamp64Milli({{b:Int64}}, 'UTC')
                         GROUP BY event_id) AS l ON p.event_id = l.event_id
@@ -160,13 +160,13 @@ class QualityJob:
         data = self.client.query(
             f"""
             SELECT toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws,
-                   p.prediction, p.score, l.label, p.attributes,
+                   p.prediction_norm, p.score, l.label, p.attributes,
                    if(l.event_id = '', nan, (toUnixTimestamp64Milli(l.ts) - toUnixTimestamp64Milli(p.ts)) / 1000)
-            FROM (SELECT * FROM {db}.predictions FINAL
+            FROM (SELECT event_id, ts, prediction_norm, score, attributes FROM {db}.predictions FINAL
                   WHERE model = {{m:String}} AND version = {{v:String}}
                     AND toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w}), 'UTC')) IN {{ws:Array(UInt32)}}
                  ) AS p
-            LEFT JOIN (SELECT event_id, argMax(label, ingested_at) AS label, argMax(ts, ingested_at) AS ts
+            LEFT JOIN (SELECT event_id, argMax(label_norm, ingested_at) AS label, argMax(ts, ingested_at) AS ts
                        FROM {db}.labels FINAL GROUP BY event_id) AS l
             ON p.event_id = l.event_id
             SETTINGS join_use_nulls = 0

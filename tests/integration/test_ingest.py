@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import Producer as RawProducer
 
 from driftline.config import Settings
 from driftline.demo import BAD_MESSAGES
-from driftline.events import Label, Prediction
+from driftline.events import Label, encode_json
 from driftline.exceptions import SinkError
 from driftline.producer import Producer
 from driftline.sinks.clickhouse import ClickHouseSink, SourcedDeadLetter
@@ -116,7 +117,7 @@ class CrashAfterWrite:
     def __init__(self, inner: ClickHouseSink):
         self.inner = inner
 
-    def write(self, *args: Any) -> None:
+    def write(self, *args: Any) -> list[SourcedDeadLetter]:
         self.inner.write(*args)
         raise Crash("simulated crash after insert, before commit")
 
@@ -153,17 +154,11 @@ class FlakySink:
     def __init__(self, inner: ClickHouseSink, failures: int):
         self.inner, self.failures = inner, failures
 
-    def write(
-        self,
-        predictions: Sequence[Prediction],
-        labels: Sequence[Label],
-        dead_letters: Sequence[SourcedDeadLetter],
-        token: str,
-    ) -> None:
+    def write(self, *args: Any) -> list[SourcedDeadLetter]:
         if self.failures > 0:
             self.failures -= 1
             raise SinkError("connection refused (simulated outage)")
-        self.inner.write(predictions, labels, dead_letters, token)
+        return self.inner.write(*args)
 
     def close(self) -> None:
         pass
@@ -191,3 +186,53 @@ def test_identical_retry_is_deduplicated_by_token(
     sink.write(preds, [], [], token="abc")
     raw = sink.client.command(f"SELECT count() FROM {settings.clickhouse_database}.predictions")
     assert int(raw) == 50  # without FINAL: the second insert never landed
+
+
+def test_json_that_clickhouse_reads_differently_is_stored_from_the_checked_events(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    good = encode_json(make_prediction(1))
+    # msgspec keeps the last of two equal keys; ClickHouse refuses the row: the sink re-encodes the checked events
+    twice = good.replace(b'"model":"churn"', b'"model":"first","model":"churn"')
+    preds = [make_prediction(1), make_prediction(2)]
+    rejected = sink.write(preds, [], [], token="t", prediction_json=[twice, encode_json(make_prediction(2))])
+    assert rejected == []
+    db = settings.clickhouse_database
+    assert sink.client.query(f"SELECT event_id, model FROM {db}.predictions ORDER BY event_id").result_rows == [
+        ("e1", "churn"),
+        ("e2", "churn"),
+    ]
+
+
+def test_events_clickhouse_refuses_become_dead_letters(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    db = settings.clickhouse_database
+    sink.client.command(f"ALTER TABLE {db}.predictions ADD CONSTRAINT no_poison CHECK event_id != 'e13'")
+    with Producer(settings.broker, topic_prefix=settings.topic_prefix, batch_size=50) as p:
+        for i in range(100):
+            p.send(make_prediction(i))
+    ingestor = run_ingestor(BatchIngestor(settings, sink), ingested(100))
+    assert (ingestor.stats.predictions, ingestor.stats.dead_letters) == (99, 1)
+    assert dict(ingestor.stats.dead_letter_codes) == {"rejected_by_clickhouse": 1}
+    assert sink.counts() == {"predictions": 99, "labels": 0, "dead_letters": 1}
+    [msg] = consume_dlq(settings, 1)
+    assert dict(msg.headers)["code"] == b"rejected_by_clickhouse"
+    assert msgspec.json.decode(msg.value)["event_id"] == "e13"
+
+
+def test_stopping_during_an_outage_commits_nothing_and_the_next_start_stores_everything(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    n_pred, n_lab, bad = produce_mix(settings, n=90)
+    down = BatchIngestor(settings, FlakySink(sink, failures=10**6), retry_backoff=(0.01, 0.02))
+    run_ingestor(down, lambda i: i.stats.sink_retries >= 3)  # returns: stop() ends the retry loop
+    assert sink.counts() == {"predictions": 0, "labels": 0, "dead_letters": 0}
+    run_ingestor(BatchIngestor(settings, sink), ingested(n_pred + n_lab + sum(bad.values())))
+    assert sink.counts() == {"predictions": n_pred, "labels": n_lab, "dead_letters": sum(bad.values())}
