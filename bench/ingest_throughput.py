@@ -28,7 +28,7 @@ from driftline.broker import EmbeddedBroker
 from driftline.config import Settings
 from driftline.events import encode_columnar, encode_json
 from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.streams.ingest import BatchIngestor
+from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.topics import ensure_topics
 
@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     n = args.events
+    tune_gc()  # as the worker does; the raw baseline profits from it too
     import clickhouse_connect
 
     client = clickhouse_connect.get_client(interface="chdb", path=tempfile.mkdtemp(prefix="bench-ch-"))

@@ -15,6 +15,7 @@ import time
 
 from common import event
 
+from driftline.streams.ingest import tune_gc
 from driftline.streams.monitor import MonitoringEngine
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--batch", type=int, default=10_000)
     args = ap.parse_args()
+    tune_gc()  # as the worker does
     t0 = time.time() - 86_400
     template = [event(i, t0) for i in range(args.batch)]
     engine = MonitoringEngine(window_s=300, allowed_lateness_s=60)

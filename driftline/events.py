@@ -44,7 +44,7 @@ Target: TypeAlias = int | float | str | bool
 Route: TypeAlias = Literal["primary", "canary", "shadow"]
 
 
-class Prediction(msgspec.Struct, kw_only=True):
+class Prediction(msgspec.Struct, kw_only=True, gc=False):
     """One prediction made by a model version.
 
     ``ts`` is event time in seconds since the Unix epoch (UTC); ``score`` is the
@@ -65,7 +65,7 @@ class Prediction(msgspec.Struct, kw_only=True):
     schema_version: Literal[1] = 1
 
 
-class Label(msgspec.Struct, kw_only=True):
+class Label(msgspec.Struct, kw_only=True, gc=False):
     """The ground truth for the prediction with the same ``event_id``."""
 
     event_id: _ID

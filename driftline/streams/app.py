@@ -20,7 +20,7 @@ from driftline.config import Settings
 from driftline.exceptions import SinkError
 from driftline.profile_io import load_profiles
 from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.streams.ingest import BatchIngestor
+from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MetricRow, MonitoringEngine
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.topics import TOPICS
@@ -159,6 +159,7 @@ def _encode_row(row: MetricRow) -> bytes:
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run the worker in this process until SIGINT/SIGTERM."""
+    tune_gc()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
