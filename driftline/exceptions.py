@@ -41,14 +41,6 @@ class SinkError(DriftlineError):
     """ClickHouse could not store a batch."""
 
 
-class SinkBackpressure(SinkError):
-    """The sink cannot keep up; pause and retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class DeliveryError(DriftlineError):
     """One or more events could not be delivered to Kafka."""
 

@@ -252,7 +252,3 @@ def batch_token(offsets: dict[tuple[str, int], tuple[int, int]]) -> str:
     """A deterministic token for a batch: the offset range read from each partition."""
     text = ";".join(f"{t}/{p}/{a}-{b}" for (t, p), (a, b) in sorted(offsets.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def now() -> float:
-    return time.time()
