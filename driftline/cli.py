@@ -67,6 +67,14 @@ def worker(loglevel: str, **flags: Any) -> None:
 
     settings = _settings(**flags)
     settings.monitor_spec()  # check the spec before anything starts
+    from driftline.config import redact_dsn
+
+    click.echo(
+        f"driftline worker: consuming {settings.topic('predictions')} and {settings.topic('labels')} from "
+        f"{settings.broker} (group {settings.group_id}); ClickHouse {redact_dsn(settings.clickhouse)} "
+        f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}",
+        err=True,
+    )
     # Faust parses sys.argv itself: hand it only what it understands.
     sys.argv = [sys.argv[0], "worker"]
     run_worker(settings, loglevel=loglevel)
