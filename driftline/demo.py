@@ -157,7 +157,8 @@ def generate(options: DemoOptions, start_ts: float) -> Iterator[Prediction | Lab
         yield heapq.heappop(pending)[2]
 
 
-def _get_stats(port: int) -> dict[str, Any] | None:
+def worker_stats(port: int) -> dict[str, Any] | None:
+    """The counters a worker serves on 127.0.0.1:`port`/stats, or None while it does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as resp:
             return dict(json.loads(resp.read()))
@@ -209,7 +210,7 @@ class _Stack:
         print("waiting for the worker (Kafka group join, ClickHouse migrations) ...", flush=True)
         while time.monotonic() < deadline:
             self.check_alive()
-            stats = _get_stats(self.web_port)
+            stats = worker_stats(self.web_port)
             if stats and stats.get("ready"):
                 print(f"worker ready after {time.monotonic() - began:.1f}s", flush=True)
                 return
@@ -276,7 +277,7 @@ def _wait_ingested(stack: _Stack, sent: Sent, timeout: float) -> dict[str, Any]:
     with tqdm(total=expected, desc="ingested", unit="ev", disable=_QUIET) as bar:
         while time.monotonic() < deadline:
             stack.check_alive()
-            stats = _get_stats(stack.web_port) or stats
+            stats = worker_stats(stack.web_port) or stats
             done = stats.get("predictions", 0) + stats.get("labels", 0) + stats.get("dead_letters", 0)
             bar.update(done - bar.n)
             if done >= expected:

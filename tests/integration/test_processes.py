@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from driftline.broker import free_port
 from driftline.config import Settings
+from driftline.demo import worker_stats
 from driftline.producer import Producer
 from tests.unit.test_events import make_prediction
 
@@ -32,11 +32,7 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def _stats(port: int) -> dict[str, object]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as r:
-            return dict(json.loads(r.read()))
-    except OSError:
-        return {}
+    return worker_stats(port) or {}
 
 
 def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from sklearn import metrics as skm
 
 from driftline.broker import free_port
 from driftline.config import Settings
+from driftline.demo import worker_stats
 from driftline.events import Label, Prediction
 from driftline.producer import Producer
 
@@ -31,11 +31,7 @@ N_WINDOWS, PER_WINDOW, SHIFT_AT = 10, 600, 6
 
 
 def _stats(port: int) -> dict[str, object]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as r:
-            return dict(json.loads(r.read()))
-    except OSError:
-        return {}
+    return worker_stats(port) or {}
 
 
 def _read_metrics_topic(settings: Settings) -> list[dict[str, object]]:
