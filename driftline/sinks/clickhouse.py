@@ -38,7 +38,13 @@ PREDICTION_COLUMNS = [
 LABEL_COLUMNS = ["event_id", "label", "ts", "annotator"]
 #: How ClickHouse reads the JSON rows: objects (features) and numbers or booleans (prediction,
 #: label) into String columns as their JSON text; fields it has no column for are skipped.
+#: Parallel parsing and the insert-time merge are off: on two cores shared with the consumer
+#: and the broker they cost more than they save (ingest 110k -> 158k events/s, BENCHMARKS.md);
+#: without the insert-time merge, a key repeated inside one insert is collapsed by background
+#: merges, and FINAL counts it once meanwhile.
 JSON_SETTINGS = {
+    "input_format_parallel_parsing": 0,
+    "optimize_on_insert": 0,
     "input_format_skip_unknown_fields": 1,
     "input_format_json_read_objects_as_strings": 1,
     "input_format_json_read_numbers_as_strings": 1,
