@@ -37,7 +37,9 @@ from typing import Any
 
 import yaml
 
+from driftline.alerts.rules import AlertingConfig
 from driftline.exceptions import ConfigError
+from driftline.models.canary_spec import CanarySpec
 
 FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi")
 TASKS = ("binary", "multiclass", "regression")
@@ -67,6 +69,7 @@ class ModelSpec:
     allowed_lateness_s: int = 60
     families: tuple[str, ...] = FAMILIES
     thresholds: Thresholds = field(default_factory=Thresholds)
+    canary: CanarySpec = field(default_factory=CanarySpec)
 
     def on(self, family: str) -> bool:
         return family in self.families
@@ -86,7 +89,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
     known = {"task", "positive_class", "features", "sensitive_attributes", "window", "slide", "allowed_lateness",
-             "families", "thresholds"}  # fmt: skip
+             "families", "thresholds", "canary"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -133,6 +136,8 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         changes["families"] = tuple(fams)
     if "thresholds" in raw:
         changes["thresholds"] = _thresholds(raw["thresholds"], f"{where}.thresholds", base.thresholds)
+    if "canary" in raw:
+        changes["canary"] = CanarySpec.from_dict(raw["canary"], f"{where}.canary")
     return replace(base, **changes)
 
 
@@ -155,6 +160,7 @@ class MonitorSpec:
 
     defaults: ModelSpec = field(default_factory=ModelSpec)
     models: dict[str, ModelSpec] = field(default_factory=dict)
+    alerts: AlertingConfig = field(default_factory=AlertingConfig)
 
     def for_model(self, model: str) -> ModelSpec:
         return self.models.get(model, self.defaults)
@@ -163,14 +169,14 @@ class MonitorSpec:
     def from_dict(cls, raw: Any) -> MonitorSpec:
         if raw is None:
             return cls()
-        if not isinstance(raw, dict) or set(raw) - {"defaults", "models"}:
-            raise ConfigError("monitor spec: the top level has `defaults:` and `models:` only")
+        if not isinstance(raw, dict) or set(raw) - {"defaults", "models", "alerts"}:
+            raise ConfigError("monitor spec: the top level has `defaults:`, `models:` and `alerts:` only")
         defaults = _model_spec(raw.get("defaults"), "defaults", ModelSpec())
         models_raw = raw.get("models") or {}
         if not isinstance(models_raw, dict):
             raise ConfigError("monitor spec, models: expected model-name: settings pairs")
         models = {str(name): _model_spec(m, f"models.{name}", defaults) for name, m in models_raw.items()}
-        return cls(defaults, models)
+        return cls(defaults, models, AlertingConfig.from_dict(raw.get("alerts")))
 
     @classmethod
     def from_yaml(cls, text: str) -> MonitorSpec:

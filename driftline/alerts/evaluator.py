@@ -1,0 +1,204 @@
+"""Rule evaluation over metric windows: the pending -> firing -> resolved lifecycle of each alert.
+
+Each (rule, metric series) is one alert, identified by a fingerprint of its label set.
+A window that breaches the rule makes the alert *pending*; `for` breaching windows in a
+row make it *firing*; the first window that does not breach *resolves* a firing alert
+(a pending one just goes back to inactive, as in Prometheus). A window recomputed later
+(late labels update quality windows) replaces its earlier value, so replays and
+recomputations never count a window twice.
+
+>>> from driftline.alerts.rules import AlertRule
+>>> from driftline.streams.monitor import MetricRow
+>>> ev = AlertEvaluator([AlertRule("Drift", "psi", above=0.2, for_windows=2)])
+>>> row = lambda t, v: MetricRow(t, t + 60, "m", "v1", "drift", "psi", "age", "", v, 500)
+>>> [e.state for t, v in [(0, 0.3), (60, 0.4), (120, 0.1)] for e in ev.observe([row(t, v)])]
+['pending', 'firing', 'resolved']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftline.alerts.rules import AlertRule
+from driftline.streams.monitor import MetricRow
+
+STATES = ("pending", "firing", "resolved")
+#: Series kept per rule; beyond this the oldest is forgotten (bounded memory).
+MAX_SERIES = 100_000
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable id of a label set: the same labels give the same alert, whatever their order."""
+    text = "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert's state change, as stored, published and streamed."""
+
+    fingerprint: str
+    state: str  # pending | firing | resolved
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    value: float
+    window_start: float
+    window_end: float
+    starts_at: float  # event time the alert started breaching (window start of the first breach)
+    ends_at: float  # event time it stopped (0 while not resolved)
+    at: float  # wall-clock time of the change
+
+    @property
+    def model(self) -> str:
+        return self.labels.get("model", "")
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "state": self.state,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "value": self.value,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "at": self.at,
+        }
+
+
+@dataclass
+class _Series:
+    labels: dict[str, str]
+    values: dict[float, float] = field(default_factory=dict)  # window_end -> value (bounded)
+    state: str = "inactive"
+    starts_at: float = 0.0
+
+
+class AlertEvaluator:
+    """Feeds metric rows to rules; returns the alert state changes they cause."""
+
+    def __init__(self, rules: Iterable[AlertRule], clock: Callable[[], float] = time.time):
+        self.rules = tuple(rules)
+        self.clock = clock
+        self._series: dict[tuple[str, str], _Series] = {}  # (rule name, fingerprint) -> series
+
+    def observe(self, rows: Iterable[MetricRow]) -> list[AlertEvent]:
+        """Evaluate complete windows; rows of windows still open at shutdown are ignored."""
+        events: list[AlertEvent] = []
+        for row in rows:
+            if not row.complete:
+                continue
+            for rule in self.rules:
+                if rule.selects(row.model, row.version, row.family, row.metric, row.feature, row.segment):
+                    event = self._step(rule, row)
+                    if event is not None:
+                        events.append(event)
+        return events
+
+    def firing(self) -> list[dict[str, str]]:
+        """Label sets of the alerts firing now."""
+        return [s.labels for s in self._series.values() if s.state == "firing"]
+
+    def _labels(self, rule: AlertRule, row: MetricRow) -> dict[str, str]:
+        labels = {
+            "alertname": rule.name,
+            "model": row.model,
+            "version": row.version,
+            "family": row.family,
+            "metric": row.metric,
+            "severity": rule.severity,
+        }
+        if row.feature:
+            labels["feature"] = row.feature
+        if row.segment:
+            labels["segment"] = row.segment
+        labels.update(rule.labels)
+        return labels
+
+    def _step(self, rule: AlertRule, row: MetricRow) -> AlertEvent | None:
+        labels = self._labels(rule, row)
+        fp = fingerprint(labels)
+        key = (rule.name, fp)
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= MAX_SERIES:
+                self._forget_one_inactive()
+            series = self._series[key] = _Series(labels)
+        newest = max(series.values, default=float("-inf"))
+        if row.window_end < newest and row.window_end not in series.values:
+            return None  # an older window arriving after newer ones: too late to change the state
+        series.values[row.window_end] = row.value
+        for old in sorted(series.values)[: -rule.history_needed]:
+            del series.values[old]
+        if row.window_end < newest:
+            return None  # a recomputed older window: kept for baselines, the state follows the newest
+        ends = sorted(series.values)
+        values = [series.values[e] for e in ends]
+        streak = 0
+        for i in range(len(values) - 1, -1, -1):
+            if not rule.breached(values[i], values[:i]):
+                break
+            streak += 1
+        new_state = series.state
+        if streak >= rule.for_windows:
+            new_state = "firing"
+        elif streak > 0:
+            new_state = "pending" if series.state in ("inactive", "resolved", "pending") else series.state
+            if series.state == "firing":
+                new_state = "firing"  # recomputing the newest window keeps a firing alert firing
+        elif series.state == "firing":
+            new_state = "resolved"
+        else:
+            new_state = "inactive"
+        if streak == 1 and series.state in ("inactive", "resolved"):
+            series.starts_at = row.window_start
+        if new_state == series.state or (new_state == "inactive" and series.state in ("pending", "resolved")):
+            series.state = new_state
+            return None
+        series.state = new_state
+        return AlertEvent(
+            fingerprint=fp,
+            state=new_state,
+            labels=labels,
+            annotations=_annotations(rule, row, labels),
+            value=row.value,
+            window_start=row.window_start,
+            window_end=row.window_end,
+            starts_at=series.starts_at or row.window_start,
+            ends_at=row.window_end if new_state == "resolved" else 0.0,
+            at=self.clock(),
+        )
+
+    def _forget_one_inactive(self) -> None:
+        for key, series in self._series.items():
+            if series.state in ("inactive", "resolved"):
+                del self._series[key]
+                return
+        del self._series[next(iter(self._series))]
+
+
+class _Defaults(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _annotations(rule: AlertRule, row: MetricRow, labels: Mapping[str, str]) -> dict[str, str]:
+    """The rule's annotations with {value}, {model}, {feature}, ... filled in; a bad template stays as written."""
+    values = _Defaults(labels)
+    values.update(value=row.value, n=row.n, condition=rule.condition(), feature=row.feature, segment=row.segment)
+    out = {"summary": f"{rule.name}: {rule.condition()} ({row.model} {row.version} {row.feature})".replace(" )", ")")}
+    for key, template in rule.annotations.items():
+        try:
+            out[key] = template.format_map(values)
+        except (ValueError, IndexError, KeyError):
+            out[key] = template
+    return out

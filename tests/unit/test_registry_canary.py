@@ -1,0 +1,167 @@
+"""The model registry, sticky routing, and canary analysis decisions."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from driftline.exceptions import ConfigError
+from driftline.models.canary import CanaryAnalyzer, CanarySpec
+from driftline.models.registry import ModelState
+from driftline.models.routing import bucket, route_for
+from driftline.spec import MonitorSpec
+from driftline.streams.monitor import MetricRow
+
+W = 300.0
+
+
+def two_versions(weight: float = 10.0) -> ModelState:
+    s = ModelState("m").register("v1", "production", by="ana", reason="first", now=1.0)
+    return s.register("v2", "canary", weight=weight, by="ana", reason="try", now=2.0)
+
+
+def test_registry_history_and_rules() -> None:
+    s = two_versions()
+    assert (s.production, s.canaries, s.revision, s.change.action if s.change else "") == (
+        "v1",
+        {"v2": 10.0},
+        2,
+        "register",
+    )
+    s = s.register("v3", "shadow", by="bo", reason="shadow it", now=3.0)
+    assert s.shadows == ["v3"]
+    promoted = s.promote("v2", by="ana", reason="good", now=4.0)
+    assert promoted.production == "v2" and promoted.stage_of("v1") == "retired" and promoted.canaries == {}
+    with pytest.raises(ConfigError, match="add up to 110"):
+        s.register("v4", "canary", weight=100, by="a", reason="x", now=5.0)
+    with pytest.raises(ConfigError, match="production version"):
+        s.rollback("v1", by="a", reason="x", now=5.0)
+    locked = s.lock(by="ana", reason="incident", now=5.0)
+    with pytest.raises(ConfigError, match="locked"):
+        locked.set_weight("v2", 20, by="a", reason="x", now=6.0)
+    assert ModelState.from_dict(locked.as_dict()) == locked
+
+
+def test_routing_is_sticky_and_follows_weights() -> None:
+    state = two_versions(weight=20)
+    keys = [f"user-{i}" for i in range(20_000)]
+    routes = [route_for(state, k) for k in keys]
+    share = Counter(r.version for r in routes)["v2"] / len(keys)
+    assert abs(share - 0.20) < 0.015
+    assert all(route_for(state, k) == r for k, r in zip(keys[:500], routes, strict=False))  # sticky
+    wider = route_for(state.set_weight("v2", 40, by="a", reason="step", now=3.0), keys[0])
+    if routes[0].version == "v2":
+        assert wider.version == "v2"  # raising the weight keeps canary users on the canary
+    rolled = state.rollback("v2", by="canary-analysis", reason="bad", now=4.0)
+    assert {route_for(rolled, k).version for k in keys[:2000]} == {"v1"}
+    assert 0 <= bucket("m", "k") < 100
+
+
+def rows(
+    version: str, i: int, accuracy: float | None, n: int = 500, drift: float = 0.0, lat: float = 5.0
+) -> list[MetricRow]:
+    s, e = i * W, (i + 1) * W
+    out = [
+        MetricRow(s, e, "m", version, "volume", "predictions", "", "", n, n),
+        MetricRow(s, e, "m", version, "drift", "drift_share", "", "", drift, n),
+        MetricRow(s, e, "m", version, "kpi", "latency_p99_ms", "", "", lat, n),
+    ]
+    if accuracy is not None:
+        out.append(MetricRow(s, e, "m", version, "quality", "accuracy", "", "", accuracy, n))
+        out.append(MetricRow(s, e, "m", version, "fairness", "demographic_parity_difference", "age", "", 0.1, n))
+    return out
+
+
+def step(an: CanaryAnalyzer, state: ModelState, i: int, canary_acc: float | None, primary_acc: float | None,
+         **kw: float) -> list[str]:  # fmt: skip
+    batch = rows("v1", i, primary_acc) + rows("v2", i, canary_acc, **kw)
+    an.observe(batch)
+    out = []
+    for canary, start, end in an.windows_to_analyze(state, batch):
+        d = an.analyze(state, canary, start, end)
+        if d is not None:
+            out.append(d.action)
+    return out
+
+
+def test_degrading_canary_is_rolled_back_after_max_failed_checks() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=2))
+    state = two_versions()
+    assert step(an, state, 0, 0.95, 0.95) == ["step"]
+    assert step(an, state, 1, 0.70, 0.95) == ["hold"]  # one failed interval
+    assert step(an, state, 1, 0.70, 0.95) == []  # the same window again: idempotent
+    actions = step(an, state, 2, 0.70, 0.95)
+    assert actions == ["rollback"]
+
+
+def test_healthy_canary_steps_up_and_is_promoted() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(step_weight=20, max_weight=50, promote_after=2))
+    state = two_versions(weight=10)
+    decisions = []
+    for i in range(6):
+        batch = rows("v1", i, 0.95) + rows("v2", i, 0.96)
+        an.observe(batch)
+        for canary, start, end in an.windows_to_analyze(state, batch):
+            d = an.analyze(state, canary, start, end)
+            assert d is not None
+            decisions.append((d.action, d.weight_after))
+            if d.action == "step":
+                state = state.set_weight("v2", d.weight_after, by="canary-analysis", reason=d.reason, now=float(i))
+            if d.action == "promote":
+                state = state.promote("v2", by="canary-analysis", reason=d.reason, now=float(i))
+    assert decisions == [("step", 30.0), ("step", 50.0), ("hold", 50.0), ("promote", 100.0)]
+    assert state.production == "v2"
+
+
+def test_no_data_counts_as_failed_and_labels_not_yet_in_are_inconclusive() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=2))
+    state = two_versions()
+    # no labels for anyone yet: accuracy and parity inconclusive -> hold, not a failure
+    assert step(an, state, 0, None, None) == ["hold"]
+    # the canary sends nothing for two windows: no data -> failed, twice -> rollback
+    actions = []
+    for i in (1, 2, 3):
+        batch = rows("v1", i, 0.95)
+        an.observe(batch)
+        for canary, start, end in an.windows_to_analyze(state, batch):
+            d = an.analyze(state, canary, start, end)
+            actions.append(d.action if d else None)
+            assert d is None or any(c.status == "fail" and "no data" in c.detail for c in d.checks)
+    assert actions == ["hold", "rollback"]
+
+
+def test_latency_and_drift_checks() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=1))
+    state = two_versions()
+    batch = rows("v1", 0, 0.9) + rows("v2", 0, 0.9, lat=50.0)
+    an.observe(batch)
+    d = an.analyze(state, "v2", 0, W)
+    assert d is not None and d.action == "rollback"
+    (lat,) = [c for c in d.checks if c.name == "latency_p99_ratio"]
+    assert lat.status == "fail" and math.isclose(lat.canary / lat.primary, 10.0)
+
+
+def test_never_rolls_back_to_a_failing_primary() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=1, primary_min_accuracy=0.8))
+    state = two_versions()
+    assert step(an, state, 0, 0.5, 0.6) == ["refuse_rollback"]
+
+
+def test_locked_model_is_left_alone() -> None:
+    an = CanaryAnalyzer()
+    state = two_versions().lock(by="ana", reason="incident", now=3.0)
+    assert step(an, state, 0, 0.1, 0.95) == []
+
+
+def test_canary_spec_from_yaml_and_errors() -> None:
+    spec = MonitorSpec.from_yaml(
+        "models: {m: {canary: {max_failed_checks: 3, step_weight: 5, checks: {accuracy_drop: 0.02}}}}"
+    )
+    c = spec.for_model("m").canary
+    assert (c.max_failed_checks, c.step_weight, dict(c.checks)) == (3, 5, {"accuracy_drop": 0.02})
+    with pytest.raises(ConfigError, match="checks are"):
+        MonitorSpec.from_yaml("models: {m: {canary: {checks: {vibes: 1}}}}")
+    with pytest.raises(ConfigError, match="step_weight <= max_weight"):
+        MonitorSpec.from_yaml("models: {m: {canary: {step_weight: 60, max_weight: 50}}}")
