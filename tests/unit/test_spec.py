@@ -50,7 +50,7 @@ def test_full_spec_and_inheritance_from_defaults() -> None:
         ("models: {m: {thresholds: {psi: -1}}}", "need 0 < fdr < 1"),
         ("models: {m: {thresholds: {pvalue: 0.1}}}", "unknown threshold(s) ['pvalue']"),
         ("models: {m: {sensitive_attributes: sex}}", "expected a list of names"),
-        ("monitors: {}", "`defaults:` and `models:` only"),
+        ("monitors: {}", "`defaults:`, `models:` and `alerts:` only"),
         ("models: {m: {window: 0s}}", "at least 1s"),
         ("models: [a, b", "not valid YAML"),
     ],
