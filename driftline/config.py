@@ -84,6 +84,7 @@ class Settings:
     label_ttl_s: int = 7 * 86_400
     fairness_min_group_size: int = 30
     spec: str = ""  # path of a monitor spec (YAML); empty = defaults for every model
+    alerts_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token of the live alert stream
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -149,13 +150,14 @@ class Settings:
                     raise ConfigError(
                         f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. {f.default}"
                     ) from None
-            elif f.name == "clickhouse_password":
+            elif f.name in ("clickhouse_password", "alerts_token"):
                 values[f.name] = Secret(raw)
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values.get("clickhouse_password"), str):
-            values["clickhouse_password"] = Secret(values["clickhouse_password"])
+        for name in ("clickhouse_password", "alerts_token"):
+            if isinstance(values.get(name), str):
+                values[name] = Secret(values[name])
         return cls(**values)
 
 

@@ -33,33 +33,33 @@ class ControlState:
     silences: dict[str, Silence] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 
-    def apply(self, key: str, value: bytes | None) -> tuple[str, Any] | None:
-        """Apply one message; returns (kind, new object or None if deleted), or None for an unknown key."""
+    def apply(self, key: str, value: bytes | None) -> tuple[str, str, Any] | None:
+        """Apply one message; returns (kind, name, new object or None if deleted), or None for an unknown key."""
         kind, _, name = key.partition("/")
         raw = json.loads(value) if value else None
         if kind == "model":
             if raw is None:
                 self.models.pop(name, None)
-                return kind, None
+                return kind, name, None
             state = ModelState.from_dict(raw)
             old = self.models.get(name)
             if old is None or state.revision >= old.revision:
                 self.models[name] = state
-            return kind, self.models[name]
+            return kind, name, self.models[name]
         if kind == "silence":
             if raw is None:
                 self.silences.pop(name, None)
-                return kind, None
+                return kind, name, None
             silence = Silence.from_dict(raw)
             self.silences[name] = silence
-            return kind, silence
+            return kind, name, silence
         if kind == "subscription":
             if raw is None:
                 self.subscriptions.pop(name, None)
-                return kind, None
+                return kind, name, None
             sub = Subscription.from_dict(raw)
             self.subscriptions[name] = sub
-            return kind, sub
+            return kind, name, sub
         return None
 
 
@@ -90,7 +90,7 @@ class ControlClient:
         self._producer: Any = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._listeners: list[Callable[[str, Any], None]] = []
+        self._listeners: list[Callable[[str, str, Any], None]] = []
         self.last_change_at = 0.0
 
     def _connect(self) -> None:
@@ -145,7 +145,7 @@ class ControlClient:
             self.last_change_at = time.time()
         return n
 
-    def follow(self, on_change: Callable[[str, Any], None] | None = None) -> None:
+    def follow(self, on_change: Callable[[str, str, Any], None] | None = None) -> None:
         """Sync now, then keep applying changes in a daemon thread until `close()`."""
         if on_change is not None:
             self._listeners.append(on_change)

@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 import msgspec
 
-from driftline.config import Settings
+from driftline.alerts.stream import AlertStream
+from driftline.config import Secret, Settings
+from driftline.control import ControlClient
 from driftline.exceptions import SinkError
 from driftline.profile_io import load_profiles
+from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.streams.alerting import AlertingAgent
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MetricRow, MonitoringEngine
 from driftline.streams.quality_job import QualityJob
@@ -60,6 +66,13 @@ def create_app(settings: Settings) -> faust.App:
         for name, compacted in TOPICS.items()
     }
     state: dict[str, Any] = {"ingestor": None, "sink": None, "done": asyncio.Event()}
+    stream = AlertStream(alerts_token(settings))
+    # Raw aiohttp route: Server-Sent Events need a streaming response, which Faust views do not offer.
+    app.web.web_app.router.add_get("/alerts/stream", stream.handle)  # type: ignore[attr-defined]
+
+    async def publish_alert(kind: str, body: dict[str, Any]) -> None:
+        model = str(body.get("model") or body.get("labels", {}).get("model", ""))
+        await topics["alerts"].send(key=model.encode(), value=msgspec.json.encode({"kind": kind, **body}))
 
     @app.task
     async def ingest() -> None:
@@ -75,7 +88,16 @@ def create_app(settings: Settings) -> faust.App:
             reference_events=settings.monitor_reference_events,
             profiles={(p.model, p.version): p for p in profiles},
         )
-        publisher = MetricsPublisher(sink, topics["metrics"])
+        alerting = AlertingAgent(
+            spec,
+            store=AlertStore(sink.client, settings.clickhouse_database),
+            publish=publish_alert,
+            stream=stream,
+            control=ControlClient(settings.broker, settings.topic("control")),
+        )
+        await alerting.start()
+        state["alerting"] = alerting
+        publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe)
         ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
@@ -85,6 +107,7 @@ def create_app(settings: Settings) -> faust.App:
             await publisher.publish(engine.flush())  # open windows, marked complete=0
             await publisher.publish(await asyncio.to_thread(quality.run_once))  # labels that came last
         finally:
+            await alerting.stop()
             sink.close()
             state["done"].set()
 
@@ -111,6 +134,21 @@ def create_app(settings: Settings) -> faust.App:
         body["ready"] = bool(ingestor and ingestor.ready.is_set())
         return web.json(body)
 
+    @app.page("/alerts/active")
+    async def active_alerts(web: Any, request: Any) -> Any:
+        alerting = state.get("alerting")
+        if alerting is None:
+            return web.json({"starting": True})
+        return web.json(
+            {
+                "firing": alerting.evaluator.firing(),
+                "silences": [s.as_dict() for s in alerting.dispatcher.silences.all()],
+                "subscriptions": [s.as_dict() for s in alerting.dispatcher.subscriptions.values()],
+                "decisions": [d.as_dict() for d in alerting.decisions[-20:]],
+                "notifications": alerting.attempts,
+            }
+        )
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         return web.json({"ok": True})
@@ -131,9 +169,12 @@ def create_app(settings: Settings) -> faust.App:
 class MetricsPublisher:
     """Stores metric rows in ClickHouse (retrying while it is down) and sends them to the metrics topic."""
 
-    def __init__(self, sink: ClickHouseSink, topic: Any):
+    def __init__(
+        self, sink: ClickHouseSink, topic: Any, then: Callable[[list[MetricRow]], Awaitable[None]] | None = None
+    ):
         self.sink = sink
         self.topic = topic
+        self.then = then  # the alerting agent: alerts only for numbers that are stored
         self.rows = 0
 
     async def publish(self, rows: list[MetricRow]) -> None:
@@ -151,6 +192,24 @@ class MetricsPublisher:
         for row in rows:
             await self.topic.send(key=row.model.encode(), value=_encode_row(row))
         self.rows += len(rows)
+        if self.then is not None:
+            await self.then(rows)
+
+
+def alerts_token(settings: Settings) -> Secret:
+    """DRIFTLINE_ALERTS_TOKEN, or one made up once and kept (mode 600) in the data dir for local use."""
+    if settings.alerts_token:
+        return settings.alerts_token
+    path = Path(settings.data_dir) / "alerts-token"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+        log.warning("alert stream token written to %s (set DRIFTLINE_ALERTS_TOKEN to choose one)", path)
+    return Secret(path.read_text().strip())
 
 
 def _encode_row(row: MetricRow) -> bytes:

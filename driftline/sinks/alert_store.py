@@ -1,0 +1,119 @@
+"""ClickHouse history of alerting and rollouts: alert state changes, notification attempts,
+registry revisions, canary decisions, silences and subscriptions (without secrets).
+
+Rows go in as JSON lines (timestamps as epoch seconds); the tables' replacing keys make a
+write replayed after a restart replace its first copy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from driftline.alerts.evaluator import AlertEvent
+from driftline.alerts.silences import Silence
+from driftline.alerts.subscriptions import Subscription
+from driftline.alerts.webhook import Attempt
+from driftline.exceptions import SinkError
+from driftline.models.canary import Decision
+from driftline.models.registry import ModelState
+
+_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+
+
+def safe_url(url: str) -> str:
+    """scheme://host[:port]/path: no user info, query or fragment (they often carry tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class AlertStore:
+    def __init__(self, client: Any, database: str):
+        self.client = client
+        self.database = database
+
+    def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        body = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
+        try:
+            self.client.raw_insert(f"{self.database}.{table}", list(rows[0]), insert_block=body,
+                                   settings=_SETTINGS, fmt="JSONEachRow")  # fmt: skip
+        except Exception as exc:
+            raise SinkError(f"ClickHouse insert into {table} failed: {exc}") from exc
+
+    def alert_events(self, events: Iterable[AlertEvent]) -> None:
+        self._insert(
+            "alert_events",
+            [
+                {
+                    "at": e.at,
+                    "fingerprint": e.fingerprint,
+                    "alertname": e.labels.get("alertname", ""),
+                    "model": e.model,
+                    "version": e.labels.get("version", ""),
+                    "severity": e.severity,
+                    "state": e.state,
+                    "labels": e.labels,
+                    "annotations": e.annotations,
+                    "value": _finite(e.value),
+                    "window_start": e.window_start,
+                    "window_end": e.window_end,
+                    "starts_at": e.starts_at,
+                    "ends_at": e.ends_at,
+                }
+                for e in events
+            ],
+        )
+
+    def attempts(self, attempts: Iterable[Attempt]) -> None:
+        self._insert("alert_notifications", [dict(vars_(a)) for a in attempts])
+
+    def registry(self, state: ModelState) -> None:
+        change = state.change
+        self._insert(
+            "model_registry",
+            [
+                {
+                    "at": change.at if change else time.time(),
+                    "model": state.model,
+                    "revision": state.revision,
+                    "action": change.action if change else "",
+                    "changed_version": change.version if change else "",
+                    "changed_by": change.by if change else "",
+                    "reason": change.reason if change else "",
+                    "locked": int(state.locked),
+                    "versions": json.dumps(state.as_dict()["versions"]),
+                }
+            ],
+        )
+
+    def decision(self, decision: Decision, at: float) -> None:
+        row = decision.as_dict()
+        row["checks"] = json.dumps(row["checks"], default=str)
+        row["at"] = at
+        row["decision_id"] = row.pop("id")
+        self._insert("rollout_decisions", [row])
+
+    def silence(self, silence: Silence) -> None:
+        row = silence.as_dict()
+        self._insert("silences", [row])
+
+    def subscription(self, sub: Subscription) -> None:
+        row = sub.as_dict(with_secret=False)
+        row["url"] = safe_url(sub.url)
+        row["updated_at"] = time.time()
+        self._insert("subscriptions", [row])
+
+
+def vars_(obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x and abs(x) != float("inf") else None
