@@ -87,6 +87,14 @@ class AlertStream:
                     queue.put_nowait(None)
         return event_id
 
+    def close(self) -> None:
+        """End every open stream (at shutdown); clients reconnect and resume elsewhere or later."""
+        for _, queue in list(self._clients):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+        self._clients.clear()
+
     @property
     def clients(self) -> int:
         return len(self._clients)

@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> faust.App:
             await publisher.publish(engine.flush())  # open windows, marked complete=0
             await publisher.publish(await asyncio.to_thread(quality.run_once))  # labels that came last
         finally:
+            stream.close()
             await alerting.stop()
             sink.close()
             state["done"].set()
