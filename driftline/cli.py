@@ -254,3 +254,8 @@ def demo(events: int, rate: float, data_dir: str, seed: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from driftline.cli_control import register as _register_control  # noqa: E402 - needs the group and options
+
+_register_control(main, _fail_cleanly, _broker)
