@@ -62,6 +62,7 @@ class Prediction(msgspec.Struct, kw_only=True, gc=False):
     route: Route = "primary"
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
     kpis: dict[_NAME, float] = {}
+    request_id: _ID | None = None  # the same request's primary and shadow predictions share it
     schema_version: Literal[1] = 1
 
 
@@ -91,6 +92,7 @@ class PredictionColumns(msgspec.Struct, kw_only=True):
     route: list[Route] | None = None
     latency_ms: list[Annotated[float, msgspec.Meta(ge=0.0)] | None] | None = None
     kpis: dict[_NAME, list[float]] = {}
+    request_id: list[_ID | None] | None = None
 
 
 class LabelColumns(msgspec.Struct, kw_only=True):
@@ -284,6 +286,7 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
     score = columns.score or [None] * n
     route = columns.route or ["primary"] * n
     latency = columns.latency_ms or [None] * n
+    request = columns.request_id or [None] * n
     return [
         Prediction(
             event_id=columns.event_id[i],
@@ -297,6 +300,7 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
             route=route[i],
             latency_ms=latency[i],
             kpis=kpi_rows[i],
+            request_id=request[i],
         )
         for i in range(n)
     ]
@@ -369,6 +373,8 @@ def encode_columnar(events: Sequence[Event]) -> bytes:
             "attributes": _dict_columns([e.attributes for e in preds], missing=""),
             "kpis": _dict_columns([e.kpis for e in preds], missing=0.0),
         }
+        if any(e.request_id is not None for e in preds):
+            columns["request_id"] = [e.request_id for e in preds]
     return _msgpack_encoder.encode({"schema_version": SCHEMA_VERSION, "kind": kind, "columns": columns})
 
 

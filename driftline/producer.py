@@ -124,6 +124,7 @@ def _prediction(
     route: Route,
     latency_ms: float | None,
     kpis: Mapping[str, float] | None,
+    request_id: str | None = None,
 ) -> Prediction:
     return Prediction(
         event_id=event_id or uuid.uuid4().hex,
@@ -137,6 +138,7 @@ def _prediction(
         route=route,
         latency_ms=latency_ms,
         kpis=dict(kpis or {}),
+        request_id=request_id,
     )
 
 
@@ -227,10 +229,15 @@ class Producer:
         route: Route = "primary",
         latency_ms: float | None = None,
         kpis: Mapping[str, float] | None = None,
+        request_id: str | None = None,
     ) -> str:
-        """Queue a prediction; returns its event_id (generated if not given) for the label later."""
+        """Queue a prediction; returns its event_id (generated if not given) for the label later.
+
+        Give primary and shadow predictions of one request the same `request_id`: shadow
+        analysis compares them.
+        """
         event = _prediction(
-            model, version, features, prediction, score, event_id, ts, attributes, route, latency_ms, kpis
+            model, version, features, prediction, score, event_id, ts, attributes, route, latency_ms, kpis, request_id
         )
         self.send(event)
         return event.event_id
@@ -334,6 +341,7 @@ class AsyncProducer:
             kwargs.pop("route", "primary"),
             kwargs.pop("latency_ms", None),
             kwargs.pop("kpis", None),
+            kwargs.pop("request_id", None),
         )
         if kwargs:
             raise TypeError(f"unknown arguments: {sorted(kwargs)}")

@@ -33,7 +33,7 @@ _encode = msgspec.json.Encoder().encode
 
 PREDICTION_COLUMNS = [
     "event_id", "model", "version", "ts", "route", "prediction",
-    "score", "latency_ms", "features", "attributes", "kpis",
+    "score", "latency_ms", "features", "attributes", "kpis", "request_id",
 ]  # fmt: skip
 LABEL_COLUMNS = ["event_id", "label", "ts", "annotator"]
 #: How ClickHouse reads the JSON rows: objects (features) and numbers or booleans (prediction,

@@ -29,6 +29,7 @@ from driftline.streams.alerting import AlertingAgent
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MetricRow, MonitoringEngine
 from driftline.streams.quality_job import QualityJob
+from driftline.streams.shadow_job import ShadowJob
 from driftline.streams.topics import TOPICS
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> faust.App:
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
         state["quality"] = quality
+        state["shadow"] = ShadowJob(sink.client, settings.clickhouse_database, spec)
         try:
             await ingestor.run()
             await publisher.publish(engine.flush())  # open windows, marked complete=0
@@ -114,16 +116,17 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=float(settings.quality_interval_s))
     async def join_labels() -> None:
-        """Quality and fairness of windows that received labels since the last run."""
+        """Quality and fairness of windows that received labels, and shadow comparisons, since the last run."""
         quality, publisher, ingestor = state.get("quality"), state.get("publisher"), state["ingestor"]
         if quality is None or publisher is None or ingestor is None or ingestor.stopping:
             return
-        try:
-            rows = await asyncio.to_thread(quality.run_once)
-        except Exception:  # a failed run is retried by the next tick; the job keeps its watermark
-            log.exception("quality job failed; retrying at the next interval")
-            return
-        await publisher.publish(rows)
+        for job in (quality, state["shadow"]):
+            try:
+                rows = await asyncio.to_thread(job.run_once)
+            except Exception:  # a failed run is retried by the next tick; the job keeps its watermark
+                log.exception("%s failed; retrying at the next interval", type(job).__name__)
+                continue
+            await publisher.publish(rows)
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
