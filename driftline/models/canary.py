@@ -22,7 +22,9 @@ error_rate_increase  kpi/mean/error                         canary - primary > l
 ==================== ====================================== ===========================
 
 Label-based checks (accuracy, parity) use the newest window, among the last
-`label_lookback`, in which both versions have labelled metrics: labels come late.
+`label_lookback`, in which both versions have labelled metrics: labels come late. A window
+analysed before any labels had come (those checks inconclusive) is analysed once more when
+its labelled metrics arrive, so fast streams are judged on labels too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.models.canary_spec import CHECKS, CanarySpec
@@ -81,6 +83,8 @@ class _Progress:
     failed: int = 0
     passed_at_max: int = 0
     last_window: float = -math.inf
+    # windows analysed before their labels came: analysed once more when they do
+    awaiting_labels: dict[float, float] = field(default_factory=dict)  # window end -> start
 
 
 class MetricHistory:
@@ -133,7 +137,14 @@ class CanaryAnalyzer:
         for canary in state.canaries:
             progress = self._progress[(state.model, canary)]
             for r in rows:
-                if not (r.complete and r.model == state.model and r.family == "volume" and r.metric == "predictions"):
+                if r.model != state.model or not r.complete:
+                    continue
+                if (r.version, r.family, r.metric) == (canary, "quality", "accuracy") and (
+                    r.window_end in progress.awaiting_labels
+                ):
+                    out.append((canary, r.window_start, r.window_end))
+                    continue
+                if (r.family, r.metric) != ("volume", "predictions"):
                     continue
                 if r.window_end <= progress.last_window:
                     continue
@@ -153,12 +164,17 @@ class CanaryAnalyzer:
         primary = state.production
         weight = state.canaries.get(canary, 0.0)
         progress = self._progress[(state.model, canary)]
-        if primary is None or weight <= 0 or window_end <= progress.last_window or state.locked:
+        relabelled = progress.awaiting_labels.pop(window_end, None) is not None
+        if primary is None or weight <= 0 or state.locked or (window_end <= progress.last_window and not relabelled):
             return None
-        progress.last_window = window_end
+        progress.last_window = max(progress.last_window, window_end)
         spec = self.spec(state.model)
         checks = tuple(self._check(state.model, canary, primary, name, limit, window_end, spec)
                        for name, limit in spec.checks.items())  # fmt: skip
+        if any(c.status == "inconclusive" and CHECKS[c.name][3] for c in checks) and not relabelled:
+            progress.awaiting_labels[window_end] = window_start
+            for old in sorted(progress.awaiting_labels)[: -spec.label_lookback]:
+                del progress.awaiting_labels[old]
         failed = [c for c in checks if c.status == "fail"]
         passed = all(c.status == "pass" for c in checks)
         failing_primary = primary_failing or self._primary_failing(state.model, primary, window_end, spec)
@@ -193,7 +209,8 @@ class CanaryAnalyzer:
         elif passed:
             action, after = "step", min(spec.max_weight, weight + spec.step_weight)
             reason = f"all checks passed; weight {weight:g} -> {after:g} %"
-        digest = hashlib.sha256(f"{state.model}\x00{canary}\x00{window_end}".encode()).hexdigest()[:16]
+        key = f"{state.model}\x00{canary}\x00{window_end}\x00{'labels' if relabelled else 'stream'}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return Decision(digest, state.model, canary, primary, window_start, window_end, action, weight, after,
                         progress.failed, checks, reason)  # fmt: skip
 

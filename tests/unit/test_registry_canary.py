@@ -165,3 +165,23 @@ def test_canary_spec_from_yaml_and_errors() -> None:
         MonitorSpec.from_yaml("models: {m: {canary: {checks: {vibes: 1}}}}")
     with pytest.raises(ConfigError, match="step_weight <= max_weight"):
         MonitorSpec.from_yaml("models: {m: {canary: {step_weight: 60, max_weight: 50}}}")
+
+
+def test_window_analysed_before_its_labels_is_analysed_again_when_they_come() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=2))
+    state = two_versions()
+    for i in range(3):  # three windows stream past before any label is joined
+        assert step(an, state, i, None, None) == ["hold"]
+    labelled = []
+    for i in range(3):  # the quality job catches up: all three windows' accuracy at once
+        labelled += [r for r in rows("v1", i, 0.95) + rows("v2", i, 0.6) if r.family in ("quality", "fairness")]
+    an.observe(labelled)
+    actions = []
+    for c, s, e in an.windows_to_analyze(state, labelled):
+        d = an.analyze(state, c, s, e)
+        if d is not None:
+            actions.append(d.action)
+            if d.action == "rollback":
+                state = state.rollback("v2", by="canary-analysis", reason=d.reason, now=9.0)
+    assert actions == ["hold", "rollback"]  # two failed intervals -> rolled back; then no canary is left
+    assert an.windows_to_analyze(state, labelled) == []  # each window gets its labelled analysis once
