@@ -1,9 +1,12 @@
 """`driftline demo`: the whole embedded stack on one machine, in about a minute.
 
 A Hoeffding tree (River) is trained on River's Agrawal loan-approval stream. The demo
-then replays 100 minutes of its predictions — 10 % from a canary version — while the
-world changes half-way (River's ConceptDriftStream switches the labelling function, and
-salaries inflate by 30 %). Labels arrive minutes later for ~80 % of predictions. One
+then replays 100 minutes of its predictions while the world changes half-way (River's
+ConceptDriftStream switches the labelling function, and salaries inflate by 30 %). A
+second version, trained on far less data, starts as a 10 % canary: requests are routed by
+driftline's routing client, which follows the registry on the control topic, and the
+worker's canary analysis rolls the canary back once its accuracy has failed twice; a local
+webhook receiver gets the signed alert notifications. Labels arrive minutes later for ~80 % of predictions. One
 message in 500 of each kind is broken on purpose, cycling through every kind of bad
 input, to show the dead-letter path. The worker runs as a separate process (a Faust
 worker), exactly as in production; the demo checks at the end that ClickHouse holds
@@ -24,7 +27,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,46 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
         b'{"event_id": "b6", "model": "m", "version": "v1", "ts": 1700000000, "prediction": 1, "score": 7}',
     ),
 ]
+
+
+#: What the demo's worker watches, when it alerts, and how it judges the canary.
+DEMO_SPEC = """\
+defaults:
+  window: 5m
+  allowed_lateness: 1m
+  canary:
+    max_failed_checks: 2       # failed analysis intervals before an automatic rollback
+    step_weight: 10
+    max_weight: 50
+    min_samples: 25            # labelled canary predictions per window before accuracy counts
+    checks: {accuracy_drop: 0.1, parity_gap_increase: 0.25}
+alerts:
+  group_by: [alertname, model, version]
+  group_wait: 1s
+  group_interval: 3s
+  rules:
+    - name: FeatureDrift
+      family: drift
+      metric: psi
+      above: 0.25
+      for: 2
+      severity: warning
+      annotations:
+        summary: "PSI of {feature} is {value:.2f} on {model} {version}"
+        runbook_url: https://driftline.dev/runbooks/feature-drift
+    - name: AccuracyDrop
+      family: quality
+      metric: accuracy
+      relative: {below: 0.2, windows: 3}
+      severity: critical
+      annotations: {summary: "accuracy of {model} {version} fell to {value:.2f}"}
+    - name: ErrorStreamDrift
+      metric: error_drift_alarm
+      detector: true
+      severity: warning
+  inhibit:
+    - {source: [alertname=AccuracyDrop], target: [alertname=ErrorStreamDrift], equal: [model, version]}
+"""
 
 
 @dataclass
@@ -100,8 +143,13 @@ def _train(seed: int) -> tuple[Any, Any]:
     return v1, v2
 
 
-def generate(options: DemoOptions, start_ts: float) -> Iterator[Prediction | Label | tuple[str, bytes]]:
-    """Events in the order a real system would emit them; labels come minutes after their prediction."""
+def generate(
+    options: DemoOptions, start_ts: float, route: Callable[[str], str] | None = None
+) -> Iterator[Prediction | Label | tuple[str, bytes]]:
+    """Events in the order a real system would emit them; labels come minutes after their prediction.
+
+    `route(customer)` names the version that answers (default: v2 for a random 10 %).
+    """
     import random
 
     from river.datasets import synth
@@ -125,7 +173,8 @@ def generate(options: DemoOptions, start_ts: float) -> Iterator[Prediction | Lab
             yield heapq.heappop(pending)[2]
         if i >= n // 2:
             x["salary"] *= 1.3  # the economy changed: salaries inflate
-        canary = rng.random() < 0.1
+        customer = f"customer-{rng.randrange(100_000)}"
+        canary = (route(customer) == "v2") if route is not None else rng.random() < 0.1
         model = v2 if canary else v1
         t0 = time.perf_counter()
         proba = model.predict_proba_one(x)
@@ -191,8 +240,10 @@ class _Stack:
             "DRIFTLINE_DATA_DIR": settings.data_dir,
             "DRIFTLINE_WEB_PORT": str(self.web_port),
             "DRIFTLINE_PARTITIONS": "2",
-            "DRIFTLINE_QUALITY_INTERVAL_S": "5",
+            "DRIFTLINE_QUALITY_INTERVAL_S": "2",
+            "DRIFTLINE_SPEC": str(self.data / "spec.yaml"),
         }
+        (self.data / "spec.yaml").write_text(DEMO_SPEC)
         log = open(self.data / "worker.log", "ab")  # noqa: SIM115 - closed with the process
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "driftline", "worker"],
@@ -233,7 +284,7 @@ class _Stack:
         self.broker.stop()
 
 
-def _produce(options: DemoOptions, settings: Settings) -> tuple[Sent, float]:
+def _produce(options: DemoOptions, settings: Settings, route: Callable[[str], str]) -> tuple[Sent, float]:
     from confluent_kafka import Producer as RawProducer
 
     from driftline.producer import Producer
@@ -248,7 +299,7 @@ def _produce(options: DemoOptions, settings: Settings) -> tuple[Sent, float]:
         Producer(settings.broker, topic_prefix=settings.topic_prefix) as producer,
         tqdm(total=options.events, desc="predictions", unit="ev", disable=_QUIET) as bar,
     ):
-        for item in generate(options, start_ts):
+        for item in generate(options, start_ts, route):
             if isinstance(item, tuple):
                 code, payload = item
                 topic = "labels" if b'"label"' in payload[:200] else "predictions"
@@ -312,6 +363,9 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
+    from driftline.demo_rollout import timeline
+
+    counts["timeline"] = timeline(sink.client, db, MODEL)
     from driftline.report import model_report
 
     counts["reports"] = [
@@ -368,6 +422,7 @@ def run_demo(options: DemoOptions) -> int:
         shutil.rmtree(data)
     data.mkdir(parents=True)
     stack = _Stack(data)
+    rollout: tuple[Any, Any, Any] | None = None
     try:
         print(
             f"driftline demo: {options.events:,} predictions over {SIM_MINUTES} simulated minutes; "
@@ -379,17 +434,34 @@ def run_demo(options: DemoOptions) -> int:
             f"ClickHouse {settings.clickhouse}"
         )
         stack.wait_ready(timeout=120)
+        from driftline import demo_rollout
+
+        rollout = demo_rollout.set_up(settings, MODEL)
+        router, receiver, subscription = rollout
+        print(f"registry: {MODEL} v1 production, v2 canary at 10 %; webhooks to {receiver.url}")
         began = time.monotonic()
-        sent, produce_s = _produce(options, settings)
+        sent, produce_s = _produce(options, settings, lambda key: str(router.route(key).version))
         stats = _wait_ingested(stack, sent, options.timeout_s)
         ingest_s = time.monotonic() - began
+        time.sleep(4.0)  # the last label join (every 2 s) and the alert notifications it causes (group interval 3 s)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker", file=sys.stderr)
+        _close(rollout)
         stack.stop()
         return 130
     except BaseException:
+        _close(rollout)
         stack.stop()
         raise
+    _close(rollout)
     stack.stop()  # chdb allows one engine per process path: read ClickHouse after the worker has let go
     counts = _clickhouse_counts(settings)
-    return 0 if _summary(sent, stats, counts, produce_s, ingest_s) else 1
+    ok = _summary(sent, stats, counts, produce_s, ingest_s)
+    demo_rollout.print_timeline(counts["timeline"], len(receiver.received), receiver.verified(subscription.reveal()))
+    return 0 if ok else 1
+
+
+def _close(rollout: tuple[Any, Any, Any] | None) -> None:
+    if rollout is not None:
+        rollout[0].close()
+        rollout[1].close()

@@ -2,7 +2,8 @@
 
 Like Flagger or Argo Rollouts, but the checks are ML checks. Per analysis interval (a
 monitoring window of the canary) each check passes, fails, or is inconclusive (too few
-samples). No data at all counts as failed. An interval with a failed check adds one to
+samples, labels still to come, the canary's drift reference still being collected). No
+data at all — the canary served nothing in the window — counts as failed. An interval with a failed check adds one to
 the canary's failed-check counter; at `max_failed_checks` the canary is rolled back. An
 interval where every check passed steps the weight up by `step_weight`; after
 `promote_after` passing intervals at `max_weight` the canary is promoted. Nothing is rolled
@@ -173,7 +174,7 @@ class CanaryAnalyzer:
                        for name, limit in spec.checks.items())  # fmt: skip
         if any(c.status == "inconclusive" and CHECKS[c.name][3] for c in checks) and not relabelled:
             progress.awaiting_labels[window_end] = window_start
-            for old in sorted(progress.awaiting_labels)[: -spec.label_lookback]:
+            for old in sorted(progress.awaiting_labels)[:-HISTORY_WINDOWS]:
                 del progress.awaiting_labels[old]
         failed = [c for c in checks if c.status == "fail"]
         passed = all(c.status == "pass" for c in checks)
@@ -238,9 +239,12 @@ class CanaryAnalyzer:
         kind = CHECKS[name][4]
         at, c, p = self._pair(model, canary, primary, name, window_end, spec)
         if c is None:
-            if CHECKS[name][3] and p is None:
-                return CheckResult(name, "inconclusive", math.nan, math.nan, limit, 0, 0, at, f"{name}: no labels yet")
-            return CheckResult(name, "fail", math.nan, math.nan, limit, 0, 0, at, f"{name}: no data from {canary}")
+            served = self.history.get(model, canary, "volume", "predictions", "").get(window_end, (0.0, 0))[0]
+            if not served:  # the canary answered nothing in this window: no data is a failure
+                return CheckResult(name, "fail", math.nan, math.nan, limit, 0, 0, at, f"{name}: no data from {canary}")
+            # it served, but the metric is not there yet (labels to come, a reference being collected)
+            why = "no labels yet" if CHECKS[name][3] else "metric not available yet"
+            return CheckResult(name, "inconclusive", math.nan, math.nan, limit, 0, 0, at, f"{name}: {why}")
         if p is None:
             return CheckResult(name, "inconclusive", c[0], math.nan, limit, c[1], 0, at, f"{name}: no primary data")
         (cv, cn), (pv, pn) = c, p

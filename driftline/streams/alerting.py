@@ -69,6 +69,8 @@ class AlertingAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._rollback_alerts: dict[str, AlertEvent] = {}  # fingerprint -> firing CanaryRolledBack
+        # Stream windows and label joins arrive from two tasks; one at a time keeps decisions in order.
+        self._observing = asyncio.Lock()
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -100,9 +102,10 @@ class AlertingAgent:
     # --- metrics in -------------------------------------------------------------------------
 
     async def observe(self, rows: list[MetricRow]) -> None:
-        events = self.evaluator.observe(rows)
-        await self._emit(events)
-        await self._analyze(rows)
+        async with self._observing:
+            events = self.evaluator.observe(rows)
+            await self._emit(events)
+            await self._analyze(rows)
 
     async def _emit(self, events: list[AlertEvent]) -> None:
         if not events:

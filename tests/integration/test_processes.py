@@ -133,6 +133,14 @@ def test_demo_small_run_matches_exactly_and_flags_the_shift(tmp_path: Path) -> N
         # the labelling function changes half-way: the model is right before, wrong about half the time after
         assert (float(accuracy) > 0.85) == (i < 10), (i, accuracy, out.stdout)
         assert 0.6 < float(labelled) < 0.95, (i, labelled)
+    # the canary (trained on 600 examples) is rolled back by the canary analysis, on accuracy, and said so
+    assert re.search(r"ROLLBACK\s+v2 weight 10 -> 0 % \(failed intervals 2\).*accuracy_drop", out.stdout), out.stdout
+    assert "r3 rollback v2 by canary-analysis" in out.stdout
+    assert re.search(r"FIRING\s+critical CanaryRolledBack", out.stdout)
+    m = re.search(
+        r"webhook notifications: (\d+) received by the demo's receiver, (\d+) with a valid signature", out.stdout
+    )
+    assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out.stdout
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS {db}.rollout_decisions
     checks        String
 )
 ENGINE = ReplacingMergeTree(at)
-ORDER BY (model, canary, window_end);
+ORDER BY (model, canary, window_end, decision_id);
 
 CREATE TABLE IF NOT EXISTS {db}.silences
 (
