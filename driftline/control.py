@@ -101,7 +101,12 @@ class ControlClient:
             return
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=self.broker, enable_auto_commit=False, group_id=None, request_timeout_ms=10_000
+                bootstrap_servers=self.broker,
+                enable_auto_commit=False,
+                group_id=None,
+                request_timeout_ms=10_000,
+                # the broker holds an empty fetch this long: it bounds how late a follower sees a change
+                fetch_max_wait_ms=max(10, int(self.poll_interval_s * 1000)),
             )
             partitions = consumer.partitions_for_topic(self.topic)
         except KafkaError as exc:
