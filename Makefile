@@ -26,6 +26,7 @@ test: lint
 bench: setup
 	$(BIN)/python bench/producer_throughput.py
 	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/python bench/alert_latency.py
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache

@@ -52,7 +52,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-async def run(rounds: int, broker: str, tmp: Path) -> dict[str, list[float]]:
+async def run(rounds: int, broker: str, tmp: Path, poll_s: float) -> dict[str, list[float]]:
     import clickhouse_connect
 
     settings = Settings(broker=broker, topic_prefix="bench.", partitions=1)
@@ -75,7 +75,7 @@ async def run(rounds: int, broker: str, tmp: Path) -> dict[str, list[float]]:
     await site.start()
     url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
 
-    control = ControlClient(broker, settings.topic("control"), poll_interval_s=0.05)
+    control = ControlClient(broker, settings.topic("control"), poll_interval_s=poll_s)
     now = time.time()
     control.change_model("m", lambda s: s.register("v1", "production", by="bench", reason="-", now=now))
     sub = Subscription.create("bench", url, created_by="bench", now=now)
@@ -92,7 +92,7 @@ async def run(rounds: int, broker: str, tmp: Path) -> dict[str, list[float]]:
     )
     agent = AlertingAgent(spec, store=AlertStore(client, "bench"), control=control, tick_s=0.01)
     await agent.start()
-    router = RoutingClient(broker, "m", topic=settings.topic("control"), poll_interval_s=0.05)
+    router = RoutingClient(broker, "m", topic=settings.topic("control"), poll_interval_s=poll_s)
     out: dict[str, list[float]] = {"webhook": [], "routing": [], "raw_post": [], "raw_kafka": []}
     t0 = time.time() // W * W - 10 * 86_400 / 10
     deadline = time.monotonic() + 300
@@ -169,10 +169,12 @@ def _kafka_round_trips(broker: str, topic: str, n: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--poll-interval", type=float, default=0.2, help="the routing client's (its default: 0.2 s)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
-        res = asyncio.run(run(args.rounds, broker.bootstrap, Path(tmp)))
-    print(f"\n### alert and rollback latency ({len(res['webhook'])} rounds, {time.strftime('%Y-%m-%d')})\n")
+        res = asyncio.run(run(args.rounds, broker.bootstrap, Path(tmp), args.poll_interval))
+    print(f"\n### alert and rollback latency ({len(res['webhook'])} rounds, routing poll interval "
+          f"{args.poll_interval:g} s, {time.strftime('%Y-%m-%d')})\n")  # fmt: skip
     print("| path | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
     rows: list[tuple[str, Any]] = [
         ("window close -> webhook received (driftline)", res["webhook"]),

@@ -59,7 +59,13 @@ def main() -> None:
 @click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
 @click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML) to apply.")
-@click.option("--loglevel", default="warn", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.option(
+    "--loglevel",
+    default="warn",
+    envvar="DRIFTLINE_LOGLEVEL",
+    show_envvar=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+)
 @_fail_cleanly
 def worker(loglevel: str, **flags: Any) -> None:
     """Run the ingest worker against any Kafka cluster and ClickHouse."""
@@ -258,4 +264,4 @@ if __name__ == "__main__":
 
 from driftline.cli_control import register as _register_control  # noqa: E402 - needs the group and options
 
-_register_control(main, _fail_cleanly, _broker)
+_register_control(main, _fail_cleanly, _broker, _clickhouse)

@@ -58,7 +58,7 @@ def _show_model(state: Any) -> None:
         )
 
 
-def register(group: click.Group, fail_cleanly: Any, broker: Any) -> None:
+def register(group: click.Group, fail_cleanly: Any, broker: Any, clickhouse: Any) -> None:
     """Add the control-plane commands to the `driftline` group."""
 
     @group.group()
@@ -267,6 +267,24 @@ def register(group: click.Group, fail_cleanly: Any, broker: Any) -> None:
     def alerts() -> None:
         """Live alerts."""
 
+    @alerts.command("history")
+    @click.option("--model", required=True, help="Model name.")
+    @clickhouse
+    @fail_cleanly
+    def alerts_history(model: str, **flags: Any) -> None:
+        """Alert timeline, canary decisions and registry history of MODEL, from ClickHouse."""
+        from driftline.sinks.alert_store import AlertStore
+        from driftline.sinks.clickhouse import ClickHouseSink
+
+        settings = Settings.from_env(**flags)
+        sink = ClickHouseSink(settings)
+        try:
+            sink.migrate()
+            for line in timeline_lines(AlertStore(sink.client, settings.clickhouse_database).timeline(model)):
+                click.echo(line)
+        finally:
+            sink.close()
+
     @alerts.command("tail")
     @click.option("--url", default=None, help="A worker's web address, e.g. http://127.0.0.1:6066.")
     @click.option("--model", "models_", multiple=True, help="Only these models (repeat).")
@@ -293,6 +311,25 @@ def register(group: click.Group, fail_cleanly: Any, broker: Any) -> None:
                 click.echo(json.dumps({"id": event.id, "kind": event.kind, **event.data}))
             else:
                 click.echo(format_event(event.kind, event.data))
+
+
+def _hm(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
+
+
+def timeline_lines(t: dict[str, Any]) -> list[str]:
+    """The alert timeline and the canary decisions other than hold, for people."""
+    out = ["alert timeline (window end, UTC):"]
+    for end, state, severity, name, version, summary in t["alerts"]:
+        out.append(f"  {_hm(end)}  {state.upper():<9}{severity:<9}{name:<18}{version:<4} {summary}")
+    moves = [d for d in t["decisions"] if d[1] != "hold"]
+    out.append(f"\ncanary analysis: {len(t['decisions'])} intervals analysed; decisions other than hold:")
+    for end, action, canary, before, after, failed, reason in moves:
+        out.append(f"  {_hm(end)}  {action.upper():<16}{canary} weight {before:g} -> {after:g} % "
+                   f"(failed intervals {failed}): {reason}")  # fmt: skip
+    revisions = "; ".join(f"r{rev} {action} {version} by {by}" for rev, action, version, by, _ in t["registry"])
+    out.append(f"registry history: {revisions}")
+    return out
 
 
 def format_event(kind: str, data: dict[str, Any]) -> str:

@@ -363,9 +363,9 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
-    from driftline.demo_rollout import timeline
+    from driftline.sinks.alert_store import AlertStore
 
-    counts["timeline"] = timeline(sink.client, db, MODEL)
+    counts["timeline"] = AlertStore(sink.client, db).timeline(MODEL)
     from driftline.report import model_report
 
     counts["reports"] = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -63,47 +62,12 @@ def set_up(settings: Settings, model: str) -> tuple[RoutingClient, WebhookReceiv
     return router, receiver, sub
 
 
-def timeline(client: Any, database: str, model: str) -> dict[str, Any]:
-    """Alert state changes and rollout decisions, in event-time order, from ClickHouse."""
-    alerts = client.query(
-        f"""SELECT toUnixTimestamp64Milli(window_end) / 1000, state, severity, alertname, version,
-                   annotations['summary']
-            FROM {database}.alert_events FINAL WHERE model = {{m:String}} AND state != 'pending'
-            ORDER BY window_end, at""",
-        parameters={"m": model},
-    ).result_rows
-    decisions = client.query(
-        f"""SELECT toUnixTimestamp64Milli(window_end) / 1000, action, canary, weight_before, weight_after,
-                   failed_checks, reason
-            FROM {database}.rollout_decisions FINAL WHERE model = {{m:String}} ORDER BY window_end, at""",
-        parameters={"m": model},
-    ).result_rows
-    registry = client.query(
-        f"""SELECT revision, action, changed_version, changed_by, reason FROM {database}.model_registry FINAL
-            WHERE model = {{m:String}} ORDER BY revision""",
-        parameters={"m": model},
-    ).result_rows
-    notifications = dict(
-        client.query(f"SELECT status, count() FROM {database}.alert_notifications FINAL GROUP BY status").result_rows
-    )
-    return {"alerts": alerts, "decisions": decisions, "registry": registry, "notifications": notifications}
-
-
-def _hm(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
-
-
 def print_timeline(t: dict[str, Any], received: int, verified: int) -> None:
-    print("\nalert timeline (window end, UTC):")
-    for end, state, severity, name, version, summary in t["alerts"]:
-        print(f"  {_hm(end)}  {state.upper():<9}{severity:<9}{name:<18}{version:<4} {summary}")
-    moves = [d for d in t["decisions"] if d[1] != "hold"]
-    print(f"\ncanary analysis: {len(t['decisions'])} intervals analysed; decisions other than hold:")
-    for end, action, canary, before, after, failed, reason in moves:
-        print(f"  {_hm(end)}  {action.upper():<16}{canary} weight {before:g} -> {after:g} % "
-              f"(failed intervals {failed}): {reason}")  # fmt: skip
-    print("registry history: " + "; ".join(f"r{rev} {action} {version} by {by}" for rev, action, version, by, _ in
-                                           t["registry"]))  # fmt: skip
+    from driftline.cli_control import timeline_lines
+
+    print()
+    for line in timeline_lines(t):
+        print(line)
     sent = ", ".join(f"{k} {v}" for k, v in sorted(t["notifications"].items()))
     print(f"webhook notifications: {received} received by the demo's receiver, {verified} with a valid signature "
           f"(attempts: {sent or 'none'})")  # fmt: skip

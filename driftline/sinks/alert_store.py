@@ -110,6 +110,32 @@ class AlertStore:
         row["updated_at"] = time.time()
         self._insert("subscriptions", [row])
 
+    def timeline(self, model: str) -> dict[str, Any]:
+        """Alert state changes, canary decisions and registry revisions of `model`, in order."""
+        db = self.database
+        alerts = self.client.query(
+            f"""SELECT toUnixTimestamp64Milli(window_end) / 1000, state, severity, alertname, version,
+                       annotations['summary']
+                FROM {db}.alert_events FINAL WHERE model = {{m:String}} AND state != 'pending'
+                ORDER BY window_end, at""",
+            parameters={"m": model},
+        ).result_rows
+        decisions = self.client.query(
+            f"""SELECT toUnixTimestamp64Milli(window_end) / 1000, action, canary, weight_before, weight_after,
+                       failed_checks, reason
+                FROM {db}.rollout_decisions FINAL WHERE model = {{m:String}} ORDER BY window_end, at""",
+            parameters={"m": model},
+        ).result_rows
+        registry = self.client.query(
+            f"""SELECT revision, action, changed_version, changed_by, reason FROM {db}.model_registry FINAL
+                WHERE model = {{m:String}} ORDER BY revision""",
+            parameters={"m": model},
+        ).result_rows
+        notifications = dict(
+            self.client.query(f"SELECT status, count() FROM {db}.alert_notifications FINAL GROUP BY status").result_rows
+        )
+        return {"alerts": alerts, "decisions": decisions, "registry": registry, "notifications": notifications}
+
 
 def vars_(obj: Any) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in obj.__dataclass_fields__}

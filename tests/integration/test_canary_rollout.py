@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from driftline.alerts.stream import tail
 from driftline.alerts.subscriptions import Subscription
 from driftline.alerts.webhook import verify
 from driftline.broker import free_port
@@ -26,6 +27,7 @@ from driftline.config import Settings
 from driftline.control import ControlClient
 from driftline.demo import worker_stats
 from driftline.events import Label, Prediction
+from driftline.exceptions import DriftlineError
 from driftline.models.routing import RoutingClient
 from driftline.producer import Producer
 
@@ -88,8 +90,10 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     control.close()
 
     web = free_port()
+    token = "stream-token-" + sub.id
     env = {**os.environ, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_DATA_DIR": str(tmp_path / "d"),
-           "DRIFTLINE_SPEC": str(spec), "DRIFTLINE_QUALITY_INTERVAL_S": "1"}  # fmt: skip
+           "DRIFTLINE_SPEC": str(spec), "DRIFTLINE_QUALITY_INTERVAL_S": "1", "DRIFTLINE_ALERTS_TOKEN": token,
+           "DRIFTLINE_LOGLEVEL": "info"}  # fmt: skip
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -128,6 +132,14 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
                 time.sleep(1.3)  # a quality-job run: labels of this window are joined before the next closes
         final = {m: r.state for m, r in routers.items()}
         active = json.loads(_get(f"http://127.0.0.1:{web}/alerts/active"))
+        # the live stream on the worker: a token is required; with it, the events so far replay from the buffer
+        with pytest.raises(DriftlineError, match="HTTP 401"):
+            next(tail(f"http://127.0.0.1:{web}", "wrong", reconnect=False))
+        streamed = []
+        for event in tail(f"http://127.0.0.1:{web}", token, models=("bad",), severity="critical", reconnect=False):
+            streamed.append(event)
+            if event.kind == "rollout" and event.data["action"] == "rollback":
+                break
     finally:
         for r in routers.values():
             r.close()
@@ -161,6 +173,34 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     assert {"CanaryRolledBack", "AccuracyLow"} <= names
     for h, raw in _Hook.received:
         assert verify(sub.reveal(), h["webhook-id"], h["webhook-timestamp"], raw, h["webhook-signature"])
+    assert all(e.data["labels"]["model"] == "bad" and e.data["labels"]["severity"] == "critical" for e in streamed)
+    # every state change, attempt and decision on the alerts topic
+    kinds = {m["kind"] for m in _read_topic(settings.broker, settings.topic("alerts"))}
+    assert kinds == {"alert", "notification", "rollout"}
+    # and in ClickHouse
+    history = subprocess.run(
+        [sys.executable, "-m", "driftline", "alerts", "history", "--model", "bad", "--clickhouse", f"chdb://{tmp_path}/ch"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert "ROLLBACK        v2 weight 20 -> 0 %" in history and "rollback v2 by canary-analysis" in history
+    assert "FIRING   critical CanaryRolledBack" in history
+    # secrets never reach the log
+    text = log.read_text()
+    assert sub.reveal() not in text and token not in text
+
+
+def _read_topic(broker: str, topic: str) -> list[dict[str, Any]]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker, group_id=None)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    out = []
+    while batch := consumer.poll(timeout_ms=500):
+        out.extend(json.loads(r.value) for records in batch.values() for r in records)
+    consumer.close()
+    return out
 
 
 def _get(url: str) -> str:
