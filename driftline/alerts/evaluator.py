@@ -5,7 +5,9 @@ A window that breaches the rule makes the alert *pending*; `for` breaching windo
 row make it *firing*; the first window that does not breach *resolves* a firing alert
 (a pending one just goes back to inactive, as in Prometheus). A window recomputed later
 (late labels update quality windows) replaces its earlier value, so replays and
-recomputations never count a window twice.
+recomputations never count a window twice. A firing alert whose series stops reporting
+(a version taken out of traffic) resolves once its model has moved `STALE_WINDOWS` windows
+past the series' last value, as Prometheus resolves alerts of vanished series.
 
 >>> from driftline.alerts.rules import AlertRule
 >>> from driftline.streams.monitor import MetricRow
@@ -29,6 +31,8 @@ from driftline.streams.monitor import MetricRow
 STATES = ("pending", "firing", "resolved")
 #: Series kept per rule; beyond this the oldest is forgotten (bounded memory).
 MAX_SERIES = 100_000
+#: Windows a model may move on without a firing series reporting before that alert resolves.
+STALE_WINDOWS = 3
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -81,6 +85,8 @@ class _Series:
     values: dict[float, float] = field(default_factory=dict)  # window_end -> value (bounded)
     state: str = "inactive"
     starts_at: float = 0.0
+    width: float = 0.0
+    last: AlertEvent | None = None
 
 
 class AlertEvaluator:
@@ -94,15 +100,33 @@ class AlertEvaluator:
     def observe(self, rows: Iterable[MetricRow]) -> list[AlertEvent]:
         """Evaluate complete windows; rows of windows still open at shutdown are ignored."""
         events: list[AlertEvent] = []
+        newest: dict[str, float] = {}
         for row in rows:
             if not row.complete:
                 continue
+            newest[row.model] = max(newest.get(row.model, row.window_end), row.window_end)
             for rule in self.rules:
                 if rule.selects(row.model, row.version, row.family, row.metric, row.feature, row.segment):
                     event = self._step(rule, row)
                     if event is not None:
                         events.append(event)
+        if newest:
+            events.extend(self._resolve_stale(newest))
         return events
+
+    def _resolve_stale(self, newest: dict[str, float]) -> list[AlertEvent]:
+        out = []
+        for series in self._series.values():
+            if series.state != "firing" or series.last is None or series.width <= 0:
+                continue
+            last_end = max(series.values)
+            model_end = newest.get(series.labels.get("model", ""))
+            if model_end is not None and model_end - last_end >= STALE_WINDOWS * series.width:
+                series.state = "resolved"
+                e = series.last
+                out.append(AlertEvent(e.fingerprint, "resolved", e.labels, e.annotations, e.value, e.window_start,
+                                      e.window_end, e.starts_at, last_end, self.clock()))  # fmt: skip
+        return out
 
     def firing(self) -> list[dict[str, str]]:
         """Label sets of the alerts firing now."""
@@ -165,7 +189,8 @@ class AlertEvaluator:
             series.state = new_state
             return None
         series.state = new_state
-        return AlertEvent(
+        series.width = row.window_end - row.window_start
+        series.last = AlertEvent(
             fingerprint=fp,
             state=new_state,
             labels=labels,
@@ -177,6 +202,7 @@ class AlertEvaluator:
             ends_at=row.window_end if new_state == "resolved" else 0.0,
             at=self.clock(),
         )
+        return series.last
 
     def _forget_one_inactive(self) -> None:
         for key, series in self._series.items():

@@ -22,6 +22,9 @@
         - name: AccuracyDrop
           metric: accuracy
           relative: {below: 0.1, windows: 3}   # 10 % under the mean of the previous 3 windows
+        - name: AccuracyUnderValidation
+          metric: accuracy
+          relative: {below: 0.05, reference: 0.93}  # 5 % under the accuracy measured at validation
         - name: LatencyOutOfRange
           metric: latency_p99_ms
           outside: [0, 50]
@@ -77,6 +80,7 @@ class AlertRule:
     relative_below: float | None = None  # fires when value < mean(previous N) * (1 - x)
     relative_above: float | None = None  # fires when value > mean(previous N) * (1 + x)
     relative_windows: int = 3
+    relative_reference: float | None = None  # compare with this value (e.g. validation accuracy), not past windows
     detector: bool = False
     for_windows: int = 1
     severity: str = "warning"
@@ -115,10 +119,13 @@ class AlertRule:
         if self.outside is not None and not self.outside[0] <= value <= self.outside[1]:
             return True
         if self.is_relative:
-            base = [v for v in previous[-self.relative_windows :] if not math.isnan(v)]
-            if len(base) < self.relative_windows:
-                return False  # not enough history to compare with
-            mean = sum(base) / len(base)
+            if self.relative_reference is not None:
+                mean = self.relative_reference
+            else:
+                base = [v for v in previous[-self.relative_windows :] if not math.isnan(v)]
+                if len(base) < self.relative_windows:
+                    return False  # not enough history to compare with
+                mean = sum(base) / len(base)
             if self.relative_below is not None and value < mean - abs(mean) * self.relative_below:
                 return True
             if self.relative_above is not None and value > mean + abs(mean) * self.relative_above:
@@ -136,10 +143,15 @@ class AlertRule:
             parts.append(f"{self.metric} < {self.below:g}")
         if self.outside is not None:
             parts.append(f"{self.metric} outside [{self.outside[0]:g}, {self.outside[1]:g}]")
+        base = (
+            f"the reference {self.relative_reference:g}"
+            if self.relative_reference is not None
+            else f"the mean of {self.relative_windows} windows"
+        )
         if self.relative_below is not None:
-            parts.append(f"{self.metric} {self.relative_below:.0%} below the mean of {self.relative_windows} windows")
+            parts.append(f"{self.metric} {self.relative_below:.0%} below {base}")
         if self.relative_above is not None:
-            parts.append(f"{self.metric} {self.relative_above:.0%} above the mean of {self.relative_windows} windows")
+            parts.append(f"{self.metric} {self.relative_above:.0%} above {base}")
         return " or ".join(parts)
 
 
@@ -246,8 +258,15 @@ def _rule(raw: Any, where: str) -> AlertRule:
         kw["outside"] = (low, high)
     if "relative" in raw:
         rel = raw["relative"]
-        if not isinstance(rel, dict) or not rel.keys() & {"below", "above"} or set(rel) - {"below", "above", "windows"}:
-            raise ConfigError(f"monitor spec, {where}.relative: expected {{below: 0.1, windows: 3}} (or above:)")
+        if not isinstance(rel, dict) or not rel.keys() & {"below", "above"} or set(rel) - {
+            "below", "above", "windows", "reference",
+        }:  # fmt: skip
+            raise ConfigError(
+                f"monitor spec, {where}.relative: expected {{below: 0.1, windows: 3}} "
+                "or {below: 0.1, reference: 0.93}"
+            )
+        if "reference" in rel:
+            kw["relative_reference"] = _number(rel["reference"], f"{where}.relative.reference")
         if "below" in rel:
             kw["relative_below"] = _number(rel["below"], f"{where}.relative.below")
         if "above" in rel:

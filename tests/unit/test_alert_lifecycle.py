@@ -135,3 +135,22 @@ def test_matchers() -> None:
     assert not ms[2].matches({"feature": "age_salary"})  # anchored, like Prometheus
     with pytest.raises(ConfigError, match="not a valid regex"):
         Matcher.parse("a=~(")
+
+
+def test_relative_change_against_a_reference_value() -> None:
+    cfg = AlertingConfig.from_dict(
+        {"rules": [{"name": "A", "metric": "psi", "relative": {"below": 0.05, "reference": 0.9}}]}
+    )
+    ev = AlertEvaluator(cfg.rules)
+    # 0.86 is within 5 % of 0.9 (>= 0.855); 0.85 is not; no history needed
+    assert states(ev, [0.86, 0.85, 0.9]) == [(1, "firing"), (2, "resolved")]
+    assert "below the reference 0.9" in cfg.rules[0].condition()
+
+
+def test_firing_alert_of_a_series_that_stops_reporting_resolves() -> None:
+    ev = AlertEvaluator([AlertRule("Drift", "psi", above=0.2)])
+    assert [e.state for e in ev.observe([row(0, 0.5, version="v2"), row(0, 0.1)])] == ["firing"]
+    assert ev.observe([row(1, 0.1), row(2, 0.1)]) == []  # v2 is gone; v1 moves on
+    (resolved,) = ev.observe([row(3, 0.1)])
+    assert resolved.state == "resolved" and resolved.labels["version"] == "v2" and resolved.ends_at == W
+    assert ev.observe([row(4, 0.1)]) == []
