@@ -28,6 +28,7 @@ from driftline.models.registry import ModelState
 from driftline.sinks.alert_store import AlertStore, vars_
 from driftline.spec import MonitorSpec
 from driftline.streams.monitor import MetricRow
+from driftline.streams.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -50,7 +51,9 @@ class AlertingAgent:
         retry: RetryPolicy | None = None,
         tick_s: float = 0.05,
         clock: Callable[[], float] = time.time,
+        metrics: WorkerMetrics | None = None,
     ):
+        self.metrics = metrics
         self.spec = spec
         self.store = store
         self.publish_fn = publish
@@ -112,6 +115,8 @@ class AlertingAgent:
             return
         self.dispatcher.receive(events)
         for e in events:
+            if self.metrics is not None:
+                self.metrics.alerts.labels(e.state, e.severity).inc()
             if self.stream is not None:
                 self.stream.publish("alert", e.as_dict())
             await self._publish("alert", e.as_dict())
@@ -144,6 +149,8 @@ class AlertingAgent:
 
     async def _record_attempt(self, attempt: Attempt) -> None:
         self.attempts[attempt.status] = self.attempts.get(attempt.status, 0) + 1
+        if self.metrics is not None:
+            self.metrics.webhooks.labels(attempt.status).inc()
         await self._publish("notification", vars_(attempt))
         if self.store is not None:
             await _retrying(self.store.attempts, [attempt])
@@ -212,6 +219,8 @@ class AlertingAgent:
                 log.info("canary decision %s for %s %s skipped: the registry changed", d.action, d.model, d.canary)
                 return
         self.decisions = [*self.decisions[-99:], d]
+        if self.metrics is not None:
+            self.metrics.decisions.labels(d.action).inc()
         body = d.as_dict()
         severity = "critical" if d.action in ("rollback", "refuse_rollback") else "info"
         body["labels"] = {"model": d.model, "version": d.canary, "severity": severity}

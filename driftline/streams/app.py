@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiohttp import web
 
 from driftline.alerts.stream import AlertStream
 from driftline.config import Secret, Settings
@@ -28,6 +29,7 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.alerting import AlertingAgent
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.observability import CONTENT_TYPE, WorkerMetrics
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.shadow_job import ShadowJob
 from driftline.streams.topics import TOPICS
@@ -68,8 +70,22 @@ def create_app(settings: Settings) -> faust.App:
     }
     state: dict[str, Any] = {"ingestor": None, "sink": None, "done": asyncio.Event()}
     stream = AlertStream(alerts_token(settings))
-    # Raw aiohttp route: Server-Sent Events need a streaming response, which Faust views do not offer.
-    app.web.web_app.router.add_get("/alerts/stream", stream.handle)  # type: ignore[attr-defined]
+    metrics = WorkerMetrics()
+    router = app.web.web_app.router  # type: ignore[attr-defined]
+    # Raw aiohttp routes: Server-Sent Events need a streaming response, which Faust views do not offer,
+    # and Prometheus wants its own content type.
+    router.add_get("/alerts/stream", stream.handle)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def ready(request: web.Request) -> web.Response:
+        ingestor = state["ingestor"]
+        ok = bool(ingestor and ingestor.ready.is_set() and not ingestor.stopping)
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    router.add_get("/metrics", prometheus)
+    router.add_get("/ready", ready)
 
     async def publish_alert(kind: str, body: dict[str, Any]) -> None:
         model = str(body.get("model") or body.get("labels", {}).get("model", ""))
@@ -95,11 +111,15 @@ def create_app(settings: Settings) -> faust.App:
             publish=publish_alert,
             stream=stream,
             control=ControlClient(settings.broker, settings.topic("control")),
+            metrics=metrics,
         )
         await alerting.start()
         state["alerting"] = alerting
-        publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe)
-        ingestor = BatchIngestor(settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)))
+        publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe, metrics)
+        ingestor = BatchIngestor(
+            settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)), metrics=metrics
+        )
+        metrics.lag_from(ingestor.lag)
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
         state["quality"] = quality
@@ -174,10 +194,15 @@ class MetricsPublisher:
     """Stores metric rows in ClickHouse (retrying while it is down) and sends them to the metrics topic."""
 
     def __init__(
-        self, sink: ClickHouseSink, topic: Any, then: Callable[[list[MetricRow]], Awaitable[None]] | None = None
+        self,
+        sink: ClickHouseSink,
+        topic: Any,
+        then: Callable[[list[MetricRow]], Awaitable[None]] | None = None,
+        metrics: WorkerMetrics | None = None,
     ):
         self.sink = sink
         self.topic = topic
+        self.metrics = metrics
         self.then = then  # the alerting agent: alerts only for numbers that are stored
         self.rows = 0
 
@@ -196,6 +221,8 @@ class MetricsPublisher:
         for row in rows:
             await self.topic.send(key=row.model.encode(), value=_encode_row(row))
         self.rows += len(rows)
+        if self.metrics is not None:
+            self.metrics.rows(rows)
         if self.then is not None:
             await self.then(rows)
 

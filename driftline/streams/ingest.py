@@ -28,6 +28,7 @@ from driftline.config import Settings
 from driftline.events import _DECODERS, _LIST_DECODERS, Label, Prediction, decode_message, encode_json
 from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
+from driftline.streams.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,14 @@ class BatchIngestor:
         sink: EventSink,
         on_batch: BatchHook | None = None,
         retry_backoff: tuple[float, float] = (0.2, 5.0),
+        metrics: WorkerMetrics | None = None,
     ):
         self.settings = settings
         self.sink = sink
         self.on_batch = on_batch
+        self.metrics = metrics
         self.stats = IngestStats()
+        self.committed: dict[tuple[str, int], int] = {}  # next offset to read, per partition we committed
         self.retry_backoff = retry_backoff
         self._stopping = asyncio.Event()
         self.consumer: Any = None
@@ -267,6 +271,7 @@ class BatchIngestor:
         delay, ceiling = self.retry_backoff
         while True:
             try:
+                t0 = time.perf_counter()
                 rejected = await asyncio.to_thread(
                     self.sink.write,
                     batch.predictions,
@@ -276,6 +281,8 @@ class BatchIngestor:
                     batch.prediction_json,
                     batch.label_json,
                 )
+                if self.metrics is not None:
+                    self.metrics.sink_seconds.observe(time.perf_counter() - t0)
                 if rejected:
                     # Events ClickHouse refused even re-encoded: dead letters like any other bad input.
                     await self._send_dead_letters(rejected)
@@ -289,6 +296,8 @@ class BatchIngestor:
                 if self._stopping.is_set():
                     raise StoppedWithoutCommit(f"stopping while ClickHouse is failing ({exc})") from exc
                 self.stats.sink_retries += 1
+                if self.metrics is not None:
+                    self.metrics.sink_errors.inc()
                 log.warning("ClickHouse write failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, ceiling)
@@ -300,6 +309,7 @@ class BatchIngestor:
         offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in batch.offsets.items()}
         try:
             await self.consumer.commit(offsets)
+            self.committed.update({(tp.topic, tp.partition): offset for tp, offset in offsets.items()})
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took the partitions away: their new owner replays the batch,
             # and the deduplication token plus ReplacingMergeTree keep it stored once.
@@ -315,3 +325,17 @@ class BatchIngestor:
         st.batches += 1
         st.busy_seconds += seconds
         st.last_batch_at = time.time()
+        if self.metrics is not None:
+            self.metrics.batch(batch.messages, len(batch.predictions), len(batch.labels),
+                               (d.letter.code for d in batch.dead_letters), seconds)  # fmt: skip
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, messages behind the high watermark) for the partitions this worker holds."""
+        if self.consumer is None:
+            return []
+        out = []
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                out.append((tp.topic, tp.partition, max(0, high - self.committed.get((tp.topic, tp.partition), 0))))
+        return out

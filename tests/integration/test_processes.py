@@ -35,6 +35,17 @@ def _stats(port: int) -> dict[str, object]:
     return worker_stats(port) or {}
 
 
+def _http(port: int, path: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
     settings = settings_factory()
     web = free_port()
@@ -59,19 +70,35 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+        assert _http(web, "/ready") == (200, '{"ready": true}')
         with Producer(settings.broker, topic_prefix=settings.topic_prefix) as p:
             for i in range(250):
                 p.send(make_prediction(i))
-        while _stats(web).get("predictions") != 250:
+        from confluent_kafka import Producer as RawProducer
+
+        raw = RawProducer({"bootstrap.servers": settings.broker, "log.connection.close": False})
+        raw.produce(settings.topic("predictions"), b"{not json")  # one dead letter
+        raw.flush(10)
+        while _stats(web).get("predictions") != 250 or _stats(web).get("dead_letters") != 1:
             assert time.monotonic() < deadline, _stats(web)
             time.sleep(0.2)
+        status, text = _http(web, "/metrics")
+        assert status == 200
+        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line and not line.startswith("#")}  # fmt: skip
+        assert samples['driftline_events_total{kind="prediction"}'] == 250
+        assert samples['driftline_dead_letters_total{code="malformed"}'] == 1
+        assert samples["driftline_batch_seconds_count"] == _stats(web)["batches"]
+        assert samples["driftline_sink_insert_seconds_count"] >= 1
+        lag = {k: v for k, v in samples.items() if k.startswith("driftline_consumer_lag{")}
+        assert lag and all(v == 0 for v in lag.values()), lag  # everything consumed and committed
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
     assert "do-not-print-me" not in log.read_text()
     out = subprocess.run([*DRIFTLINE, "counts", "--clickhouse", ch], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == {"predictions": 250, "labels": 0, "dead_letters": 0}
+    assert json.loads(out.stdout) == {"predictions": 250, "labels": 0, "dead_letters": 1}
 
 
 @pytest.mark.parametrize(
