@@ -263,5 +263,7 @@ if __name__ == "__main__":
 
 
 from driftline.cli_control import register as _register_control  # noqa: E402 - needs the group and options
+from driftline.cli_control import register_grafana as _register_grafana  # noqa: E402
 
 _register_control(main, _fail_cleanly, _broker, _clickhouse)
+_register_grafana(main, _fail_cleanly)

@@ -313,6 +313,49 @@ def register(group: click.Group, fail_cleanly: Any, broker: Any, clickhouse: Any
                 click.echo(format_event(event.kind, event.data))
 
 
+def register_grafana(group: click.Group, fail_cleanly: Any) -> None:
+    @group.group()
+    def grafana() -> None:
+        """Grafana dashboards built from the monitor spec."""
+
+    spec_option = click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML).")
+    db_option = click.option("--database", envvar="DRIFTLINE_CLICKHOUSE_DATABASE", default="driftline",
+                             show_default=True, help="ClickHouse database the panels query.")  # fmt: skip
+
+    def _spec(path: str | None) -> Any:
+        from driftline.spec import MonitorSpec
+
+        return MonitorSpec.load(path) if path else MonitorSpec()
+
+    @grafana.command("build")
+    @spec_option
+    @db_option
+    @click.option("--out", type=click.Path(path_type=Path), default=Path("infra/grafana/dashboards"),
+                  show_default=True, help="Directory for the dashboard JSON (Grafana file provisioning).")  # fmt: skip
+    @fail_cleanly
+    def grafana_build(spec: str | None, database: str, out: Path) -> None:
+        """Write the dashboards as provisioning JSON."""
+        from driftline.grafana.dashboards import write
+
+        for path in write(_spec(spec), out, database):
+            click.echo(str(path))
+
+    @grafana.command("push")
+    @click.option("--url", required=True, envvar="DRIFTLINE_GRAFANA_URL", show_envvar=True, help="Grafana's URL.")
+    @click.option("--token", required=True, envvar="DRIFTLINE_GRAFANA_TOKEN", show_envvar=True,
+                  help="A service-account token (prefer the env var: flags end up in shell history).")  # fmt: skip
+    @click.option("--folder", default=None, help="Folder uid to put the dashboards in.")
+    @spec_option
+    @db_option
+    @fail_cleanly
+    def grafana_push(url: str, token: str, folder: str | None, spec: str | None, database: str) -> None:
+        """Create or replace the dashboards in a running Grafana over its HTTP API."""
+        from driftline.grafana.dashboards import build, push
+
+        for location in push(build(_spec(spec), database), url, token, folder):
+            click.echo(f"{url.rstrip('/')}{location}" if location.startswith("/") else location)
+
+
 def _hm(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M")
 

@@ -104,3 +104,15 @@ def test_engine_uses_a_registered_profile_from_the_first_event() -> None:
     eng.set_profile(ReferenceProfile.build("m", "v1", cols))
     rows = eng.update(events) + eng.flush()
     assert any(r.window_start == T0 and r.metric == "psi" for r in rows)  # window 0 already has drift
+
+
+def test_provisioned_dashboards_are_what_the_builder_writes(tmp_path: Path) -> None:
+    """infra/grafana/dashboards is generated (`driftline grafana build`): it must not go stale."""
+    import json
+    from pathlib import Path
+
+    from driftline.grafana.dashboards import build
+
+    repo = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "dashboards"
+    for board in build(MonitorSpec()):
+        assert json.loads((repo / f"{board['uid']}.json").read_text()) == board, "run `driftline grafana build`"
