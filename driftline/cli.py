@@ -258,8 +258,25 @@ def demo(events: int, rate: float, data_dir: str, seed: int) -> None:
     sys.exit(run_demo(DemoOptions(events=events, rate=rate, data_dir=data_dir, seed=seed)))
 
 
-if __name__ == "__main__":
-    main()
+@main.command()
+@_broker
+@click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to send.")
+@click.option("--rate", type=float, default=1_000.0, show_default=True, help="Predictions per second (0 = flat out).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@_fail_cleanly
+def simulate(events: int, rate: float, seed: int, **flags: Any) -> None:
+    """Send the demo's stream (a drifting model, a worse canary, late labels) to a running Kafka.
+
+    For a stack you run yourself (e.g. docker compose --profile demo): registers v1 and a 10 %
+    canary v2 unless the model is in the registry already and routes with the routing client.
+    Event time spans 100 simulated minutes ending at the last full hour, whatever --events is.
+    """
+    from driftline.demo import DemoOptions, run_simulation
+
+    if events < 100:
+        raise click.BadParameter("use at least 100 events", param_hint="--events")
+    run_simulation(DemoOptions(events=events, rate=rate, seed=seed), _settings(**flags))
 
 
 from driftline.cli_control import register as _register_control  # noqa: E402 - needs the group and options
@@ -267,3 +284,7 @@ from driftline.cli_control import register_grafana as _register_grafana  # noqa:
 
 _register_control(main, _fail_cleanly, _broker, _clickhouse)
 _register_grafana(main, _fail_cleanly)
+
+
+if __name__ == "__main__":
+    main()

@@ -461,6 +461,31 @@ def run_demo(options: DemoOptions) -> int:
     return 0 if ok else 1
 
 
+def run_simulation(options: DemoOptions, settings: Settings) -> None:
+    """The demo's stream against a running Kafka (no embedded stack, no summary)."""
+    import asyncio
+
+    from driftline.control import ControlClient
+    from driftline.models.routing import RoutingClient
+    from driftline.streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    control = ControlClient(settings.broker, settings.topic("control"))
+    try:
+        if control.model(MODEL).production is None:
+            now = time.time()
+            control.change_model(MODEL, lambda s: s.register("v1", "production", by="simulate", reason="demo", now=now))
+            control.change_model(
+                MODEL, lambda s: s.register("v2", "canary", weight=10, by="simulate", reason="demo", now=now)
+            )
+    finally:
+        control.close()
+    with RoutingClient(settings.broker, MODEL, topic=settings.topic("control")) as router:
+        sent, seconds = _produce(options, settings, lambda key: str(router.route(key).version))
+    print(f"sent {sent.predictions:,} predictions, {sent.labels:,} labels and {sent.dead_letters} broken messages "
+          f"to {settings.broker} in {seconds:.1f}s")  # fmt: skip
+
+
 def _close(rollout: tuple[Any, Any, Any] | None) -> None:
     if rollout is not None:
         rollout[0].close()

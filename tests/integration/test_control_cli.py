@@ -80,3 +80,17 @@ def test_subscriptions_cli_shows_the_secret_once_and_never_again(settings_factor
     assert "not a valid regex" in run(s, "subscriptions", "add", "x", "http://h/a", "--match", "a=~(", code=2)
     run(s, "subscriptions", "delete", sub_id)
     assert sub_id not in run(s, "subscriptions", "list")
+
+
+def test_simulate_sends_the_demo_stream_to_a_running_kafka(settings_factory: Callable[..., Settings]) -> None:
+    s = settings_factory()
+    out = run(s, "simulate", "--events", "600", "--rate", "0")
+    assert "sent 600 predictions" in out
+    client = ControlClient(s.broker, s.topic("control"))
+    try:
+        state = client.sync().models["loan-approval"]
+    finally:
+        client.close()
+    assert state.production == "v1" and state.canaries == {"v2": 10.0}
+    listing = run(s, "models", "list")
+    assert "loan-approval" in listing and "simulate: demo" in listing
