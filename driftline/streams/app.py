@@ -156,6 +156,8 @@ def create_app(settings: Settings) -> faust.App:
             body["metric_rows"] = state["publisher"].rows
             body["dropped_late"] = state["engine"].dropped_late()
         body["ready"] = bool(ingestor and ingestor.ready.is_set())
+        consumer = ingestor.consumer if ingestor else None
+        body["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment()) if consumer else []
         return web.json(body)
 
     @app.page("/alerts/active")
