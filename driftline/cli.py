@@ -66,8 +66,16 @@ def main() -> None:
     show_envvar=True,
     type=click.Choice(["crit", "error", "warn", "info", "debug"]),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    envvar="DRIFTLINE_LOG_FORMAT",
+    show_envvar=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one object per line with model/version context.",
+)
 @_fail_cleanly
-def worker(loglevel: str, **flags: Any) -> None:
+def worker(loglevel: str, log_format: str, **flags: Any) -> None:
     """Run the ingest worker against any Kafka cluster and ClickHouse."""
     from driftline.streams.app import run_worker
 
@@ -75,15 +83,24 @@ def worker(loglevel: str, **flags: Any) -> None:
     settings.monitor_spec()  # check the spec before anything starts
     from driftline.config import redact_dsn
 
-    click.echo(
+    banner = (
         f"driftline worker: consuming {settings.topic('predictions')} and {settings.topic('labels')} from "
         f"{settings.broker} (group {settings.group_id}); ClickHouse {redact_dsn(settings.clickhouse)} "
-        f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}",
+        f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}"
+    )
+    if log_format == "json":
+        import json
+        import time
+
+        banner = json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "info",
+                             "logger": "driftline.cli", "msg": banner})  # fmt: skip
+    click.echo(
+        banner,
         err=True,
     )
     # Faust parses sys.argv itself: hand it only what it understands.
     sys.argv = [sys.argv[0], "worker"]
-    run_worker(settings, loglevel=loglevel)
+    run_worker(settings, loglevel=loglevel, log_format=log_format)
 
 
 @main.command()

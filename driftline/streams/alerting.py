@@ -23,6 +23,7 @@ from driftline.alerts.evaluator import AlertEvaluator, AlertEvent, fingerprint
 from driftline.alerts.stream import AlertStream
 from driftline.alerts.webhook import Attempt, RetryPolicy, deliver
 from driftline.control import ControlClient
+from driftline.logs import context
 from driftline.models.canary import CanaryAnalyzer, Decision
 from driftline.models.registry import ModelState
 from driftline.sinks.alert_store import AlertStore, vars_
@@ -143,7 +144,10 @@ class AlertingAgent:
         try:
             ok = await deliver(self._session, notification, policy=self.retry, on_attempt=self._record_attempt)
         except Exception:  # a bug in one delivery must not stop the others
-            log.exception("webhook delivery to %s crashed", notification.subscription.name)
+            log.exception(
+                "webhook delivery to %s crashed", notification.subscription.name,
+                extra=context(subscription=notification.subscription.id),
+            )  # fmt: skip
         finally:
             self.dispatcher.done(notification, ok)
 
@@ -216,7 +220,10 @@ class AlertingAgent:
                     self.control.change_model, d.model, lambda s: _apply(s, d, self.clock())
                 )
             except _Stale:
-                log.info("canary decision %s for %s %s skipped: the registry changed", d.action, d.model, d.canary)
+                log.info(
+                    "canary decision %s for %s %s skipped: the registry changed", d.action, d.model, d.canary,
+                    extra=context(model=d.model, version=d.canary, window_end=d.window_end),
+                )  # fmt: skip
                 return
         self.decisions = [*self.decisions[-99:], d]
         if self.metrics is not None:
@@ -232,7 +239,10 @@ class AlertingAgent:
             await _retrying(self.store.decision, d, self.clock())
         if d.action in ("rollback", "refuse_rollback"):
             await self._emit([self._rollout_alert(d)])
-        log.warning("canary %s %s: %s (%s)", d.model, d.canary, d.action, d.reason)
+        log.warning(
+            "canary %s %s: %s (%s)", d.model, d.canary, d.action, d.reason,
+            extra=context(model=d.model, version=d.canary, window_start=d.window_start, window_end=d.window_end),
+        )  # fmt: skip
 
     def _rollout_alert(self, d: Decision) -> AlertEvent:
         name = "CanaryRolledBack" if d.action == "rollback" else "CanaryRollbackRefused"

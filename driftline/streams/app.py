@@ -23,6 +23,7 @@ from driftline.alerts.stream import AlertStream
 from driftline.config import Secret, Settings
 from driftline.control import ControlClient
 from driftline.exceptions import SinkError
+from driftline.logs import logging_config
 from driftline.profile_io import load_profiles
 from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink
@@ -249,9 +250,11 @@ def _encode_row(row: MetricRow) -> bytes:
     return msgspec.json.encode(dataclasses.asdict(row))
 
 
-def run_worker(settings: Settings, loglevel: str = "warn") -> None:
-    """Run the worker in this process until SIGINT/SIGTERM."""
+def run_worker(settings: Settings, loglevel: str = "warn", log_format: str = "text") -> None:
+    """Run the worker in this process until SIGINT/SIGTERM; `log_format` "json" gives one JSON object per line."""
     tune_gc()
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    level = {"crit": "critical", "warn": "warning"}.get(loglevel, loglevel)
+    config = logging_config(level) if log_format == "json" else None
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=config, redirect_stdouts=False)
     worker.execute_from_commandline()

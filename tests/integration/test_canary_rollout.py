@@ -93,7 +93,7 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     token = "stream-token-" + sub.id
     env = {**os.environ, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_DATA_DIR": str(tmp_path / "d"),
            "DRIFTLINE_SPEC": str(spec), "DRIFTLINE_QUALITY_INTERVAL_S": "1", "DRIFTLINE_ALERTS_TOKEN": token,
-           "DRIFTLINE_LOGLEVEL": "info"}  # fmt: skip
+           "DRIFTLINE_LOGLEVEL": "info", "DRIFTLINE_LOG_FORMAT": "json"}  # fmt: skip
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -187,6 +187,10 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     # secrets never reach the log
     text = log.read_text()
     assert sub.reveal() not in text and token not in text
+    # structured logs: every line is a JSON object; the rollback carries its model, version and window
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rollback_logs = [x for x in lines if "rollback" in x["msg"] and x.get("model") == "bad"]
+    assert rollback_logs and rollback_logs[0]["version"] == "v2" and "window_start" in rollback_logs[0]
 
 
 def _read_topic(broker: str, topic: str) -> list[dict[str, Any]]:
