@@ -18,12 +18,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from driftline.events import DEFAULT_MAX_MESSAGE_BYTES
 from driftline.exceptions import ConfigError
 from driftline.spec import ModelSpec, MonitorSpec, Thresholds
+
+if TYPE_CHECKING:
+    from driftline.sinks.migrations import SchemaOptions
 
 #: ClickHouse DateTime overflows past 2106: a TTL longer than this drops rows on arrival.
 MAX_TTL_DAYS = 1825
@@ -75,6 +78,9 @@ class Settings:
     batch_timeout_ms: int = 100
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     ttl_days: int = 90
+    metrics_ttl_days: int = 365  # metrics, drift sketches, alert history
+    rollup_ttl_days: int = 1825  # hourly and daily rollups of metrics
+    clickhouse_cluster: str = ""  # a cluster name: Replicated tables + Distributed ones (see sinks/migrations.py)
     web_port: int = 0
     data_dir: str = ".driftline"
     monitor_window_s: int = 300
@@ -93,11 +99,15 @@ class Settings:
             raise ConfigError(f"clickhouse database {self.clickhouse_database!r} must be letters, digits and _ only")
         if not 1 <= self.partitions <= 1024:
             raise ConfigError(f"partitions={self.partitions} must be between 1 and 1024")
-        if not 1 <= self.ttl_days <= MAX_TTL_DAYS:
-            raise ConfigError(
-                f"ttl_days={self.ttl_days} must be between 1 and {MAX_TTL_DAYS} "
-                "(ClickHouse DateTime cannot hold a later expiry)"
-            )
+        for name in ("ttl_days", "metrics_ttl_days", "rollup_ttl_days"):
+            days = getattr(self, name)
+            if not 1 <= days <= MAX_TTL_DAYS:
+                raise ConfigError(
+                    f"{name}={days} must be between 1 and {MAX_TTL_DAYS} "
+                    "(ClickHouse DateTime cannot hold a later expiry)"
+                )
+        if self.clickhouse_cluster and not self.clickhouse_cluster.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"clickhouse_cluster {self.clickhouse_cluster!r} must be letters, digits, - and _ only")
         if self.batch_max_records < 1 or self.batch_timeout_ms < 1:
             raise ConfigError("batch_max_records and batch_timeout_ms must be positive")
         if self.max_message_bytes < 1024:
@@ -110,6 +120,11 @@ class Settings:
             raise ConfigError("quality_interval_s, label_ttl_s and fairness_min_group_size must be positive")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
+
+    def schema_options(self) -> SchemaOptions:
+        from driftline.sinks.migrations import SchemaOptions
+
+        return SchemaOptions(self.ttl_days, self.metrics_ttl_days, self.rollup_ttl_days, self.clickhouse_cluster)
 
     def monitor_spec(self) -> MonitorSpec:
         """The spec file if one is set, else defaults built from the monitor_* settings."""

@@ -143,7 +143,7 @@ class ClickHouseSink:
         self.client = client if client is not None else connect(settings)
 
     def migrate(self) -> list[int]:
-        return migrate(self.client, self.database, self.settings.ttl_days)
+        return migrate(self.client, self.database, self.settings.schema_options())
 
     def _insert_json(self, table: str, names: list[str], body: bytes, token: str) -> None:
         self.client.raw_insert(
@@ -241,6 +241,24 @@ class ClickHouseSink:
             )
         except Exception as exc:
             raise SinkError(f"ClickHouse insert of metrics failed: {exc}") from exc
+
+    def write_sketches(self, rows: Sequence[Any]) -> None:
+        """Store SketchRow objects (driftline.streams.monitor) in ``drift_sketches``."""
+        if not rows:
+            return
+        body = b"\n".join(
+            _encode({"window_start": r.window_start, "window_end": r.window_end, "model": r.model,
+                     "version": r.version, "feature": r.feature, "segment": r.segment, "n": r.n,
+                     "complete": int(r.complete), **r.state})
+            for r in rows
+        )  # fmt: skip
+        names = ["window_start", "window_end", "model", "version", "feature", "segment", "n", "complete", "kind",
+                 "bins", "counts", "reference", "grid_counts"]  # fmt: skip
+        try:
+            self.client.raw_insert(f"{self.database}.drift_sketches", names, insert_block=body,
+                                   settings={"date_time_input_format": "best_effort"}, fmt="JSONEachRow")  # fmt: skip
+        except Exception as exc:
+            raise SinkError(f"ClickHouse insert of drift sketches failed: {exc}") from exc
 
     def counts(self) -> dict[str, int]:
         """Rows per table, each event counted once (FINAL collapses replays)."""

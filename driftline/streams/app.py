@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.alerting import AlertingAgent
 from driftline.streams.ingest import BatchIngestor, tune_gc
-from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.monitor import MetricRow, MonitoringEngine, SketchRow
 from driftline.streams.observability import CONTENT_TYPE, WorkerMetrics
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.shadow_job import ShadowJob
@@ -118,7 +118,10 @@ def create_app(settings: Settings) -> faust.App:
         state["alerting"] = alerting
         publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe, metrics)
         ingestor = BatchIngestor(
-            settings, sink, on_batch=lambda p, _labels: publisher.publish(engine.update(p)), metrics=metrics
+            settings,
+            sink,
+            on_batch=lambda p, _labels: publisher.publish(engine.update(p), engine.take_sketches()),
+            metrics=metrics,
         )
         metrics.lag_from(ingestor.lag)
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
@@ -127,7 +130,7 @@ def create_app(settings: Settings) -> faust.App:
         state["shadow"] = ShadowJob(sink.client, settings.clickhouse_database, spec)
         try:
             await ingestor.run()
-            await publisher.publish(engine.flush())  # open windows, marked complete=0
+            await publisher.publish(engine.flush(), engine.take_sketches())  # open windows, marked complete=0
             await publisher.publish(await asyncio.to_thread(quality.run_once))  # labels that came last
         finally:
             stream.close()
@@ -209,18 +212,13 @@ class MetricsPublisher:
         self.then = then  # the alerting agent: alerts only for numbers that are stored
         self.rows = 0
 
-    async def publish(self, rows: list[MetricRow]) -> None:
+    async def publish(self, rows: list[MetricRow], sketches: Sequence[SketchRow] = ()) -> None:
+        """Store `rows` (and the windows' drift sketches), then publish and alert on them."""
+        if sketches:
+            await self._store(self.sink.write_sketches, sketches)
         if not rows:
             return
-        delay = 0.2
-        while True:
-            try:
-                await asyncio.to_thread(self.sink.write_metrics, rows)
-                break
-            except SinkError as exc:
-                log.warning("metrics not stored, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await self._store(self.sink.write_metrics, rows)
         for row in rows:
             await self.topic.send(key=row.model.encode(), value=_encode_row(row))
         self.rows += len(rows)
@@ -228,6 +226,17 @@ class MetricsPublisher:
             self.metrics.rows(rows)
         if self.then is not None:
             await self.then(rows)
+
+    async def _store(self, write: Callable[[Any], None], items: Sequence[Any]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(write, items)
+                return
+            except SinkError as exc:
+                log.warning("metrics not stored, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 def alerts_token(settings: Settings) -> Secret:

@@ -61,6 +61,21 @@ class MetricRow:
     complete: bool = True
 
 
+@dataclass(frozen=True)
+class SketchRow:
+    """One feature's mergeable drift state for one window (a row of ``drift_sketches``)."""
+
+    window_start: float
+    window_end: float
+    model: str
+    version: str
+    feature: str
+    segment: str
+    n: int
+    complete: bool
+    state: dict[str, Any]
+
+
 @dataclass
 class _Window:
     start: float = 0.0
@@ -192,6 +207,7 @@ class MonitoringEngine:
         self.spec = spec
         self.reference_events = reference_events
         self._state: dict[tuple[str, str], _VersionState] = {}
+        self._sketches: list[SketchRow] = []  # of windows closed since the last take_sketches()
         for key, profile in (profiles or {}).items():
             self._version(key).profile = profile
 
@@ -204,6 +220,11 @@ class MonitoringEngine:
     def set_profile(self, profile: ReferenceProfile) -> None:
         """Use `profile` as the reference of its model version from now on."""
         self._version((profile.model, profile.version)).profile = profile
+
+    def take_sketches(self) -> list[SketchRow]:
+        """The drift sketches of the windows closed since the last call (for ``drift_sketches``)."""
+        out, self._sketches = self._sketches, []
+        return out
 
     def dropped_late(self) -> int:
         return sum(s.dropped_late for s in self._state.values())
@@ -391,6 +412,10 @@ class MonitoringEngine:
         pvalues: dict[str, float] = {}
         large: set[str] = set()  # features whose effect size passes the threshold
         for name, drift in sorted(win.drift.items()):
+            if drift.n:
+                self._sketches.append(
+                    SketchRow(start, end, model, version, name, "", drift.n, complete, drift.sketch())
+                )
             values = drift.get()
             for metric, value in values.items():
                 add("drift", metric, value, name, drift.n)

@@ -94,6 +94,16 @@ class NumericDrift:
         self._below += float(np.sum(np.clip(self._grid[0] - x, 0, None)))
         return self
 
+    def sketch(self) -> dict[str, Any]:
+        """The mergeable state as stored in ClickHouse ``drift_sketches`` (bins labelled by upper edge)."""
+        return {
+            "kind": "numeric",
+            "bins": [f"<={e:.6g}" for e in self._edges] + ["inf"],
+            "counts": self._bins.tolist(),
+            "reference": self._ref_bins.tolist(),
+            "grid_counts": self._cells.tolist(),
+        }
+
     def merge(self, other: NumericDrift) -> NumericDrift:
         self._bins += other._bins
         self._cells += other._cells
@@ -163,6 +173,17 @@ class CategoricalDrift:
                 self._unseen_overflow += cnt
         self._n += int(arr.size)
         return self
+
+    def sketch(self) -> dict[str, Any]:
+        """Counts per reference category, then the reference's other categories and the unseen ones."""
+        unseen = sum(self._unseen.values()) + self._unseen_overflow
+        return {
+            "kind": "categorical",
+            "bins": [*self._known, "(other in reference)", "(unseen)"],
+            "counts": [*self._counts.tolist(), 0, unseen],
+            "reference": [*map(float, self.reference.categories.values()), float(self.reference.other_count), 0.0],
+            "grid_counts": [],
+        }
 
     def merge(self, other: CategoricalDrift) -> CategoricalDrift:
         self._counts += other._counts
