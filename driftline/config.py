@@ -91,6 +91,8 @@ class Settings:
     fairness_min_group_size: int = 30
     spec: str = ""  # path of a monitor spec (YAML); empty = defaults for every model
     alerts_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token of the live alert stream
+    grafana_live_url: str = ""  # Grafana's URL: window metrics are pushed to Grafana Live (off when empty)
+    grafana_token: Secret = field(default_factory=lambda: Secret(""))  # service-account token for Live and push
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -118,6 +120,10 @@ class Settings:
             )
         if self.quality_interval_s < 1 or self.label_ttl_s < 1 or self.fairness_min_group_size < 1:
             raise ConfigError("quality_interval_s, label_ttl_s and fairness_min_group_size must be positive")
+        if self.grafana_live_url and not self.grafana_live_url.startswith(("http://", "https://")):
+            raise ConfigError(f"grafana_live_url {self.grafana_live_url!r} must be http(s)://host[:port]")
+        if self.grafana_live_url and not self.grafana_token:
+            raise ConfigError("Grafana Live needs DRIFTLINE_GRAFANA_TOKEN (a service-account token, Editor role)")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
 
@@ -165,12 +171,12 @@ class Settings:
                     raise ConfigError(
                         f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. {f.default}"
                     ) from None
-            elif f.name in ("clickhouse_password", "alerts_token"):
+            elif f.name in ("clickhouse_password", "alerts_token", "grafana_token"):
                 values[f.name] = Secret(raw)
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("clickhouse_password", "alerts_token"):
+        for name in ("clickhouse_password", "alerts_token", "grafana_token"):
             if isinstance(values.get(name), str):
                 values[name] = Secret(values[name])
         return cls(**values)

@@ -189,6 +189,18 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _live_panel(pid: int, y: int) -> dict[str, Any]:
+    """Window metrics as they close, from Grafana Live (empty unless the worker pushes; see grafana/live.py)."""
+    grafana = {"type": "datasource", "uid": "grafana"}
+    return {
+        "id": pid, "type": "timeseries", "title": "Live: window metrics as they close (Grafana Live)",
+        "datasource": grafana, "gridPos": {"x": 0, "y": y, "w": 24, "h": 8},
+        "fieldConfig": {"defaults": {}, "overrides": []},
+        "targets": [{"refId": "A", "datasource": grafana, "queryType": "measurements",
+                     "channel": "stream/driftline/driftline_metric"}],
+    }  # fmt: skip
+
+
 def build(spec: MonitorSpec, database: str = "driftline") -> list[dict[str, Any]]:
     """The dashboards as Grafana JSON models."""
     out = []
@@ -204,6 +216,8 @@ def build(spec: MonitorSpec, database: str = "driftline") -> list[dict[str, Any]
             items.append(_panel_json(p, i, x, y))
             x += p.width
             row_h = max(row_h, p.height)
+        if uid == "driftline-overview":
+            items.append(_live_panel(len(items) + 1, y + row_h))
         out.append({
             "uid": uid, "title": title, "tags": ["driftline"], "timezone": "utc", "schemaVersion": 39,
             "time": {"from": "now-6h", "to": "now"}, "refresh": "30s", "editable": True,

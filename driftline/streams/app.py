@@ -23,6 +23,7 @@ from driftline.alerts.stream import AlertStream
 from driftline.config import Secret, Settings
 from driftline.control import ControlClient
 from driftline.exceptions import SinkError
+from driftline.grafana.live import GrafanaLive
 from driftline.logs import logging_config
 from driftline.profile_io import load_profiles
 from driftline.sinks.alert_store import AlertStore
@@ -116,7 +117,8 @@ def create_app(settings: Settings) -> faust.App:
         )
         await alerting.start()
         state["alerting"] = alerting
-        publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe, metrics)
+        live = GrafanaLive(settings.grafana_live_url, settings.grafana_token) if settings.grafana_live_url else None
+        publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe, metrics, live)
         ingestor = BatchIngestor(
             settings,
             sink,
@@ -135,6 +137,8 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             stream.close()
             await alerting.stop()
+            if live is not None:
+                await live.close()
             sink.close()
             state["done"].set()
 
@@ -205,10 +209,12 @@ class MetricsPublisher:
         topic: Any,
         then: Callable[[list[MetricRow]], Awaitable[None]] | None = None,
         metrics: WorkerMetrics | None = None,
+        live: GrafanaLive | None = None,
     ):
         self.sink = sink
         self.topic = topic
         self.metrics = metrics
+        self.live = live
         self.then = then  # the alerting agent: alerts only for numbers that are stored
         self.rows = 0
 
@@ -224,6 +230,8 @@ class MetricsPublisher:
         self.rows += len(rows)
         if self.metrics is not None:
             self.metrics.rows(rows)
+        if self.live is not None:
+            self.live.publish(rows)
         if self.then is not None:
             await self.then(rows)
 

@@ -35,6 +35,34 @@ def _stats(port: int) -> dict[str, object]:
     return worker_stats(port) or {}
 
 
+class _LiveReceiver:
+    """Grafana Live's push endpoint on 127.0.0.1, recording what the worker posts."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                ok = (
+                    self.path == "/api/live/push/driftline"
+                    and self.headers["Authorization"] == "Bearer glsa_do_not_print"
+                )
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])).decode() if ok else "")
+                self.send_response(204 if ok else 401)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 def _http(port: int, path: str) -> tuple[int, str]:
     import urllib.error
     import urllib.request
@@ -50,11 +78,14 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
     settings = settings_factory()
     web = free_port()
     ch = f"chdb://{tmp_path / 'worker-ch'}"
+    live = _LiveReceiver()
     env = {
         **os.environ,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
         "DRIFTLINE_CLICKHOUSE_PASSWORD": "do-not-print-me",
         "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
+        "DRIFTLINE_GRAFANA_LIVE_URL": live.url,
+        "DRIFTLINE_GRAFANA_TOKEN": "glsa_do_not_print",
     }
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
@@ -96,7 +127,13 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
-    assert "do-not-print-me" not in log.read_text()
+    assert "do-not-print-me" not in log.read_text() and "glsa_do_not_print" not in log.read_text()
+    # the window still open at stop was pushed to Grafana Live as line protocol
+    live.server.shutdown()
+    assert live.bodies and all(
+        line.startswith("driftline_metric,model=") for b in live.bodies for line in b.splitlines()
+    )
+    assert any("metric=predictions" in b for b in live.bodies)
     out = subprocess.run([*DRIFTLINE, "counts", "--clickhouse", ch], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {"predictions": 250, "labels": 0, "dead_letters": 1}
 

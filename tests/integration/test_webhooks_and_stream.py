@@ -217,3 +217,42 @@ def test_stream_needs_the_token_filters_and_resumes_after_reconnect() -> None:
         assert got[0].id < got[1].id
     finally:
         server.stop()
+
+
+def test_grafana_live_push_posts_line_protocol_and_never_blocks() -> None:
+    from driftline.grafana.live import GrafanaLive
+
+    async def main() -> None:
+        received: list[tuple[str, str, str]] = []
+        codes = [204, 500]  # the first push is taken, the second refused
+
+        async def push(request: web.Request) -> web.Response:
+            received.append((request.path, request.headers.get("Authorization", ""), await request.text()))
+            return web.Response(status=codes.pop(0))
+
+        app = web.Application()
+        app.router.add_post("/api/live/push/{stream}", push)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        live = GrafanaLive(url, Secret("glsa_live"))
+        rows = [psi(0, 0.5), psi(0, float("nan"), feature="bad"), psi(1, 0.25, feature="a b")]
+        t0 = time.perf_counter()
+        live.publish(rows)
+        assert time.perf_counter() - t0 < 0.01  # returns at once; the POST runs in the background
+        await asyncio.sleep(0.5)
+        live.publish([psi(2, 0.1)])
+        await live.close()
+        await runner.cleanup()
+        (path, auth, body), _ = received
+        assert path == "/api/live/push/driftline" and auth == "Bearer glsa_live"
+        lines = body.splitlines()
+        assert len(lines) == 2  # NaN has no line-protocol form: left out
+        assert lines[0].startswith("driftline_metric,model=loan,version=v1,family=drift,metric=psi,feature=age ")
+        assert " value=0.5,n=500i," in lines[0] and lines[0].endswith(f" {round(T0 * 1e9)}")
+        assert "feature=a\\ b" in lines[1]
+        assert (live.sent, live.failed) == (3, 1)
+
+    asyncio.run(main())
