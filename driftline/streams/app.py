@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> faust.App:
     async def publish_alert(kind: str, body: dict[str, Any]) -> None:
         model = str(body.get("model") or body.get("labels", {}).get("model", ""))
         await topics["alerts"].send(key=model.encode(), value=msgspec.json.encode({"kind": kind, **body}))
+        metrics.messages_out.labels(settings.topic("alerts")).inc()
 
     @app.task
     async def ingest() -> None:
@@ -230,6 +231,7 @@ class MetricsPublisher:
         self.rows += len(rows)
         if self.metrics is not None:
             self.metrics.rows(rows)
+            self.metrics.messages_out.labels(self.topic.get_topic_name()).inc(len(rows))
         if self.live is not None:
             self.live.publish(rows)
         if self.then is not None:

@@ -266,6 +266,8 @@ class BatchIngestor:
             ]
             futures.append(await self.producer.send(topic, d.letter.payload, headers=headers))
         await asyncio.gather(*futures)
+        if self.metrics is not None:
+            self.metrics.messages_out.labels(topic).inc(len(letters))
 
     async def _write_with_retry(self, batch: DecodedBatch, token: str) -> None:
         delay, ceiling = self.retry_backoff
@@ -326,8 +328,11 @@ class BatchIngestor:
         st.busy_seconds += seconds
         st.last_batch_at = time.time()
         if self.metrics is not None:
+            per_topic: dict[str, int] = {}
+            for (topic, _), (first, last) in batch.offsets.items():
+                per_topic[topic] = per_topic.get(topic, 0) + last - first + 1
             self.metrics.batch(batch.messages, len(batch.predictions), len(batch.labels),
-                               (d.letter.code for d in batch.dead_letters), seconds)  # fmt: skip
+                               (d.letter.code for d in batch.dead_letters), seconds, per_topic)  # fmt: skip
 
     def lag(self) -> list[tuple[str, int, int]]:
         """(topic, partition, messages behind the high watermark) for the partitions this worker holds."""

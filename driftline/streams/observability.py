@@ -11,6 +11,8 @@ name                                type      labels
 =================================== ========= ==============================================
 events_total                        counter   kind (prediction, label)
 messages_total                      counter   —
+messages_in_total                   counter   topic
+messages_out_total                  counter   topic (dlq, metrics, alerts)
 dead_letters_total                  counter   code
 batch_messages                      histogram — (messages per batch)
 batch_seconds                       histogram — (decode + store + commit of one batch)
@@ -55,6 +57,10 @@ class WorkerMetrics:
         r = self.registry
         self.events = Counter("driftline_events", "Events stored", ["kind"], registry=r)
         self.messages = Counter("driftline_messages", "Kafka messages consumed", registry=r)
+        self.messages_in = Counter("driftline_messages_in", "Kafka messages consumed, by topic", ["topic"], registry=r)
+        self.messages_out = Counter(
+            "driftline_messages_out", "Kafka messages produced, by topic", ["topic"], registry=r
+        )
         self.dead_letters = Counter("driftline_dead_letters", "Dead letters by reason", ["code"], registry=r)
         self.batch_messages = Histogram(
             "driftline_batch_messages", "Messages per batch", registry=r,
@@ -80,8 +86,10 @@ class WorkerMetrics:
         self._lag_source = source
 
     def batch(self, messages: int, predictions: int, labels: int, dead_letter_codes: Iterable[str],
-              seconds: float) -> None:  # fmt: skip
+              seconds: float, per_topic: dict[str, int] | None = None) -> None:  # fmt: skip
         self.messages.inc(messages)
+        for topic, n in (per_topic or {}).items():
+            self.messages_in.labels(topic).inc(n)
         self.events.labels("prediction").inc(predictions)
         self.events.labels("label").inc(labels)
         for code in dead_letter_codes:

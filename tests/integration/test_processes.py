@@ -119,6 +119,8 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
                    if line and not line.startswith("#")}  # fmt: skip
         assert samples['driftline_events_total{kind="prediction"}'] == 250
         assert samples['driftline_dead_letters_total{code="malformed"}'] == 1
+        assert samples[f'driftline_messages_in_total{{topic="{settings.topic("predictions")}"}}'] >= 2
+        assert samples[f'driftline_messages_out_total{{topic="{settings.topic("dlq")}"}}'] == 1
         assert samples["driftline_batch_seconds_count"] == _stats(web)["batches"]
         assert samples["driftline_sink_insert_seconds_count"] >= 1
         lag = {k: v for k, v in samples.items() if k.startswith("driftline_consumer_lag{")}
