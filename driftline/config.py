@@ -93,6 +93,7 @@ class Settings:
     alerts_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token of the live alert stream
     grafana_live_url: str = ""  # Grafana's URL: window metrics are pushed to Grafana Live (off when empty)
     grafana_token: Secret = field(default_factory=lambda: Secret(""))  # service-account token for Live and push
+    checkpoint_key: Secret = field(default_factory=lambda: Secret(""))  # signs engine checkpoints (default: derived)
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -171,12 +172,12 @@ class Settings:
                     raise ConfigError(
                         f"{_env(f.name)}={raw!r} is not a whole number; set it to e.g. {f.default}"
                     ) from None
-            elif f.name in ("clickhouse_password", "alerts_token", "grafana_token"):
+            elif f.name in ("clickhouse_password", "alerts_token", "grafana_token", "checkpoint_key"):
                 values[f.name] = Secret(raw)
             else:
                 values[f.name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("clickhouse_password", "alerts_token", "grafana_token"):
+        for name in ("clickhouse_password", "alerts_token", "grafana_token", "checkpoint_key"):
             if isinstance(values.get(name), str):
                 values[name] = Secret(values[name])
         return cls(**values)

@@ -29,6 +29,7 @@ from driftline.profile_io import load_profiles
 from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.alerting import AlertingAgent
+from driftline.streams.checkpoints import CheckpointStore, signing_key
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MetricRow, MonitoringEngine, SketchRow
 from driftline.streams.observability import CONTENT_TYPE, WorkerMetrics
@@ -103,11 +104,23 @@ def create_app(settings: Settings) -> faust.App:
         if applied:
             log.warning("applied ClickHouse migrations %s", applied)
         profiles = load_profiles(sink.client, settings.clickhouse_database)
+        checkpoints = CheckpointStore(
+            sink.client, settings.clickhouse_database, settings.group_id,
+            signing_key(settings, settings.checkpoint_key.get()),
+        )  # fmt: skip
         engine = MonitoringEngine(
             spec,
             reference_events=settings.monitor_reference_events,
             profiles={(p.model, p.version): p for p in profiles},
+            checkpoints=checkpoints.take,
         )
+
+        async def save_checkpoint() -> None:
+            try:
+                await asyncio.to_thread(checkpoints.save, engine.checkpoint())
+            except SinkError as exc:  # the open windows will be computed from the events after the restart
+                log.error("engine checkpoint not saved: %s", exc)
+
         alerting = AlertingAgent(
             spec,
             store=AlertStore(sink.client, settings.clickhouse_database),
@@ -125,6 +138,7 @@ def create_app(settings: Settings) -> faust.App:
             sink,
             on_batch=lambda p, _labels: publisher.publish(engine.update(p), engine.take_sketches()),
             metrics=metrics,
+            before_close=save_checkpoint,
         )
         metrics.lag_from(ingestor.lag)
         state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)

@@ -147,8 +147,10 @@ class BatchIngestor:
         on_batch: BatchHook | None = None,
         retry_backoff: tuple[float, float] = (0.2, 5.0),
         metrics: WorkerMetrics | None = None,
+        before_close: Callable[[], Awaitable[None]] | None = None,
     ):
         self.settings = settings
+        self.before_close = before_close  # after the last commit, before leaving the group (checkpoints)
         self.sink = sink
         self.on_batch = on_batch
         self.metrics = metrics
@@ -219,6 +221,8 @@ class BatchIngestor:
                 storing = asyncio.create_task(self._store_stage(batch, started))
             if storing is not None:
                 await storing
+            if self.before_close is not None:
+                await self.before_close()
         except StoppedWithoutCommit as exc:
             log.warning("%s; the uncommitted batch will be replayed", exc)
         finally:

@@ -26,8 +26,9 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import pickle
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +43,8 @@ from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drif
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
 _LAT_EDGES = np.logspace(-3, 6, 901)
+#: Bumped when the pickled engine state changes shape; older checkpoints are then ignored.
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,7 @@ class MonitoringEngine:
         profiles: Mapping[tuple[str, str], ReferenceProfile] | None = None,
         window_s: int | None = None,
         allowed_lateness_s: int | None = None,
+        checkpoints: Callable[[str, str], bytes | None] | None = None,
     ):
         """`window_s` and `allowed_lateness_s`, when given, replace the spec's defaults."""
         if (window_s is not None and window_s <= 0) or (allowed_lateness_s is not None and allowed_lateness_s < 0):
@@ -208,13 +212,35 @@ class MonitoringEngine:
         self.reference_events = reference_events
         self._state: dict[tuple[str, str], _VersionState] = {}
         self._sketches: list[SketchRow] = []  # of windows closed since the last take_sketches()
+        self._checkpoints = checkpoints  # (model, version) -> a state saved by checkpoint(), once
         for key, profile in (profiles or {}).items():
             self._version(key).profile = profile
 
     def _version(self, key: tuple[str, str]) -> _VersionState:
         state = self._state.get(key)
         if state is None:
-            state = self._state[key] = _VersionState(spec=self.spec.for_model(key[0]))
+            state = self._restored(key) or _VersionState(spec=self.spec.for_model(key[0]))
+            self._state[key] = state
+        return state
+
+    def checkpoint(self) -> dict[tuple[str, str], bytes]:
+        """Every version's state, open windows included, as bytes for `restore` (take it before `flush`)."""
+        return {key: pickle.dumps((CHECKPOINT_FORMAT, state), protocol=5) for key, state in self._state.items()}
+
+    def _restored(self, key: tuple[str, str]) -> _VersionState | None:
+        if self._checkpoints is None:
+            return None
+        payload = self._checkpoints(*key)
+        if payload is None:
+            return None
+        fmt, state = pickle.loads(payload)  # noqa: S301 - the payload's HMAC was verified (checkpoints.py)
+        if fmt != CHECKPOINT_FORMAT or not isinstance(state, _VersionState):
+            return None
+        spec = self.spec.for_model(key[0])
+        if (spec.window_s, spec.slide_s) != (state.spec.window_s, state.spec.slide_s):
+            state.windows.clear()  # the windows changed shape: the open ones cannot continue
+            state.closed.clear()
+        state.spec = spec
         return state
 
     def set_profile(self, profile: ReferenceProfile) -> None:
