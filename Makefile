@@ -3,9 +3,16 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup setup-offline demo test lint bench clean
 
 setup: $(VENV)/.installed
+
+# The offline module's heavy dependencies (torch pinned to the CPU build, opacus, onnx, shap): tests need them.
+setup-offline: $(VENV)/.offline
+
+$(VENV)/.offline: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,offline]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/driftline demo
 
-lint: setup
+lint: setup-offline
 	$(BIN)/ruff check driftline tests bench
 	$(BIN)/mypy
 
