@@ -181,9 +181,12 @@ def model_card(artefact: Artefact, chain: list[Artefact]) -> str:
     made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(artefact.created_at))
     lines = [f"# Model card: {artefact.name}", "", f"- artefact: `{artefact.artefact_id}` ({artefact.kind})",
              f"- made by driftline {artefact.code_version} at {made}", "", "## Metrics", ""]  # fmt: skip
-    lines += [f"| {k} | {v} |" for k, v in sorted(artefact.metrics.items())] or ["(none recorded)"]
+    table = ["| name | value |", "|---|---|"]
+    lines += table + [f"| {k} | {v} |" for k, v in sorted(artefact.metrics.items())] if artefact.metrics else [
+        "(none recorded)"]  # fmt: skip
     lines += ["", "## Parameters", ""]
-    lines += [f"| {k} | {v} |" for k, v in sorted(artefact.params.items())] or ["(none recorded)"]
+    lines += table + [f"| {k} | {v} |" for k, v in sorted(artefact.params.items())] if artefact.params else [
+        "(none recorded)"]  # fmt: skip
     lines += ["", "## Lineage", ""]
     lines += [f"- {a.kind} `{a.artefact_id[:12]}` {a.name} (parents: "
               f"{', '.join(p[:12] for p in a.parents) or 'none'})" for a in chain]  # fmt: skip

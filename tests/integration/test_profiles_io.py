@@ -66,3 +66,21 @@ def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
 
     bad = subprocess.run([*cmd, "--input", str(tmp_path / "none.csv"), "--no-store"], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_lineage_records_round_trip_through_clickhouse(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink], tmp_path: Path
+) -> None:
+    from driftline.offline.lineage import ClickHouseLineage, ancestry, record
+
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    (tmp_path / "d.csv").write_text("a\n1\n")
+    data = record(tmp_path / "d.csv", "dataset", params={"rows": 1})
+    (tmp_path / "m.bin").write_bytes(b"model")
+    model = record(tmp_path / "m.bin", "model", metrics={"accuracy": 0.9}, parents=[data])
+    store = ClickHouseLineage(sink.client, settings.clickhouse_database)
+    store.store([data, model])
+    chain = ancestry(model.artefact_id[:10], store)
+    assert [a.artefact_id for a in chain] == [model.artefact_id, data.artefact_id]
+    assert chain[0].metrics == {"accuracy": 0.9} and chain[1].params == {"rows": 1}

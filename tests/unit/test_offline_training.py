@@ -1,0 +1,65 @@
+"""Private training, edge export and lineage on generated data (River's Agrawal): the numbers the report prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftline.offline.export import edge_variants, parameters, prune
+from driftline.offline.lineage import LocalLineage, ancestry
+from driftline.offline.pipeline import run_training
+from driftline.offline.train import Dataset, agrawal, train
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return agrawal(6000)
+
+
+def test_epsilon_reported_matches_the_accountant_for_the_noise_used(data: Dataset) -> None:
+    from opacus.accountants import RDPAccountant
+
+    result = train(data, epochs=3, target_epsilon=2.0)
+    assert result.noise_multiplier and result.sample_rate and result.steps and result.delta
+    assert result.delta < 1 / len(data.x_train)
+    accountant = RDPAccountant()
+    accountant.history = [(result.noise_multiplier, result.sample_rate, result.steps)]
+    assert result.epsilon == pytest.approx(accountant.get_epsilon(result.delta), rel=1e-9)
+    assert result.epsilon == pytest.approx(2.0, rel=0.02)  # Opacus calibrated the noise to the target
+
+
+def test_more_privacy_costs_accuracy(data: Dataset) -> None:
+    base = train(data, epochs=4)
+    loose = train(data, epochs=4, target_epsilon=8.0)
+    tight = train(data, epochs=4, target_epsilon=0.5)
+    assert base.accuracy > 0.93
+    assert base.accuracy >= loose.accuracy > tight.accuracy
+
+
+def test_onnx_parity_int8_within_a_stated_drop_and_pruning_narrows(data: Dataset, tmp_path: Path) -> None:
+    model = train(data, epochs=4).model
+    variants = {v.name: v for v in edge_variants(model, data, tmp_path, threads=(1,))}
+    fp32 = variants["onnx fp32"]
+    assert fp32.parity is not None and fp32.parity <= 1e-4  # ONNX Runtime vs torch logits
+    assert fp32.accuracy == pytest.approx(variants["torch fp32 (framework)"].accuracy, abs=1e-9)
+    for name in ("onnx int8 dynamic", "onnx int8 static"):
+        assert variants[name].accuracy >= fp32.accuracy - 0.02, name  # the stated drop: at most 2 points
+        assert variants[name].size_bytes < 0.6 * fp32.size_bytes
+    pruned = prune(model, data)
+    assert parameters(pruned) < 0.4 * parameters(model)  # half the units of each hidden layer: narrower layers
+    assert variants["onnx fp32, pruned to half width"].accuracy >= fp32.accuracy - 0.03
+
+
+def test_training_run_writes_report_and_a_complete_lineage_chain(tmp_path: Path) -> None:
+    summary = run_training(tmp_path, rows=3000, epochs=2, epsilons=(4.0,), quiet=True)
+    for name in ("report.html", "report.json", "MODEL_CARD.md", "reference-profile.json", "model-fp32.onnx"):
+        assert (tmp_path / name).is_file(), name
+    assert "<svg" in (tmp_path / "report.html").read_text()
+    chain = ancestry(summary["artefacts"]["onnx int8 dynamic"], LocalLineage(tmp_path))
+    assert [a.kind for a in chain] == ["onnx", "model", "dataset"]
+    report = ancestry(summary["artefacts"]["report.html"], LocalLineage(tmp_path))
+    assert {a.kind for a in report} >= {"report", "dataset", "model", "onnx", "profile"}
+    assert all(a.code_version for a in report)
+    assert np.isfinite(summary["private"][0]["epsilon"])
