@@ -88,6 +88,80 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         click.echo(f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
                    f"report {out / 'federated.md'}")  # fmt: skip
 
+    @offline.command("gate")
+    @click.option("--candidate", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
+    @click.option("--production", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
+    @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
+                  show_default=True, help="Holdout: a dataset snapshot from `driftline offline train`.")  # fmt: skip
+    @click.option("--max-quality-drop", type=float, default=0.01, show_default=True)
+    @click.option("--max-fairness-increase", type=float, default=0.02, show_default=True)
+    @click.option("--max-latency-ratio", type=float, default=1.5, show_default=True)
+    @click.option("--register-canary", "canary", default=None, metavar="MODEL/VERSION",
+                  help="If it passes, register the candidate as a 10 % canary of MODEL as VERSION.")  # fmt: skip
+    @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Kafka, for --register-canary.")
+    @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of topic names.")
+    @click.option("--out", type=click.Path(path_type=Path), default=None, help="Report directory (default: --data's).")
+    @fail_cleanly
+    def offline_gate(candidate: Path, production: Path, data: Path, max_quality_drop: float,
+                     max_fairness_increase: float, max_latency_ratio: float, canary: str | None, broker: str | None,
+                     topic_prefix: str | None, out: Path | None) -> None:  # fmt: skip
+        """Compare a candidate with production on a holdout; exit 1 when it is worse beyond the tolerances."""
+        import sys
+
+        from driftline.offline.gate import Tolerances, gate, load_model
+        from driftline.offline.lineage import content_hash, record
+        from driftline.offline.train import load_dataset
+
+        if canary is not None and "/" not in canary:
+            raise ConfigError(f"--register-canary {canary!r}: write MODEL/VERSION, e.g. loan-approval/v7")
+        holdout = load_dataset(data)
+        inputs = holdout.x_test.shape[1]
+        result = gate(load_model(candidate, inputs), load_model(production, inputs), holdout,
+                      Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio))  # fmt: skip
+        out = out or data.parent
+        (out / "gate.json").write_text(json.dumps(result.as_dict(), indent=1) + "\n")
+        report = out / "gate.md"
+        report.write_text(result.markdown(candidate.name, production.name))
+        record(report, "gate", metrics={"passed": result.passed},
+               parents=[content_hash(candidate), content_hash(production), content_hash(data)])  # fmt: skip
+        click.echo(report.read_text())
+        if not result.passed:
+            sys.exit(1)
+        if canary is not None:
+            from driftline.config import Settings
+            from driftline.control import ControlClient
+
+            model, version = canary.split("/", 1)
+            settings = Settings.from_env(broker=broker, topic_prefix=topic_prefix)
+            control = ControlClient(settings.broker, settings.topic("control"))
+            try:
+                control.change_model(model, lambda s: s.register(version, "canary", weight=10, by="offline-gate",
+                                                                 reason=f"gate passed: {candidate.name}",
+                                                                 now=time.time()))  # fmt: skip
+            finally:
+                control.close()
+            click.echo(f"registered {model} {version} as a 10 % canary")
+
+    @offline.command("fairness")
+    @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
+                  show_default=True)  # fmt: skip
+    @fail_cleanly
+    def offline_fairness(data: Path) -> None:
+        """Demographic-parity mitigation (ExponentiatedGradient, ThresholdOptimizer) and what it costs."""
+        from driftline.offline.fairness import mitigate
+        from driftline.offline.train import load_dataset
+
+        results = mitigate(load_dataset(data))
+        lines = ["| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
+                 "|---|---:|---:|---:|---|"]  # fmt: skip
+        for r in results:
+            rates = ", ".join(f"{g} {v:.2f}" for g, v in sorted(r.selection_rate.items()))
+            lines.append(f"| {r.method} | {r.accuracy:.4f} | {r.parity_gap:.4f} | {r.accuracy_cost:+.4f} | {rates} |")
+        text = "# Fairness mitigation (fairlearn)\n\n" + "\n".join(lines) + "\n"
+        (data.parent / "fairness.md").write_text(text)
+        (data.parent / "fairness.json").write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
+        click.echo(text)
+
     @offline.command("lineage")
     @click.argument("artefact")
     @click.option("--root", type=click.Path(path_type=Path), default=Path(".driftline"), show_default=True,

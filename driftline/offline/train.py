@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class Dataset:
     y_test: npt.NDArray[np.int64]
     feature_names: list[str]
     raw_train: dict[str, list[Any]]  # the training split before encoding (for the reference profile)
+    groups_train: npt.NDArray[np.str_]  # sensitive attribute: age group (<40, 40-59, 60+)
+    groups_test: npt.NDArray[np.str_]
 
 
 def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float = 0.25) -> Dataset:
@@ -64,7 +67,19 @@ def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float
     y = np.array([int(label) for _, label in rows], dtype=np.int64)
     raw: dict[str, list[Any]] = {c: [float(rows[i][0][c]) for i in train_idx] for c in AGRAWAL_NUMERIC}
     raw.update({c: [str(rows[i][0][c]) for i in train_idx] for c in AGRAWAL_CATEGORICAL})
-    return Dataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw)
+    ages = np.array([float(x["age"]) for x, _ in rows])
+    groups = np.where(ages < 40, "<40", np.where(ages < 60, "40-59", "60+"))
+    return Dataset(
+        x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw, groups[train_idx], groups[test_idx]
+    )
+
+
+def load_dataset(path: Path) -> Dataset:
+    """A dataset snapshot written by `driftline offline train` (dataset.npz)."""
+    if not path.is_file():
+        raise DriftlineError(f"no dataset snapshot at {path}; run `driftline offline train --out {path.parent}` first")
+    z = np.load(path)
+    return Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"], [], {}, z["groups_train"], z["groups_test"])
 
 
 def mlp(inputs: int, hidden: int = 64) -> Any:

@@ -1,0 +1,53 @@
+"""The offline commands as a user runs them: train, gate (fails a worse candidate, passes an equal one and
+registers it as a canary on the real broker), fairness mitigation, federated training, lineage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from driftline.cli import main
+from driftline.config import Settings
+from driftline.control import ControlClient
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
+    out = tmp_path / "offline"
+    text = run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3")
+    assert "baseline accuracy" in text and "DP-SGD epsilon" in text
+    data = str(out / "dataset.npz")
+    worse = run("offline", "gate", "--candidate", str(out / "model-dp-eps0.3.pt"), "--production",
+                str(out / "model-baseline.pt"), "--data", data, code=1)  # fmt: skip
+    assert "**FAILED**" in worse and "| accuracy |" in worse
+    assert json.loads((out / "gate.json").read_text())["passed"] is False
+    s = settings_factory()
+    ok = run("offline", "gate", "--candidate", str(out / "model-baseline.pt"), "--production",
+             str(out / "model-baseline.pt"), "--data", data, "--max-latency-ratio", "3",
+             "--register-canary", "loan-approval/v9", "--broker", s.broker,
+             "--topic-prefix", s.topic_prefix)  # fmt: skip
+    assert "**PASSED**" in ok and "registered loan-approval v9 as a 10 % canary" in ok
+    client = ControlClient(s.broker, s.topic("control"))
+    try:
+        state = client.sync().models["loan-approval"]
+    finally:
+        client.close()
+    assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
+    fair = run("offline", "fairness", "--data", data)
+    assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
+    fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))
+    assert "federated accuracy" in fed and (tmp_path / "fed" / "federated.md").is_file()
+    chain = run("offline", "lineage", str(out / "model-int8-static.onnx"), "--root", str(out))
+    assert [line.split()[1] for line in chain.splitlines()] == ["onnx", "model", "dataset"]
+    assert "no lineage record" in run("offline", "lineage", "deadbeef", "--root", str(out), code=2)
+    assert "--register-canary" in run("offline", "gate", "--candidate", str(out / "model-baseline.pt"),
+                                      "--production", str(out / "model-baseline.pt"), "--data", data,
+                                      "--register-canary", "nomodel", code=2)  # fmt: skip
