@@ -75,7 +75,7 @@ def _stream_metrics(tmp: Path, name: str) -> dict[tuple[str, ...], float]:
     return out
 
 
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 120) -> None:
+def _wait(cond: Callable[[], bool], what: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, what

@@ -111,7 +111,7 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
             env=env, stdout=out, stderr=out,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while not _stats(web).get("ready"):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
