@@ -132,6 +132,10 @@ class AlertEvaluator:
         """Label sets of the alerts firing now."""
         return [s.labels for s in self._series.values() if s.state == "firing"]
 
+    def firing_events(self) -> list[AlertEvent]:
+        """The events that made the firing alerts fire (with their event-time start)."""
+        return [s.last for s in self._series.values() if s.state == "firing" and s.last is not None]
+
     def _labels(self, rule: AlertRule, row: MetricRow) -> dict[str, str]:
         labels = {
             "alertname": rule.name,

@@ -199,15 +199,21 @@ class AlertingAgent:
         for state in list(self.control.state.models.values()):
             for canary, start, end in self.analyzer.windows_to_analyze(state, rows):
                 current = self.control.state.models.get(state.model, state)
-                decision = self.analyzer.analyze(current, canary, start, end, self._primary_failing(current))
+                decision = self.analyzer.analyze(current, canary, start, end, self._primary_failing(current, end))
                 if decision is not None:
                     await self._decide(decision)
 
-    def _primary_failing(self, state: ModelState) -> str:
-        for labels in self.evaluator.firing():
+    def _primary_failing(self, state: ModelState, window_end: float) -> str:
+        """A critical alert on the primary that was already breaching in the analysed window.
+
+        Event time, not wall time: when a backlog is analysed, alerts of later windows are
+        firing already and must not judge an earlier one.
+        """
+        for event in self.evaluator.firing_events():
+            labels = event.labels
             if (labels.get("model"), labels.get("version"), labels.get("severity")) == (
                 state.model, state.production, "critical",
-            ):  # fmt: skip
+            ) and event.starts_at < window_end:  # fmt: skip
                 return f"alert {labels.get('alertname')} firing on {state.production}"
         return ""
 

@@ -45,8 +45,11 @@ def create_app(settings: Settings) -> faust.App:
     spec = settings.monitor_spec()  # a bad spec fails here, at start-up
     datadir = Path(settings.data_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
+    # Faust's own consumer group (its leader-election topic) is per ingest group: workers of one
+    # deployment share it, other deployments on the same cluster never join it. On the embedded
+    # broker, a group that had two members stalled the next member's join for minutes (seen in CI).
     app = faust.App(
-        "driftline",
+        f"driftline-{settings.group_id}",
         broker=f"kafka://{settings.broker}",
         datadir=str(datadir),
         store="memory://",

@@ -126,9 +126,9 @@ def test_worker_restart_mid_window_gives_the_same_windows(
     proc, web, log = _worker(settings, tmp_path, "restarted-2", "restarted")
     _ingest(web, len(events) - 4000)
     _stop(proc, log)
-    proc, web, log = _worker(settings, tmp_path, "single", "single")
+    proc, web, log = _worker(settings, tmp_path, "alone", "alone")
     _ingest(web, len(events))
     _stop(proc, log)
-    restarted, single = _complete_rows(tmp_path, "restarted"), _complete_rows(tmp_path, "single")
+    restarted, single = _complete_rows(tmp_path, "restarted"), _complete_rows(tmp_path, "alone")
     assert set(restarted) == set(single) and len(single) > 50
     assert restarted == pytest.approx(single, rel=1e-9, abs=1e-12)
