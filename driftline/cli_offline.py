@@ -162,6 +162,35 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         (data.parent / "fairness.json").write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
         click.echo(text)
 
+    @offline.command("distill")
+    @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
+                  show_default=True)  # fmt: skip
+    @click.option("--hidden", type=int, default=16, show_default=True, help="Units of the student's hidden layer.")
+    @click.option("--temperature", type=float, default=2.0, show_default=True)
+    @fail_cleanly
+    def offline_distill(data: Path, hidden: int, temperature: float) -> None:
+        """Gradient-boosting teacher -> small MLP student on soft labels; accuracy, AUC, fidelity, calibration."""
+        from dataclasses import asdict
+
+        from driftline.offline.distill import distill
+        from driftline.offline.lineage import content_hash, record
+        from driftline.offline.train import _torch, load_dataset
+
+        result = distill(load_dataset(data), hidden=hidden, temperature=temperature)
+        rows = [("teacher (gradient boosting)", result.teacher), ("student on hard labels", result.hard_student),
+                ("distilled student", result.student)]  # fmt: skip
+        lines = [f"# Distillation ({result.student_parameters:,} student parameters)", "",
+                 "| model | accuracy | ROC AUC | fidelity to teacher | ECE |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {n} | {s.accuracy:.4f} | {s.roc_auc:.4f} | {s.fidelity:.4f} | {s.ece:.4f} |" for n, s in rows]
+        text = "\n".join(lines) + "\n"
+        (data.parent / "distill.md").write_text(text)
+        (data.parent / "distill.json").write_text(json.dumps({n: asdict(s) for n, s in rows}, indent=1) + "\n")
+        _torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
+        record(data.parent / "model-student.pt", "model", params={"hidden": hidden, "temperature": temperature,
+               "teacher": "HistGradientBoostingClassifier"}, metrics=asdict(result.student),
+               parents=[content_hash(data)])  # fmt: skip
+        click.echo(text)
+
     @offline.command("lineage")
     @click.argument("artefact")
     @click.option("--root", type=click.Path(path_type=Path), default=Path(".driftline"), show_default=True,

@@ -41,6 +41,8 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     finally:
         client.close()
     assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
+    distilled = run("offline", "distill", "--data", data)
+    assert "| distilled student |" in distilled and (out / "model-student.pt.lineage.json").is_file()
     fair = run("offline", "fairness", "--data", data)
     assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))

@@ -63,3 +63,15 @@ def test_training_run_writes_report_and_a_complete_lineage_chain(tmp_path: Path)
     assert {a.kind for a in report} >= {"report", "dataset", "model", "onnx", "profile"}
     assert all(a.code_version for a in report)
     assert np.isfinite(summary["private"][0]["epsilon"])
+
+
+def test_distilled_student_is_faithful_and_calibrated(data: Dataset) -> None:
+    from driftline.offline.distill import distill, ece
+
+    result = distill(data)
+    assert result.teacher.accuracy > result.hard_student.accuracy  # checked before distilling
+    assert result.student.fidelity >= 0.97  # the stated floor
+    assert result.student.accuracy >= result.hard_student.accuracy - 0.005
+    assert result.student.ece <= 0.05 and result.student_parameters < 1000
+    y = np.array([0, 1, 1, 0])
+    assert ece(y, np.array([0.0, 1.0, 1.0, 0.0])) == 0.0 and ece(y, np.array([1.0, 0.0, 0.0, 1.0])) == 1.0
