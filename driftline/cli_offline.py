@@ -191,6 +191,58 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
                parents=[content_hash(data)])  # fmt: skip
         click.echo(text)
 
+    @offline.command("hybrid")
+    @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
+                  show_default=True)  # fmt: skip
+    @click.option("--threshold", type=float, default=0.9, show_default=True, help="Edge confidence to answer locally.")
+    @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, default=None,
+                  help="Log every routing decision as a prediction event to this Kafka.")  # fmt: skip
+    @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, default=None)
+    @fail_cleanly
+    def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefix: str | None) -> None:
+        """Edge model (distilled student, ONNX int8) answers when confident, the server model otherwise."""
+        import numpy as np
+
+        from driftline.offline.distill import distill
+        from driftline.offline.export import export_onnx, quantize_dynamic, session
+        from driftline.offline.hybrid import curve, per_row_latency_ms, routing_events
+        from driftline.offline.train import load_dataset
+
+        holdout = load_dataset(data)
+        result = distill(holdout)
+        edge_path = quantize_dynamic(export_onnx(result.student_model, data.parent / "edge-fp32.onnx",
+                                                 holdout.x_test.shape[1]), data.parent / "edge-int8.onnx")  # fmt: skip
+        edge = session(edge_path)
+
+        def edge_predict(x: np.ndarray) -> np.ndarray:
+            logits = edge.run(None, {"x": x})[0]
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return np.asarray((e / e.sum(axis=1, keepdims=True))[:, 1], dtype=np.float64)
+
+        server = result.teacher_model
+        edge_p = edge_predict(holdout.x_test)
+        server_p = server.predict_proba(holdout.x_test)[:, 1]
+        edge_ms = per_row_latency_ms(edge_predict, holdout.x_test)
+        server_ms = per_row_latency_ms(server.predict_proba, holdout.x_test)
+        points = curve(edge_p, server_p, holdout.y_test, edge_ms, server_ms)
+        lines = [f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)", "",
+                 "| threshold | accuracy | escalation rate | mean latency ms |", "|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |"
+                  for p in points]  # fmt: skip
+        text = "\n".join(lines) + "\n"
+        (data.parent / "hybrid.md").write_text(text)
+        (data.parent / "hybrid.json").write_text(json.dumps([p.__dict__ for p in points], indent=1) + "\n")
+        click.echo(text)
+        if broker:
+            from driftline.producer import Producer
+
+            events = routing_events("hybrid-loan", edge_p, server_p, threshold, edge_ms, server_ms)
+            with Producer(broker, topic_prefix=topic_prefix or "driftline.") as producer:
+                for e in events:
+                    producer.send(e)
+            edge_n = sum(e.version == "edge" for e in events)
+            click.echo(f"logged {len(events):,} routing decisions ({edge_n:,} edge, {len(events) - edge_n:,} server)")
+
     @offline.command("lineage")
     @click.argument("artefact")
     @click.option("--root", type=click.Path(path_type=Path), default=Path(".driftline"), show_default=True,

@@ -43,6 +43,9 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
     distilled = run("offline", "distill", "--data", data)
     assert "| distilled student |" in distilled and (out / "model-student.pt.lineage.json").is_file()
+    hybrid = run("offline", "hybrid", "--data", data, "--threshold", "0.9", "--broker", s.broker,
+                 "--topic-prefix", s.topic_prefix)  # fmt: skip
+    assert "| 0.5 |" in hybrid and "logged 1,000 routing decisions" in hybrid
     fair = run("offline", "fairness", "--data", data)
     assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))

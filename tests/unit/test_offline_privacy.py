@@ -105,3 +105,23 @@ def test_fedavg_with_dropout_matches_pooled_training_and_dp_costs_little() -> No
     assert min(h["survivors"] for h in plain.history) < 10  # clients did drop out
     private = fedavg(clients, rounds=15, test=test, clip=1.0, noise_multiplier=0.5, seed=2)
     assert private.dp_sigma == 0.5 and private.history[-1]["accuracy"] >= pooled - 0.06
+
+
+def test_hybrid_curve_ends_are_the_edge_and_the_server() -> None:
+    from driftline.offline.hybrid import curve, routing_events
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    edge = np.clip(np.where(y == 1, 0.7, 0.3) + rng.normal(0, 0.25, 2000), 0, 1)
+    server = np.where(y == 1, 0.95, 0.05)
+    points = {p.threshold: p for p in curve(edge, server, y, edge_ms=0.01, server_ms=1.0)}
+    assert points[0.5].escalation_rate == 0.0
+    assert points[0.5].accuracy == pytest.approx(np.mean((edge >= 0.5) == y))
+    assert points[1.01].escalation_rate == 1.0 and points[1.01].accuracy == 1.0
+    assert points[1.01].mean_latency_ms == pytest.approx(1.01)
+    rates = [p.escalation_rate for p in sorted(points.values(), key=lambda p: p.threshold)]
+    assert rates == sorted(rates)  # a higher threshold escalates more
+    events = routing_events("m", edge[:10], server[:10], 0.9, 0.01, 1.0, ts=1.8e9)
+    assert {e.version for e in events} <= {"edge", "server"}
+    assert all(e.attributes["tier"] == e.version for e in events)
+    assert all((e.latency_ms or 0) > 1 for e in events if e.version == "server")
