@@ -243,6 +243,72 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
             edge_n = sum(e.version == "edge" for e in events)
             click.echo(f"logged {len(events):,} routing decisions ({edge_n:,} edge, {len(events) - edge_n:,} server)")
 
+    @offline.command("explain")
+    @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
+                  show_default=True)  # fmt: skip
+    @click.option("--clickhouse", envvar="DRIFTLINE_CLICKHOUSE", show_envvar=True, default=None,
+                  help="Compare importances with a production window read from this ClickHouse.")  # fmt: skip
+    @click.option("--model", "model_name", default="loan-approval", show_default=True)
+    @click.option("--version", "version_", default="v1", show_default=True)
+    @click.option("--since", default=None, help="Production window start (ISO time, UTC).")
+    @click.option("--until", default=None, help="Production window end (ISO time, UTC).")
+    @click.option("--threshold", type=float, default=0.1, show_default=True, help="Share change that flags a feature.")
+    @fail_cleanly
+    def offline_explain(data: Path, clickhouse: str | None, model_name: str, version_: str, since: str | None,
+                        until: str | None, threshold: float) -> None:  # fmt: skip
+        """SHAP importance (global, one prediction), partial dependence, a counterfactual, importance shift."""
+        from driftline.offline import explain as ex
+        from driftline.offline.distill import distill
+        from driftline.offline.train import encode_rows, load_dataset
+
+        holdout = load_dataset(data)
+        model = distill(holdout).teacher_model  # the gradient-boosting model: TreeExplainer applies
+        names = holdout.feature_names
+        reference_values = ex.shap_values(model, holdout.x_train[:500], holdout.x_test[:500])
+        reference = ex.importance(reference_values, names)
+        top = max(reference, key=lambda f: reference[f])
+        lines = ["# Explanations (gradient-boosting model, TreeExplainer)", "",
+                 "## Global importance (mean |SHAP|)", "", "| feature | importance |", "|---|---:|"]  # fmt: skip
+        lines += [f"| {f} | {v:.4f} |" for f, v in sorted(reference.items(), key=lambda kv: -kv[1])]
+        lines += ["", "## One prediction (holdout row 0)", ""]
+        lines += [f"- {f}: {v:+.4f}" for f, v in ex.local(reference_values[0], names)]
+        if top in names:
+            grid, avg = ex.partial_dependence(model, holdout.x_test[:1000], names.index(top), 10)
+            lines += ["", f"## Partial dependence of {top} (standardised units -> mean P(approve))", "",
+                      " ".join(f"{g:+.2f}:{a:.3f}" for g, a in zip(grid, avg, strict=True))]  # fmt: skip
+        cf = ex.counterfactual(model, holdout.x_test[0], holdout.num_std)
+        flip = "no single-feature change within 3 std flips it"
+        if cf is not None:
+            flip = (f"changing {cf.feature} by {cf.change:+.2f} ({cf.change_std:+.2f} std) flips the decision "
+                    f"(P = {cf.new_probability:.3f})")  # fmt: skip
+        lines += ["", "## Counterfactual for row 0", "", flip]
+        if clickhouse:
+            from driftline.config import Settings
+            from driftline.profile_io import rows_from_clickhouse
+            from driftline.sinks.clickhouse import ClickHouseSink
+
+            if not (since and until):
+                raise ConfigError("--clickhouse needs --since and --until (the production window)")
+            settings = Settings.from_env(clickhouse=clickhouse)
+            sink = ClickHouseSink(settings)
+            try:
+                rows = list(rows_from_clickhouse(sink.client, settings.clickhouse_database, model_name, version_,
+                                                 since, until))  # fmt: skip
+            finally:
+                sink.close()
+            if not rows:
+                raise ConfigError(f"no predictions of {model_name} {version_} in [{since}, {until})")
+            production = ex.importance(
+                ex.shap_values(model, holdout.x_train[:500], encode_rows(rows[:500], holdout.num_mean,
+                                                                          holdout.num_std)), names)  # fmt: skip
+            shift = ex.importance_shift(reference, production, threshold)
+            lines += ["", f"## Importance shift: reference vs {len(rows):,} production rows", "",
+                      "| feature | reference share | production share | flagged |", "|---|---:|---:|---|"]  # fmt: skip
+            lines += [f"| {f} | {r:.3f} | {p:.3f} | {'yes' if flag else ''} |" for f, (r, p, flag) in shift.items()]
+        text = "\n".join(lines) + "\n"
+        (data.parent / "explain.md").write_text(text)
+        click.echo(text)
+
     @offline.command("lineage")
     @click.argument("artefact")
     @click.option("--root", type=click.Path(path_type=Path), default=Path(".driftline"), show_default=True,

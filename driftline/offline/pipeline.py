@@ -39,7 +39,8 @@ def run_training(
     steps = tqdm(total=3 + len(epsilons), desc="offline train", disable=quiet)
     data = agrawal(rows)
     np.savez_compressed(out / "dataset.npz", x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                        y_test=data.y_test, groups_train=data.groups_train, groups_test=data.groups_test)  # fmt: skip
+                        y_test=data.y_test, groups_train=data.groups_train, groups_test=data.groups_test,
+                        num_mean=data.num_mean, num_std=data.num_std)  # fmt: skip
     source = {"generator": "river.synth.Agrawal(function=2)", "rows": rows, "features": len(data.feature_names)}
     dataset = record(out / "dataset.npz", "dataset", params=source)
     profile = ReferenceProfile.build(model_name, version, data.raw_train,

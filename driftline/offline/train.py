@@ -44,6 +44,24 @@ class Dataset:
     raw_train: dict[str, list[Any]]  # the training split before encoding (for the reference profile)
     groups_train: npt.NDArray[np.str_]  # sensitive attribute: age group (<40, 40-59, 60+)
     groups_test: npt.NDArray[np.str_]
+    num_mean: npt.NDArray[np.float64]  # standardisation of the numeric columns (training split)
+    num_std: npt.NDArray[np.float64]
+
+
+def encode_rows(
+    rows: list[dict[str, Any]], mean: npt.NDArray[np.float64], std: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float32]:
+    """Raw Agrawal-like feature rows (e.g. read back from ClickHouse) encoded as the training data was."""
+    numeric = np.array([[float(r.get(c) or 0.0) for c in AGRAWAL_NUMERIC] for r in rows], dtype=np.float64)
+    parts = [(numeric - mean) / std]
+    for col, k in AGRAWAL_CATEGORICAL.items():
+        codes = np.array([int(float(r.get(col) or 0)) for r in rows])
+        parts.append(np.eye(k)[np.clip(codes, 0, k - 1)])
+    return np.hstack(parts).astype(np.float32)
+
+
+def feature_names() -> list[str]:
+    return list(AGRAWAL_NUMERIC) + [f"{c}={i}" for c, k in AGRAWAL_CATEGORICAL.items() for i in range(k)]
 
 
 def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float = 0.25) -> Dataset:
@@ -69,9 +87,8 @@ def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float
     raw.update({c: [str(rows[i][0][c]) for i in train_idx] for c in AGRAWAL_CATEGORICAL})
     ages = np.array([float(x["age"]) for x, _ in rows])
     groups = np.where(ages < 40, "<40", np.where(ages < 60, "40-59", "60+"))
-    return Dataset(
-        x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw, groups[train_idx], groups[test_idx]
-    )
+    return Dataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw, groups[train_idx],
+                   groups[test_idx], mean, std)  # fmt: skip
 
 
 def load_dataset(path: Path) -> Dataset:
@@ -79,7 +96,8 @@ def load_dataset(path: Path) -> Dataset:
     if not path.is_file():
         raise DriftlineError(f"no dataset snapshot at {path}; run `driftline offline train --out {path.parent}` first")
     z = np.load(path)
-    return Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"], [], {}, z["groups_train"], z["groups_test"])
+    return Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"], feature_names(), {}, z["groups_train"],
+                   z["groups_test"], z["num_mean"], z["num_std"])  # fmt: skip
 
 
 def mlp(inputs: int, hidden: int = 64) -> Any:

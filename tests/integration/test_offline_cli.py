@@ -56,3 +56,41 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert "--register-canary" in run("offline", "gate", "--candidate", str(out / "model-baseline.pt"),
                                       "--production", str(out / "model-baseline.pt"), "--data", data,
                                       "--register-canary", "nomodel", code=2)  # fmt: skip
+
+
+_WRITE_WINDOW = """
+import sys, time
+from river.datasets import synth
+from driftline.config import Settings
+from driftline.events import Prediction
+from driftline.sinks.clickhouse import ClickHouseSink
+sink = ClickHouseSink(Settings(clickhouse=sys.argv[1]))
+sink.migrate()
+t0 = time.time() - 3600
+events = []
+for i, (x, y) in enumerate(synth.Agrawal(classification_function=2, seed=99).take(600)):
+    x = dict(x)
+    x["age"] = 45.0  # production sends a constant age: the model cannot use it any more
+    events.append(Prediction(event_id=f"p{i}", model="loan-approval", version="v1", ts=t0 + i,
+                             features={k: float(v) for k, v in x.items()}, prediction=int(y)))
+sink.write(events, [], [], token="explain")
+"""
+
+
+def test_explain_flags_the_feature_production_broke(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "offline"
+    run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "1", "--epsilons", "8")
+    dsn = f"chdb://{tmp_path}/ch"
+    subprocess.run([sys.executable, "-c", _WRITE_WINDOW, dsn], check=True, timeout=120)
+    text = subprocess.run(
+        [sys.executable, "-m", "driftline", "offline", "explain", "--data", str(out / "dataset.npz"),
+         "--clickhouse", dsn, "--since", "2000-01-01", "--until", "2100-01-01"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    assert "## Global importance" in text and "## Counterfactual for row 0" in text
+    shift = {line.split("|")[1].strip(): line for line in text.split("## Importance shift")[1].splitlines()
+             if line.startswith("| ") and "share" not in line}  # fmt: skip
+    assert shift["age"].rstrip().endswith("| yes |"), text

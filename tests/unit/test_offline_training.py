@@ -75,3 +75,30 @@ def test_distilled_student_is_faithful_and_calibrated(data: Dataset) -> None:
     assert result.student.ece <= 0.05 and result.student_parameters < 1000
     y = np.array([0, 1, 1, 0])
     assert ece(y, np.array([0.0, 1.0, 1.0, 0.0])) == 0.0 and ece(y, np.array([1.0, 0.0, 0.0, 1.0])) == 1.0
+
+
+def test_shap_adds_up_and_importance_shift_flags_a_broken_input(data: Dataset) -> None:
+    from driftline.offline import explain as ex
+    from driftline.offline.distill import distill
+
+    model = distill(data).teacher_model
+    x = data.x_test[:200]
+    values = ex.shap_values(model, data.x_train[:300], x)
+    import shap
+
+    expected = shap.TreeExplainer(model).expected_value
+    # SHAP's additivity: contributions + expected value = the model's raw output (log-odds)
+    assert np.allclose(values.sum(axis=1) + np.ravel(expected)[-1], model.decision_function(x), atol=1e-4)
+    reference = ex.importance(values, data.feature_names)
+    assert set(reference) == {"salary", "commission", "age", "hvalue", "hyears", "loan", "elevel", "car", "zipcode"}
+    top = max(ex.AGRAWAL_NUMERIC, key=lambda f: reference[f])  # the most important numeric feature
+    broken = x.copy()
+    broken[:, data.feature_names.index(top)] = 0.0  # production sends a constant for the top feature
+    shifted = ex.importance_shift(reference, ex.importance(ex.shap_values(model, data.x_train[:300], broken),
+                                                           data.feature_names))  # fmt: skip
+    assert shifted[top][2] and shifted[top][1] < shifted[top][0]
+    cf = ex.counterfactual(model, x[0], data.num_std)
+    assert cf is not None
+    probe = x[0].copy()
+    probe[list(ex.AGRAWAL_NUMERIC).index(cf.feature)] += cf.change_std
+    assert (model.predict_proba(probe[None, :])[0, 1] >= 0.5) != (model.predict_proba(x[:1])[0, 1] >= 0.5)
