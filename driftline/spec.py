@@ -70,6 +70,7 @@ class ModelSpec:
     families: tuple[str, ...] = FAMILIES
     thresholds: Thresholds = field(default_factory=Thresholds)
     canary: CanarySpec = field(default_factory=CanarySpec)
+    privacy: Any = None  # PrivacySpec: publish fairness counts under DP (streams/metrics/private_fairness.py)
 
     def on(self, family: str) -> bool:
         return family in self.families
@@ -89,7 +90,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
     known = {"task", "positive_class", "features", "sensitive_attributes", "window", "slide", "allowed_lateness",
-             "families", "thresholds", "canary"}  # fmt: skip
+             "families", "thresholds", "canary", "privacy"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -138,6 +139,10 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         changes["thresholds"] = _thresholds(raw["thresholds"], f"{where}.thresholds", base.thresholds)
     if "canary" in raw:
         changes["canary"] = CanarySpec.from_dict(raw["canary"], f"{where}.canary")
+    if "privacy" in raw:
+        from driftline.streams.metrics.private_fairness import PrivacySpec
+
+        changes["privacy"] = PrivacySpec.from_dict(raw["privacy"], f"{where}.privacy")
     return replace(base, **changes)
 
 

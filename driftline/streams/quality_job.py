@@ -61,6 +61,8 @@ class QualityJob:
         self._since_ms = 0  # labels ingested after this (ms since epoch) are new
         self._newest_ms = 0  # the newest label ingestion time already processed
         self._detectors: dict[tuple[str, str], ErrorStreamDetector] = {}
+        self._budgets: dict[str, Any] = {}  # model -> PrivacyBudget (when the spec asks for DP)
+        self._rng = np.random.default_rng()
 
     def run_once(self) -> list[MetricRow]:
         """Rows for every window that got labels since the last run."""
@@ -220,7 +222,7 @@ class QualityJob:
                 for metric, value in q.items():
                     add("quality", metric, value, k=k)
             if spec.on("fairness"):
-                self._fairness(labelled, y, p, add, spec)
+                self._fairness(model, labelled, y, p, add, spec)
         elif task == "regression" and spec.on("quality"):
             r = RegressionQuality().update_many(np.array(labels, float), np.array(preds, float)).get()
             for metric, value in r.items():
@@ -241,8 +243,34 @@ class QualityJob:
             return "binary"
         return "regression" if _all_numeric(labels) and _all_numeric(preds) else "multiclass"
 
+    def _private_fairness(
+        self, model: str, name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray, add: Any, spec: ModelSpec
+    ) -> None:
+        from driftline.streams.metrics.private_fairness import BudgetExhausted, PrivacyBudget, private_group_metrics
+
+        budget = self._budgets.setdefault(model, PrivacyBudget(epsilon=spec.privacy.budget))
+        try:
+            fair = private_group_metrics(y, p, groups, spec.privacy, budget, spec.thresholds.min_group_size, self._rng)
+        except BudgetExhausted:
+            add("fairness", "dp_budget_exhausted", 1.0, name)
+            log.warning(
+                "model %s: differential-privacy budget spent; fairness of %s is no longer published", model, name
+            )
+            return
+        for metric in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
+            if metric in fair:
+                add("fairness", metric, fair[metric], name, k=len(y))
+        add("fairness", "dp_epsilon_spent", budget.spent_epsilon, name)
+        add("fairness", "dp_noise_scale", fair["noise_scale"], name)
+        for group, stats in fair["groups"].items():
+            for metric in ("selection_rate", "tpr", "fpr"):
+                if not np.isnan(stats[metric]):
+                    add("fairness", metric, stats[metric], name, group, k=max(0, round(stats["size"])))
+            if group in fair["flagged"]:
+                add("fairness", "dp_flagged", 1.0, name, group)
+
     def _fairness(
-        self, labelled: list[tuple[Any, ...]], y: np.ndarray, p: np.ndarray, add: Any, spec: ModelSpec
+        self, model: str, labelled: list[tuple[Any, ...]], y: np.ndarray, p: np.ndarray, add: Any, spec: ModelSpec
     ) -> None:
         k = len(labelled)
         names = sorted({name for it in labelled for name in it[3]})
@@ -250,6 +278,9 @@ class QualityJob:
             names = [n for n in names if n in spec.sensitive_attributes]
         for name in names:
             groups = np.array([it[3].get(name, "(missing)") for it in labelled], dtype=object)
+            if spec.privacy is not None:
+                self._private_fairness(model, name, y, p, groups, add, spec)
+                continue
             fair = GroupFairness(spec.thresholds.min_group_size).update_many(y, p, groups).get()
             for metric in (
                 "demographic_parity_difference",

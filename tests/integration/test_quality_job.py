@@ -152,3 +152,25 @@ def test_multiclass_and_regression_models(
     assert got[("price", t0, "rmse")] == pytest.approx(
         np.sqrt(skm.mean_squared_error(values[:n], estimates[:n])), rel=1e-9
     )
+
+
+def test_fairness_under_differential_privacy_when_the_spec_asks(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(3000, t0)
+    sink.write(preds, labels, [], token="dp")
+    spec = MonitorSpec.from_dict({"models": {"credit": {"window": W, "privacy": {"epsilon_per_window": 1.0,
+                                                                                  "budget": 2.0}}}})  # fmt: skip
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    fair = [r for r in rows if r.family == "fairness"]
+    spent = [r.value for r in fair if r.metric == "dp_epsilon_spent"]
+    assert spent and max(spent) <= 2.0 + 1e-9
+    assert any(r.metric == "dp_budget_exhausted" for r in fair)  # three windows, budget for two
+    exact_rows = QualityJob(sink.client, settings.clickhouse_database,
+                            MonitorSpec.from_dict({"defaults": {"window": W}}), overlap_s=0).run_once()  # fmt: skip
+    exact = {(r.window_start, r.segment): r.value for r in exact_rows if r.metric == "selection_rate"}
+    noisy = {(r.window_start, r.segment): r.value for r in fair if r.metric == "selection_rate"}
+    assert noisy and all(abs(v - exact[k]) < 0.05 for k, v in noisy.items())  # Laplace(1) on ~500 per group

@@ -125,3 +125,27 @@ def test_hybrid_curve_ends_are_the_edge_and_the_server() -> None:
     assert {e.version for e in events} <= {"edge", "server"}
     assert all(e.attributes["tier"] == e.version for e in events)
     assert all((e.latency_ms or 0) > 1 for e in events if e.version == "server")
+
+
+def test_private_fairness_is_close_with_a_large_epsilon_and_spends_and_flags() -> None:
+    from fairlearn.metrics import demographic_parity_difference
+
+    from driftline.spec import MonitorSpec
+    from driftline.streams.metrics.private_fairness import private_group_metrics
+
+    spec = MonitorSpec.from_yaml("models: {m: {privacy: {epsilon_per_window: 0.5, budget: 1.0}}}")
+    privacy = spec.for_model("m").privacy
+    rng = np.random.default_rng(1)
+    groups = rng.choice(["a", "b", "tiny"], size=4000, p=[0.6, 0.398, 0.002])
+    y = rng.integers(0, 2, 4000)
+    p = (rng.uniform(size=4000) < np.where(groups == "a", 0.6, 0.4)).astype(int)
+    budget = PrivacyBudget(epsilon=privacy.budget)
+    out = private_group_metrics(y, p, groups, privacy, budget, 30, rng)
+    exact = demographic_parity_difference(y, p, sensitive_features=np.where(groups == "tiny", "a", groups))
+    assert out["demographic_parity_difference"] == pytest.approx(exact, abs=0.03)  # noise of scale 2 on ~1,600-2,400
+    assert "tiny" in out["flagged"] and out["noise_scale"] == 2.0
+    private_group_metrics(y, p, groups, privacy, budget, 30, rng)
+    with pytest.raises(BudgetExhausted):
+        private_group_metrics(y, p, groups, privacy, budget, 30, rng)
+    with pytest.raises(Exception, match="epsilon_per_window <= budget"):
+        MonitorSpec.from_yaml("models: {m: {privacy: {epsilon_per_window: 2, budget: 1}}}")
