@@ -17,6 +17,11 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
     def offline() -> None:
         """Offline module (needs the extra: pip install 'driftline[offline]')."""
 
+    profile_group = group.commands.get("profile")
+    if isinstance(profile_group, click.Group) and "build" in profile_group.commands:
+        # the offline module writes reference profiles with the same command as the streaming side
+        offline.add_command(profile_group.commands["build"], name="profile")
+
     @offline.command("train")
     @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/offline"), show_default=True)
     @click.option("--rows", type=int, default=12_000, show_default=True, help="Generated rows (River's Agrawal).")

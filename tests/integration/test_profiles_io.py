@@ -66,6 +66,13 @@ def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
 
     bad = subprocess.run([*cmd, "--input", str(tmp_path / "none.csv"), "--no-store"], capture_output=True, text=True)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+    # the offline module's spelling of the same command writes the same profile
+    offline = [sys.executable, "-m", "driftline", "offline", "profile", "--model", "churn", "--version", "v2"]
+    out2 = tmp_path / "p2.json"
+    again = subprocess.run([*offline, "--input", str(data), "--out", str(out2), "--spec", str(spec), "--no-store"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert ReferenceProfile.from_json(out2.read_text()).features == profile.features
 
 
 def test_lineage_records_round_trip_through_clickhouse(
