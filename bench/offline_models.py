@@ -40,6 +40,49 @@ def main() -> None:
         print(f"| {v['name']} | {v['accuracy']:.4f} | {v['size_bytes']:,} | " + " | ".join(cells) + " |")
     for note in s["notes"]:
         print(f"- {note}")
+    _distillation(args.rows)
+
+
+def _distillation(rows: int) -> None:
+    """Teacher (gradient boosting) and distilled student: accuracy, fidelity, size and latency."""
+    import pickle
+
+    import numpy as np
+
+    from driftline.offline.distill import distill
+    from driftline.offline.export import export_onnx as to_onnx
+    from driftline.offline.export import latency_ms, quantize_dynamic
+    from driftline.offline.train import agrawal
+
+    data = agrawal(rows)
+    r = distill(data)
+
+    def median_ms(fn: object, x: np.ndarray) -> float:
+        times = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            fn(x)  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = to_onnx(r.student_model, Path(tmp) / "s.onnx", data.x_test.shape[1])
+        int8 = quantize_dynamic(fp32, Path(tmp) / "s8.onnx")
+        rows_out = [
+            ("teacher: HistGradientBoosting (pickled)", r.teacher, len(pickle.dumps(r.teacher_model)),
+             median_ms(r.teacher_model.predict_proba, data.x_test[:1]),
+             median_ms(r.teacher_model.predict_proba, data.x_test[:1024])),
+            ("student: MLP 40-16-2, ONNX fp32", r.student, fp32.stat().st_size, latency_ms(fp32, 1, 1),
+             latency_ms(fp32, 1024, 1)),
+            ("student: ONNX int8 dynamic", r.student, int8.stat().st_size, latency_ms(int8, 1, 1),
+             latency_ms(int8, 1024, 1)),
+        ]  # fmt: skip
+    print("\n### Distillation (latency in ms, 1 thread)\n")
+    print("| model | accuracy | fidelity | ECE | bytes | batch 1 | batch 1024 |\n|---|---:|---:|---:|---:|---:|---:|")
+    for name, sc, size, b1, b1024 in rows_out:
+        print(f"| {name} | {sc.accuracy:.4f} | {sc.fidelity:.4f} | {sc.ece:.4f} | {size:,} | {b1:.3f} | {b1024:.3f} |")
+    print(f"| student on hard labels (reference) | {r.hard_student.accuracy:.4f} | {r.hard_student.fidelity:.4f} | "
+          f"{r.hard_student.ece:.4f} | - | - | - |")  # fmt: skip
 
 
 if __name__ == "__main__":
