@@ -272,7 +272,16 @@ def demo(events: int, rate: float, data_dir: str, seed: int) -> None:
         raise click.BadParameter("use at least 100 events", param_hint="--events")
     if rate < 0:
         raise click.BadParameter("must be 0 (flat out) or positive", param_hint="--rate")
-    sys.exit(run_demo(DemoOptions(events=events, rate=rate, data_dir=data_dir, seed=seed)))
+    code = run_demo(DemoOptions(events=events, rate=rate, data_dir=data_dir, seed=seed))
+    if code == 130:
+        # Interrupted and cleaned up (worker and broker stopped). Leave now: a Kafka client interrupted
+        # mid-call can turn interpreter shutdown into a second SIGINT exit (-2) instead of 130.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 @main.command()

@@ -44,7 +44,7 @@ class QualityJob:
         database: str,
         spec: MonitorSpec | None = None,
         label_ttl_s: int = 7 * 86_400,
-        overlap_s: float = 2.0,
+        overlap_s: float = 10.0,
         window_s: int | None = None,
     ):
         """`window_s`, when given, replaces the spec's default window (as in MonitoringEngine)."""
@@ -60,6 +60,10 @@ class QualityJob:
         self.overlap_ms = int(overlap_s * 1000)
         self._since_ms = 0  # labels ingested after this (ms since epoch) are new
         self._newest_ms = 0  # the newest label ingestion time already processed
+        # Predictions can be stored after their labels (two topics, fetched independently):
+        # such a window is recomputed when the prediction lands.
+        self._pred_since_ms = 0
+        self._pred_newest_ms = 0
         self._detectors: dict[tuple[str, str], ErrorStreamDetector] = {}
         self._budgets: dict[str, Any] = {}  # model -> PrivacyBudget (when the spec asks for DP)
         self._rng = np.random.default_rng()
@@ -74,19 +78,58 @@ class QualityJob:
             )
             or 0
         )
-        if newest_ms <= self._newest_ms:
+        pred_newest_ms = int(
+            self.client.command(
+                f"SELECT toUnixTimestamp64Milli(max(ingested_at)) FROM {self.database}.predictions "
+                "WHERE ingested_at > fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+                parameters={"since": self._pred_since_ms},
+            )
+            or 0
+        )
+        new_labels = newest_ms > self._newest_ms
+        if not new_labels and pred_newest_ms <= self._pred_newest_ms:
             return []
         rows: list[MetricRow] = []
-        for model in self._models_with_new_labels():
+        models = set(self._models_with_new_labels()) if new_labels else set()
+        late = self._late_prediction_windows()
+        models |= {m for m, _ in late}
+        for model in sorted(models):
             spec = self.spec.for_model(model)
             if not (spec.on("quality") or spec.on("fairness")):
                 continue
-            for (model_, version), starts in self._changed_windows(model, spec.window_s).items():
+            changed = self._changed_windows(model, spec.window_s) if new_labels else defaultdict(list)
+            for key, starts in late.items():
+                if key[0] == model:
+                    changed[key] = sorted(set(changed.get(key, [])) | {s // spec.window_s * spec.window_s
+                                                                       for s in starts})  # fmt: skip
+            for (model_, version), starts in changed.items():
                 rows.extend(self._compute(model_, version, starts, spec))
-        rows.extend(self._error_stream_rows(self._newest_ms, newest_ms))
-        self._newest_ms = newest_ms
-        self._since_ms = max(self._since_ms, newest_ms - self.overlap_ms)
+        if new_labels:
+            rows.extend(self._error_stream_rows(self._newest_ms, newest_ms))
+            self._newest_ms = newest_ms
+            self._since_ms = max(self._since_ms, newest_ms - self.overlap_ms)
+        if pred_newest_ms > self._pred_newest_ms:
+            self._pred_newest_ms = pred_newest_ms
+            self._pred_since_ms = max(self._pred_since_ms, pred_newest_ms - self.overlap_ms)
         return rows
+
+    def _late_prediction_windows(self) -> dict[tuple[str, str], list[float]]:
+        """Event times of predictions stored since the last run whose labels were stored before them."""
+        db = self.database
+        result = self.client.query(
+            f"""
+            SELECT p.model, p.version, groupUniqArray(toUnixTimestamp(toStartOfMinute(p.ts)))
+            FROM (SELECT model, version, ts, event_id, ingested_at FROM {db}.predictions
+                  WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')) AS p
+            INNER JOIN (SELECT event_id, min(ingested_at) AS first_label FROM {db}.labels
+                        WHERE ingested_at > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') - toIntervalSecond(900)
+                        GROUP BY event_id) AS l ON p.event_id = l.event_id
+            WHERE l.first_label <= p.ingested_at
+            GROUP BY p.model, p.version
+            """,
+            parameters={"since": self._pred_since_ms},
+        ).result_rows
+        return {(str(m), str(v)): [float(x) for x in starts] for m, v, starts in result}
 
     def _error_stream_rows(self, after_ms: int, upto_ms: int) -> list[MetricRow]:
         """Feed each newly labelled prediction's error, in event-time order, to HDDM_A per version."""

@@ -174,3 +174,26 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     exact = {(r.window_start, r.segment): r.value for r in exact_rows if r.metric == "selection_rate"}
     noisy = {(r.window_start, r.segment): r.value for r in fair if r.metric == "selection_rate"}
     assert noisy and all(abs(v - exact[k]) < 0.05 for k, v in noisy.items())  # Laplace(1) on ~500 per group
+
+
+def test_a_prediction_stored_after_its_label_updates_its_window(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(600, t0)
+    spec = MonitorSpec.from_dict({"defaults": {"window": W}})
+    job = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0)
+    sink.write(preds[:300], labels, [], token="first")  # every label, but only half of the predictions
+    first = {r.window_start: r.value for r in job.run_once() if r.metric == "label_coverage"}
+    time.sleep(0.05)
+    sink.write(preds[300:], [], [], token="second")  # the rest of the predictions land after their labels
+    second = {r.window_start: r.value for r in job.run_once() if r.metric == "label_coverage"}
+    late_windows = {p.ts // W * W for p in preds[300:]}
+    assert late_windows and late_windows <= set(second)
+    labelled = {lab.event_id for lab in labels}
+    for w in late_windows:
+        window = [p for p in preds if p.ts // W * W == w]
+        assert second[w] == pytest.approx(sum(p.event_id in labelled for p in window) / len(window))
+    assert first  # the first run saw the windows it could
