@@ -18,7 +18,7 @@ rest. Shadow versions get a copy of every request and never answer it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from driftline.exceptions import ConfigError
@@ -147,8 +147,8 @@ class ModelState:
             "model": self.model,
             "revision": self.revision,
             "locked": self.locked,
-            "versions": {k: vars_of(v) for k, v in self.versions.items()},
-            "change": vars_of(self.change) if self.change else None,
+            "versions": {k: asdict(v) for k, v in self.versions.items()},
+            "change": asdict(self.change) if self.change else None,
         }
 
     @classmethod
@@ -161,10 +161,6 @@ class ModelState:
             revision=int(raw.get("revision", 0)),
             change=Change(**change) if change else None,
         )
-
-
-def vars_of(obj: Any) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
 
 
 def _check_weight(weight: float, others: float) -> None:

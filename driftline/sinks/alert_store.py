@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,7 +73,7 @@ class AlertStore:
         )
 
     def attempts(self, attempts: Iterable[Attempt]) -> None:
-        self._insert("alert_notifications", [dict(vars_(a)) for a in attempts])
+        self._insert("alert_notifications", [asdict(a) for a in attempts])
 
     def registry(self, state: ModelState) -> None:
         change = state.change
@@ -135,10 +136,6 @@ class AlertStore:
             self.client.query(f"SELECT status, count() FROM {db}.alert_notifications FINAL GROUP BY status").result_rows
         )
         return {"alerts": alerts, "decisions": decisions, "registry": registry, "notifications": notifications}
-
-
-def vars_(obj: Any) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
 
 
 def _finite(x: float) -> float | None:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -26,7 +27,7 @@ from driftline.control import ControlClient
 from driftline.logs import context
 from driftline.models.canary import CanaryAnalyzer, Decision
 from driftline.models.registry import ModelState
-from driftline.sinks.alert_store import AlertStore, vars_
+from driftline.sinks.alert_store import AlertStore
 from driftline.spec import MonitorSpec
 from driftline.streams.monitor import MetricRow
 from driftline.streams.observability import WorkerMetrics
@@ -155,7 +156,7 @@ class AlertingAgent:
         self.attempts[attempt.status] = self.attempts.get(attempt.status, 0) + 1
         if self.metrics is not None:
             self.metrics.webhooks.labels(attempt.status).inc()
-        await self._publish("notification", vars_(attempt))
+        await self._publish("notification", asdict(attempt))
         if self.store is not None:
             await _retrying(self.store.attempts, [attempt])
 
