@@ -350,9 +350,11 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         sink.client.query(f"SELECT version, count() FROM {db}.predictions FINAL GROUP BY version").result_rows
     )
     counts["drift"] = sink.client.query(
-        f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC') AS w, maxIf(value, metric = 'drift_share'),
+        f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC') AS w,
+                   if(countIf(metric = 'drift_share') = 0, NULL, maxIf(value, metric = 'drift_share')),
                    arraySort(groupArrayIf(feature, metric = 'drifted')),
-                   maxIf(value, metric = 'psi' AND feature = 'salary'),
+                   if(countIf(metric = 'psi' AND feature = 'salary') = 0, NULL,
+                      maxIf(value, metric = 'psi' AND feature = 'salary')),
                    maxIf(value, metric = 'predictions'), min(complete),
                    maxIf(value, family = 'quality' AND metric = 'accuracy'),
                    maxIf(value, metric = 'label_coverage'),
@@ -408,10 +410,12 @@ def _drift_table(counts: dict[str, Any]) -> None:
     )
     for start, share, drifted, psi_salary, n, complete, acc, coverage, gap in counts["drift"]:
         note = "" if complete else "  (window still open at stop)"
-        print(
-            f"{start:>14}{int(n):>8}{share:>13.2f}{psi_salary:>12.3f}{acc:>10.3f}{coverage:>10.2f}{gap:>12.3f}  "
-            f"{', '.join(drifted) or '-'}{note}"
-        )
+        if share is None:  # opened before v1's reference profile was complete: no drift, by design
+            share_s, psi_s, flagged = f"{'-':>13}", f"{'-':>12}", "(reference period)"
+        else:
+            share_s, psi_s, flagged = f"{share:>13.2f}", f"{psi_salary:>12.3f}", ", ".join(drifted) or "-"
+        print(f"{start:>14}{int(n):>8}{share_s}{psi_s}{acc:>10.3f}{coverage:>10.2f}{gap:>12.3f}  {flagged}{note}")
+    print("reference period: v1's first events become its reference profile; drift is computed after them")
     print("parity gap: demographic-parity difference of approvals between age groups (fairlearn's definition)")
     print("HTML reports with plots: " + ", ".join(str(p) for p in counts["reports"]))
 

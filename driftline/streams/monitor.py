@@ -94,14 +94,18 @@ class _Window:
     duplicates: int = 0
     pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
     pca_rows: int = 0
+    # False for a window that opened before its version had a reference profile (the bootstrap
+    # period): it gets data-quality metrics but no drift, since drift of the part after the
+    # profile appeared would be computed from a handful of events and look like a shift.
+    profiled: bool = True
 
 
 def _merge(panes: list[_Window]) -> _Window:
     """A new window holding the sum of `panes` (which are left as they are)."""
-    out = _Window(start=panes[0].start)
+    out = _Window(start=panes[0].start, profiled=all(p.profiled for p in panes))
     for p in panes:
         out.n += p.n
-        for name, drift in p.drift.items():
+        for name, drift in p.drift.items() if out.profiled else ():
             if name in out.drift:
                 out.drift[name].merge(drift)  # type: ignore[arg-type]
             else:
@@ -312,7 +316,10 @@ class MonitoringEngine:
                 state.dropped_late += int(idx.size)  # too late: counted, never merged into a closed window
                 continue
             chunk = [events[i] for i in idx.tolist()]
-            self._add_window(state, state.windows.setdefault(start, _Window(start=start)), chunk)
+            win = state.windows.get(start)
+            if win is None:
+                win = state.windows[start] = _Window(start=start, profiled=state.profile is not None)
+            self._add_window(state, win, chunk)
 
     def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction]) -> None:
         win.n += len(events)
@@ -364,19 +371,24 @@ class MonitoringEngine:
                 if ref is not None:
                     win.out_of_range[name] += int(np.sum((x < ref.minimum) | (x > ref.maximum)))
                 drift = win.drift.get(name)
-                if drift is None and ref is not None and profile is not None:
+                if drift is None and ref is not None and profile is not None and win.profiled:
                     drift = win.drift[name] = NumericDrift(ref)
                 if drift is not None:
                     drift.update_many(x)
             else:
                 missing = int((values == None).sum())  # noqa: E711 - elementwise on an object array
-                if kind == "categorical" and profile:
+                if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)
                     if drift is None:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
                     drift.update_many(values)
             win.missing[name] += missing
-        if profile is not None and profile.pca is not None and all(n in numeric for n in profile.pca.features):
+        if (
+            win.profiled
+            and profile is not None
+            and profile.pca is not None
+            and all(n in numeric for n in profile.pca.features)
+        ):
             pca = profile.pca
             z = (np.column_stack([numeric[n] for n in pca.features]) - pca.mean) / pca.std
             z = z[~np.isnan(z).any(axis=1)]

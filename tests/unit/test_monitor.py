@@ -64,6 +64,21 @@ def test_shift_is_flagged_on_exactly_the_shifted_feature_from_its_window_on() ->
     assert all(psi[T0 + w * 60] > 0.5 for w in range(6, 12))
 
 
+def test_a_window_open_when_the_reference_completes_gets_no_drift() -> None:
+    """The reference fills up 1,900 events into window 1 (batches of 10): without care, the last
+    100 events of that window would get a PSI of their own, large from noise alone."""
+    events = stream(n_windows=4, per_window=1000, shift_from=99, seed=5)
+    eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=1900)
+    rows: list[MetricRow] = []
+    for i in range(0, len(events), 10):
+        rows.extend(eng.update(events[i : i + 10]))
+    rows += eng.flush()
+    drift_windows = {r.window_start for r in rows if r.family == "drift"}
+    assert drift_windows == {T0 + 120, T0 + 180}
+    quality_windows = {r.window_start for r in rows if r.metric == "missing_rate"}
+    assert quality_windows == {T0 + w * 60 for w in range(4)}
+
+
 def test_no_false_alarms_on_a_stable_stream() -> None:
     rows = run(stream(n_windows=20, per_window=800, shift_from=99, seed=3))
     assert [r for r in rows if r.metric == "drifted"] == []
