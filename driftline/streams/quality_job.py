@@ -291,7 +291,18 @@ class QualityJob:
     ) -> None:
         from driftline.streams.metrics.private_fairness import BudgetExhausted, PrivacyBudget, private_group_metrics
 
-        budget = self._budgets.setdefault(model, PrivacyBudget(epsilon=spec.privacy.budget))
+        budget = self._budgets.get(model)
+        if budget is None:
+            # The spend survives restarts: it is the largest `dp_epsilon_spent` published so far.
+            # Privacy is lost when noisy numbers are published, and they are published together with
+            # that row, so a crash between a release and its row spent nothing that is not recorded.
+            spent = self.client.command(
+                f"SELECT max(value) FROM {self.database}.metrics WHERE model = {{m:String}} "
+                "AND family = 'fairness' AND metric = 'dp_epsilon_spent'",
+                parameters={"m": model},
+            )
+            budget = self._budgets[model] = PrivacyBudget(epsilon=spec.privacy.budget)
+            budget.spent_epsilon = min(float(spent or 0.0), budget.epsilon)
         try:
             fair = private_group_metrics(y, p, groups, spec.privacy, budget, spec.thresholds.min_group_size, self._rng)
         except BudgetExhausted:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 W = 300
 
 
-def _data(n: int, t0: float) -> tuple[list[Prediction], list[Label]]:
+def _data(n: int, t0: float, prefix: str = "q") -> tuple[list[Prediction], list[Label]]:
     rng = np.random.default_rng(5)
     preds, labels = [], []
     for i in range(n):
@@ -30,7 +30,7 @@ def _data(n: int, t0: float) -> tuple[list[Prediction], list[Label]]:
         score = float(np.clip(rng.normal(0.35 + 0.3 * y + (0.05 if group == "m" else 0), 0.2), 0, 1))
         preds.append(
             Prediction(
-                event_id=f"q{i}",
+                event_id=f"{prefix}{i}",
                 model="credit",
                 version="v1",
                 ts=t0 + i * (3 * W / n),
@@ -41,7 +41,7 @@ def _data(n: int, t0: float) -> tuple[list[Prediction], list[Label]]:
             )
         )
         if i % 4:  # 75 % labelled
-            labels.append(Label(event_id=f"q{i}", label=y, ts=t0 + i * (3 * W / n) + 30))
+            labels.append(Label(event_id=f"{prefix}{i}", label=y, ts=t0 + i * (3 * W / n) + 30))
     return preds, labels
 
 
@@ -169,6 +169,13 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     spent = [r.value for r in fair if r.metric == "dp_epsilon_spent"]
     assert spent and max(spent) <= 2.0 + 1e-9
     assert any(r.metric == "dp_budget_exhausted" for r in fair)  # three windows, budget for two
+    sink.write_metrics(rows)
+    # a restarted worker reads what was spent and publishes no more noisy numbers for new labels
+    more_preds, more_labels = _data(1000, t0 + 3 * W, prefix="r")
+    sink.write(more_preds, more_labels, [], token="dp-after-restart")
+    again = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    after = {r.metric for r in again if r.family == "fairness"}
+    assert after == {"dp_budget_exhausted"}, after
     exact_rows = QualityJob(sink.client, settings.clickhouse_database,
                             MonitorSpec.from_dict({"defaults": {"window": W}}), overlap_s=0).run_once()  # fmt: skip
     exact = {(r.window_start, r.segment): r.value for r in exact_rows if r.metric == "selection_rate"}
