@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,13 @@ from typing import Any
 import click
 
 from driftline.exceptions import ConfigError
+
+
+def _progress(total: int, desc: str) -> Any:
+    """A progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=None)
 
 
 def register(group: click.Group, fail_cleanly: Any) -> None:
@@ -68,30 +74,24 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
             raise ConfigError("need --clients >= 2, --rounds >= 1, 0 <= --dropout < 1, --noise-multiplier >= 0")
         if noise_multiplier > 0 and clip is None:
             raise ConfigError("--noise-multiplier needs --clip (noise is scaled to the clipping norm)")
+        from driftline.offline.reports import federated_report
+
         data, test = non_iid_clients(clients, 400, seed=seed)
         pooled = centralized_accuracy(data, test, seed=seed)
-        result = fedavg(data, rounds=rounds, dropout=dropout, clip=clip, noise_multiplier=noise_multiplier,
-                        test=test, seed=seed)  # fmt: skip
+        with _progress(rounds, "federated rounds") as bar:
+            result = fedavg(data, rounds=rounds, dropout=dropout, clip=clip, noise_multiplier=noise_multiplier,
+                            test=test, seed=seed, on_round=lambda _: bar.update())  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / "weights.npy", result.weights)
         final = result.history[-1]["accuracy"]
         summary = {"clients": clients, "rounds": rounds, "dropout": dropout, "pooled_accuracy": pooled,
                    "federated_accuracy": final, "history": result.history,
                    "privacy": gaussian_client_dp_note(noise_multiplier)}  # fmt: skip
-        (out / "federated.json").write_text(json.dumps(summary, indent=1) + "\n")
         art = record(out / "weights.npy", "federated_model", params={k: v for k, v in summary.items()
                      if k != "history"}, metrics={"accuracy": final})  # fmt: skip
-        lines = [f"# Federated training ({time.strftime('%Y-%m-%d')})", "",
-                 f"{clients} clients with shifted feature means and label shares, {rounds} rounds, dropout "
-                 f"{dropout:.0%}; every round's updates summed by secure aggregation (the server sees masked "
-                 "updates and their sum only).", "", "| round | survivors | accuracy |",
-                 "|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {int(h['round'])} | {int(h['survivors'])} | {h['accuracy']:.4f} |" for h in result.history]
-        lines += ["", f"Pooled (centralised) training on the same data: accuracy {pooled:.4f}.",
-                  f"Privacy: {summary['privacy']}.", f"Model artefact: `{art.artefact_id}`."]  # fmt: skip
-        (out / "federated.md").write_text("\n".join(lines) + "\n")
+        files = federated_report(out, summary, art.artefact_id)
         click.echo(f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
-                   f"report {out / 'federated.md'}")  # fmt: skip
+                   f"report {files.html} (+ .md, .json)")  # fmt: skip
 
     @offline.command("gate")
     @click.option("--candidate", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
@@ -119,17 +119,19 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
 
         if canary is not None and "/" not in canary:
             raise ConfigError(f"--register-canary {canary!r}: write MODEL/VERSION, e.g. loan-approval/v7")
+        from driftline.offline.reports import gate_report
+
         holdout = load_dataset(data)
         inputs = holdout.x_test.shape[1]
-        result = gate(load_model(candidate, inputs), load_model(production, inputs), holdout,
-                      Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio))  # fmt: skip
-        out = out or data.parent
-        (out / "gate.json").write_text(json.dumps(result.as_dict(), indent=1) + "\n")
-        report = out / "gate.md"
-        report.write_text(result.markdown(candidate.name, production.name))
-        record(report, "gate", metrics={"passed": result.passed},
+        with _progress(1, "gate: scoring both models") as bar:
+            result = gate(load_model(candidate, inputs), load_model(production, inputs), holdout,
+                          Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio))  # fmt: skip
+            bar.update()
+        files = gate_report(out or data.parent, result, candidate.name, production.name)
+        record(files.markdown, "gate", metrics={"passed": result.passed},
                parents=[content_hash(candidate), content_hash(production), content_hash(data)])  # fmt: skip
-        click.echo(report.read_text())
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
         if not result.passed:
             sys.exit(1)
         if canary is not None:
@@ -154,18 +156,15 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
     def offline_fairness(data: Path) -> None:
         """Demographic-parity mitigation (ExponentiatedGradient, ThresholdOptimizer) and what it costs."""
         from driftline.offline.fairness import mitigate
+        from driftline.offline.reports import fairness_report
         from driftline.offline.train import load_dataset
 
-        results = mitigate(load_dataset(data))
-        lines = ["| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
-                 "|---|---:|---:|---:|---|"]  # fmt: skip
-        for r in results:
-            rates = ", ".join(f"{g} {v:.2f}" for g, v in sorted(r.selection_rate.items()))
-            lines.append(f"| {r.method} | {r.accuracy:.4f} | {r.parity_gap:.4f} | {r.accuracy_cost:+.4f} | {rates} |")
-        text = "# Fairness mitigation (fairlearn)\n\n" + "\n".join(lines) + "\n"
-        (data.parent / "fairness.md").write_text(text)
-        (data.parent / "fairness.json").write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
-        click.echo(text)
+        with _progress(1, "fairness: fitting mitigations") as bar:
+            results = mitigate(load_dataset(data))
+            bar.update()
+        files = fairness_report(data.parent, results)
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
 
     @offline.command("distill")
     @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
@@ -179,22 +178,19 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
 
         from driftline.offline.distill import distill
         from driftline.offline.lineage import content_hash, record
+        from driftline.offline.reports import distill_report
         from driftline.offline.train import _torch, load_dataset
 
-        result = distill(load_dataset(data), hidden=hidden, temperature=temperature)
-        rows = [("teacher (gradient boosting)", result.teacher), ("student on hard labels", result.hard_student),
-                ("distilled student", result.student)]  # fmt: skip
-        lines = [f"# Distillation ({result.student_parameters:,} student parameters)", "",
-                 "| model | accuracy | ROC AUC | fidelity to teacher | ECE |", "|---|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {n} | {s.accuracy:.4f} | {s.roc_auc:.4f} | {s.fidelity:.4f} | {s.ece:.4f} |" for n, s in rows]
-        text = "\n".join(lines) + "\n"
-        (data.parent / "distill.md").write_text(text)
-        (data.parent / "distill.json").write_text(json.dumps({n: asdict(s) for n, s in rows}, indent=1) + "\n")
+        with _progress(1, "distill: teacher, students") as bar:
+            result = distill(load_dataset(data), hidden=hidden, temperature=temperature)
+            bar.update()
+        files = distill_report(data.parent, result)
         _torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
         record(data.parent / "model-student.pt", "model", params={"hidden": hidden, "temperature": temperature,
                "teacher": "HistGradientBoostingClassifier"}, metrics=asdict(result.student),
                parents=[content_hash(data)])  # fmt: skip
-        click.echo(text)
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
 
     @offline.command("hybrid")
     @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
@@ -211,13 +207,17 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         from driftline.offline.distill import distill
         from driftline.offline.export import export_onnx, quantize_dynamic, session
         from driftline.offline.hybrid import curve, per_row_latency_ms, routing_events
+        from driftline.offline.reports import hybrid_report
         from driftline.offline.train import load_dataset
 
         holdout = load_dataset(data)
+        bar = _progress(3, "hybrid: distil, export, measure")
         result = distill(holdout)
+        bar.update()
         edge_path = quantize_dynamic(export_onnx(result.student_model, data.parent / "edge-fp32.onnx",
                                                  holdout.x_test.shape[1]), data.parent / "edge-int8.onnx")  # fmt: skip
         edge = session(edge_path)
+        bar.update()
 
         def edge_predict(x: np.ndarray) -> np.ndarray:
             logits = edge.run(None, {"x": x})[0]
@@ -230,14 +230,11 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         edge_ms = per_row_latency_ms(edge_predict, holdout.x_test)
         server_ms = per_row_latency_ms(server.predict_proba, holdout.x_test)
         points = curve(edge_p, server_p, holdout.y_test, edge_ms, server_ms)
-        lines = [f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)", "",
-                 "| threshold | accuracy | escalation rate | mean latency ms |", "|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |"
-                  for p in points]  # fmt: skip
-        text = "\n".join(lines) + "\n"
-        (data.parent / "hybrid.md").write_text(text)
-        (data.parent / "hybrid.json").write_text(json.dumps([p.__dict__ for p in points], indent=1) + "\n")
-        click.echo(text)
+        bar.update()
+        bar.close()
+        files = hybrid_report(data.parent, points, edge_ms, server_ms)
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
         if broker:
             from driftline.producer import Producer
 
@@ -258,61 +255,49 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
     @click.option("--since", default=None, help="Production window start (ISO time, UTC).")
     @click.option("--until", default=None, help="Production window end (ISO time, UTC).")
     @click.option("--threshold", type=float, default=0.1, show_default=True, help="Share change that flags a feature.")
+    @click.option("--lime-samples", type=int, default=5000, show_default=True, help="Perturbed samples LIME draws.")
     @fail_cleanly
     def offline_explain(data: Path, clickhouse: str | None, model_name: str, version_: str, since: str | None,
-                        until: str | None, threshold: float) -> None:  # fmt: skip
+                        until: str | None, threshold: float, lime_samples: int) -> None:  # fmt: skip
         """SHAP importance (global, one prediction), partial dependence, a counterfactual, importance shift."""
         from driftline.offline import explain as ex
         from driftline.offline.distill import distill
+        from driftline.offline.reports import explain_report
         from driftline.offline.train import encode_rows, load_dataset
 
+        if clickhouse and not (since and until):
+            raise ConfigError("--clickhouse needs --since and --until (the production window)")
         holdout = load_dataset(data)
-        model = distill(holdout).teacher_model  # the gradient-boosting model: TreeExplainer applies
         names = holdout.feature_names
-        reference_values = ex.shap_values(model, holdout.x_train[:500], holdout.x_test[:500])
-        reference = ex.importance(reference_values, names)
-        top = max(reference, key=lambda f: reference[f])
-        lines = ["# Explanations (gradient-boosting model, TreeExplainer)", "",
-                 "## Global importance (mean |SHAP|)", "", "| feature | importance |", "|---|---:|"]  # fmt: skip
-        lines += [f"| {f} | {v:.4f} |" for f, v in sorted(reference.items(), key=lambda kv: -kv[1])]
-        lines += ["", "## One prediction (holdout row 0)", ""]
-        lines += [f"- {f}: {v:+.4f}" for f, v in ex.local(reference_values[0], names)]
-        if top in names:
-            grid, avg = ex.partial_dependence(model, holdout.x_test[:1000], names.index(top), 10)
-            lines += ["", f"## Partial dependence of {top} (standardised units -> mean P(approve))", "",
-                      " ".join(f"{g:+.2f}:{a:.3f}" for g, a in zip(grid, avg, strict=True))]  # fmt: skip
-        cf = ex.counterfactual(model, holdout.x_test[0], holdout.num_std)
-        flip = "no single-feature change within 3 std flips it"
-        if cf is not None:
-            flip = (f"changing {cf.feature} by {cf.change:+.2f} ({cf.change_std:+.2f} std) flips the decision "
-                    f"(P = {cf.new_probability:.3f})")  # fmt: skip
-        lines += ["", "## Counterfactual for row 0", "", flip]
-        if clickhouse:
-            from driftline.config import Settings
-            from driftline.profile_io import rows_from_clickhouse
-            from driftline.sinks.clickhouse import ClickHouseSink
+        with _progress(4 + bool(clickhouse), "explain") as bar:
+            model = distill(holdout).teacher_model  # the gradient-boosting model: TreeExplainer applies
+            bar.update()
+            report = ex.explain(model, "gradient-boosting model, TreeExplainer", holdout.x_train, holdout.x_test,
+                                names, holdout.num_std, lime_samples=lime_samples,
+                                progress=lambda step: bar.update())  # fmt: skip
+            if clickhouse:
+                from driftline.config import Settings
+                from driftline.profile_io import rows_from_clickhouse
+                from driftline.sinks.clickhouse import ClickHouseSink
 
-            if not (since and until):
-                raise ConfigError("--clickhouse needs --since and --until (the production window)")
-            settings = Settings.from_env(clickhouse=clickhouse)
-            sink = ClickHouseSink(settings)
-            try:
-                rows = list(rows_from_clickhouse(sink.client, settings.clickhouse_database, model_name, version_,
-                                                 since, until))  # fmt: skip
-            finally:
-                sink.close()
-            if not rows:
-                raise ConfigError(f"no predictions of {model_name} {version_} in [{since}, {until})")
-            production = ex.importance(
-                ex.shap_values(model, holdout.x_train[:500], encode_rows(rows[:500], holdout.num_mean,
-                                                                          holdout.num_std)), names)  # fmt: skip
-            shift = ex.importance_shift(reference, production, threshold)
-            lines += ["", f"## Importance shift: reference vs {len(rows):,} production rows", "",
-                      "| feature | reference share | production share | flagged |", "|---|---:|---:|---|"]  # fmt: skip
-            lines += [f"| {f} | {r:.3f} | {p:.3f} | {'yes' if flag else ''} |" for f, (r, p, flag) in shift.items()]
-        text = "\n".join(lines) + "\n"
-        (data.parent / "explain.md").write_text(text)
-        click.echo(text)
+                settings = Settings.from_env(clickhouse=clickhouse)
+                sink = ClickHouseSink(settings)
+                try:
+                    rows = list(rows_from_clickhouse(sink.client, settings.clickhouse_database, model_name,
+                                                     version_, str(since), str(until)))  # fmt: skip
+                finally:
+                    sink.close()
+                if not rows:
+                    raise ConfigError(f"no predictions of {model_name} {version_} in [{since}, {until})")
+                production = ex.importance(
+                    ex.shap_values(model, holdout.x_train[:500], encode_rows(rows[:500], holdout.num_mean,
+                                                                              holdout.num_std)), names)  # fmt: skip
+                report["shift"] = ex.importance_shift(report["importance"], production, threshold)
+                report["production_rows"] = len(rows)
+                bar.update()
+        files = explain_report(data.parent, report)
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
 
     @offline.command("lineage")
     @click.argument("artefact")

@@ -11,7 +11,7 @@ expected calibration error for teacher, hard-label student and distilled student
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ class DistillResult:
     student_model: Any
     teacher_model: Any
     student_parameters: int
+    # per model ("teacher", "hard_student", "student"): (mean predicted, observed rate) per non-empty bin
+    reliability: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def ece(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], bins: int = 10) -> float:
@@ -49,6 +51,12 @@ def ece(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], bins: int = 10) ->
         if mask.any():
             total += mask.mean() * abs(float(p[mask].mean()) - float(y[mask].mean()))
     return total
+
+
+def reliability(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], bins: int = 10) -> list[tuple[float, float]]:
+    """(mean predicted probability, observed positive rate) per non-empty equal-width bin."""
+    idx = np.clip(np.digitize(p, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
+    return [(float(p[idx == b].mean()), float(y[idx == b].mean())) for b in range(bins) if (idx == b).any()]
 
 
 def _scores(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], teacher_pred: npt.NDArray[np.int64]) -> Scores:
@@ -101,7 +109,8 @@ def distill(data: Dataset, *, hidden: int = 16, epochs: int = 20, temperature: f
     inputs = data.x_train.shape[1]
     hard_targets = np.eye(2, dtype=np.float32)[data.y_train]
     hard = _fit(_student(inputs, hidden), data.x_train, hard_targets, epochs, seed)
-    hard_scores = _scores(data.y_test, _proba(hard, data.x_test), t_pred)
+    hard_test = _proba(hard, data.x_test)
+    hard_scores = _scores(data.y_test, hard_test, t_pred)
     teacher_scores = _scores(data.y_test, t_test, t_pred)
     if teacher_scores.accuracy <= hard_scores.accuracy:
         raise DriftlineError(
@@ -121,6 +130,9 @@ def distill(data: Dataset, *, hidden: int = 16, epochs: int = 20, temperature: f
     soft = 1 / (1 + np.exp(-logit))
     targets = np.stack([1 - soft, soft], axis=1).astype(np.float32)
     student = _fit(_student(inputs, hidden), transfer, targets, epochs, seed)
-    student_scores = _scores(data.y_test, _proba(student, data.x_test), t_pred)
+    student_test = _proba(student, data.x_test)
+    student_scores = _scores(data.y_test, student_test, t_pred)
     params = int(sum(q.numel() for q in student.parameters()))
-    return DistillResult(teacher_scores, hard_scores, student_scores, student, teacher, params)
+    curves = {name: reliability(data.y_test, p_test) for name, p_test in
+              (("teacher", t_test), ("hard_student", hard_test), ("student", student_test))}  # fmt: skip
+    return DistillResult(teacher_scores, hard_scores, student_scores, student, teacher, params, curves)

@@ -108,3 +108,67 @@ def importance_shift(reference: dict[str, float], production: dict[str, float], 
         r, p = reference.get(f, 0.0) / r_total, production.get(f, 0.0) / p_total
         out[f] = (r, p, abs(p - r) > threshold)
     return out
+
+
+def lime_local(model: Any, train_x: npt.NDArray[np.float32], row: npt.NDArray[np.float32], names: Sequence[str],
+               seed: int = 0, samples: int = 5000) -> tuple[dict[str, float], float]:  # fmt: skip
+    """LIME's weights for the positive class per source feature, and the local model's R².
+
+    Standard tabular LIME: numeric columns discretised into training quartiles, one-hot
+    columns sampled as categories from their training frequencies; seeded, so repeatable.
+    """
+    from lime.lime_tabular import LimeTabularExplainer
+
+    categorical = [j for j, n in enumerate(names) if "=" in n]
+    explainer = LimeTabularExplainer(np.asarray(train_x, dtype=np.float64), feature_names=list(names),
+                                     categorical_features=categorical, mode="classification", random_state=seed,
+                                     discretize_continuous=True)  # fmt: skip
+    exp = explainer.explain_instance(np.asarray(row, dtype=np.float64),
+                                     lambda rows: model.predict_proba(np.asarray(rows, dtype=np.float32)),
+                                     labels=(1,), num_features=len(names), num_samples=samples)  # fmt: skip
+    sums: dict[str, float] = defaultdict(float)
+    for j, weight in exp.as_map()[1]:
+        sums[_source(names[j])] += float(weight)
+    return dict(sums), float(exp.score)
+
+
+def compare_rankings(shap_local: dict[str, float], lime_local: dict[str, float]) -> dict[str, Any]:
+    """How far SHAP and LIME agree on one decision: ranks by |contribution|, Spearman, top-3 overlap."""
+    from scipy.stats import spearmanr
+
+    features = sorted(set(shap_local) | set(lime_local))
+
+    def ranks(values: dict[str, float]) -> dict[str, int]:
+        order = sorted(features, key=lambda f: -abs(values.get(f, 0.0)))
+        return {f: i + 1 for i, f in enumerate(order)}
+
+    s_rank, l_rank = ranks(shap_local), ranks(lime_local)
+    rho = float(spearmanr([s_rank[f] for f in features], [l_rank[f] for f in features]).statistic)
+    top = [{"feature": f, "shap": shap_local.get(f, 0.0), "lime": lime_local.get(f, 0.0), "shap_rank": s_rank[f],
+            "lime_rank": l_rank[f]} for f in sorted(features, key=lambda f: s_rank[f])]  # fmt: skip
+    top3 = len({f for f in features if s_rank[f] <= 3} & {f for f in features if l_rank[f] <= 3})
+    same_top = min(features, key=lambda f: s_rank[f]) == min(features, key=lambda f: l_rank[f])
+    return {"comparison": top, "spearman": rho, "top3_overlap": top3, "same_top": same_top}
+
+
+def explain(model: Any, model_name: str, x_train: npt.NDArray[np.float32], x_test: npt.NDArray[np.float32],
+            names: Sequence[str], num_std: npt.NDArray[np.float64], *, row: int = 0, lime_samples: int = 5000,
+            seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:  # fmt: skip
+    """Everything `driftline offline explain` reports (without the production shift), as plain data."""
+    values = shap_values(model, x_train[:500], x_test[:500])
+    progress("SHAP")
+    ref = importance(values, names)
+    top = max(ref, key=lambda f: ref[f])
+    shap_row = dict(local(values[row], names, top=len(names)))
+    out: dict[str, Any] = {"model": model_name, "row": row, "importance": ref, "top": top,
+                           "local": local(values[row], names)}  # fmt: skip
+    weights, score = lime_local(model, x_train, x_test[row], names, seed=seed, samples=lime_samples)
+    out["lime"] = {"seed": seed, "samples": lime_samples, "score": score, **compare_rankings(shap_row, weights)}
+    progress("LIME")
+    out["pd"] = partial_dependence(model, x_test[:1000], list(names).index(top), 10) if top in names else ([], [])
+    cf = counterfactual(model, x_test[row], num_std)
+    out["counterfactual"] = "no single-feature change within 3 std flips it" if cf is None else (
+        f"changing {cf.feature} by {cf.change:+.2f} ({cf.change_std:+.2f} std) flips the decision "
+        f"(P = {cf.new_probability:.3f})")  # fmt: skip
+    progress("partial dependence, counterfactual")
+    return out

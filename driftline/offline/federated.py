@@ -28,7 +28,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,6 +138,7 @@ def fedavg(
     noise_multiplier: float = 0.0,
     test: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
     seed: int = 0,
+    on_round: Callable[[dict[str, float]], None] | None = None,
 ) -> FederatedResult:
     """FedAvg with every round's updates summed by secure aggregation; the server never sees one update.
 
@@ -170,6 +171,8 @@ def fedavg(
         if test is not None:
             entry["accuracy"] = float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
         result.history.append(entry)
+        if on_round is not None:
+            on_round(entry)
     result.weights = w
     return result
 

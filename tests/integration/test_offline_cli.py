@@ -20,6 +20,15 @@ def run(*args: str, code: int = 0) -> str:
     return result.output
 
 
+def assert_report(folder: Path, name: str) -> dict[str, object] | list[object]:
+    """Every offline command writes Markdown, HTML with at least one plot, and JSON."""
+    assert (folder / f"{name}.md").read_text().startswith("# ")
+    page = (folder / f"{name}.html").read_text()
+    assert "<svg" in page and "<table>" in page, name
+    data: dict[str, object] | list[object] = json.loads((folder / f"{name}.json").read_text())
+    return data
+
+
 def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
     out = tmp_path / "offline"
     text = run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3")
@@ -28,7 +37,7 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     worse = run("offline", "gate", "--candidate", str(out / "model-dp-eps0.3.pt"), "--production",
                 str(out / "model-baseline.pt"), "--data", data, code=1)  # fmt: skip
     assert "**FAILED**" in worse and "| accuracy |" in worse
-    assert json.loads((out / "gate.json").read_text())["passed"] is False
+    assert assert_report(out, "gate")["passed"] is False  # type: ignore[call-overload]
     s = settings_factory()
     ok = run("offline", "gate", "--candidate", str(out / "model-baseline.pt"), "--production",
              str(out / "model-baseline.pt"), "--data", data, "--max-latency-ratio", "3",
@@ -43,13 +52,17 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
     distilled = run("offline", "distill", "--data", data)
     assert "| distilled student |" in distilled and (out / "model-student.pt.lineage.json").is_file()
+    assert "reliability" in assert_report(out, "distill")
     hybrid = run("offline", "hybrid", "--data", data, "--threshold", "0.9", "--broker", s.broker,
                  "--topic-prefix", s.topic_prefix)  # fmt: skip
     assert "| 0.5 |" in hybrid and "logged 1,000 routing decisions" in hybrid
+    assert len(assert_report(out, "hybrid")["curve"]) == 8  # type: ignore[call-overload]
     fair = run("offline", "fairness", "--data", data)
     assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
+    assert len(assert_report(out, "fairness")) == 3
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))
-    assert "federated accuracy" in fed and (tmp_path / "fed" / "federated.md").is_file()
+    assert "federated accuracy" in fed
+    assert len(assert_report(tmp_path / "fed", "federated")["history"]) == 4  # type: ignore[call-overload]
     chain = run("offline", "lineage", str(out / "model-int8-static.onnx"), "--root", str(out))
     assert [line.split()[1] for line in chain.splitlines()] == ["onnx", "model", "dataset"]
     assert "no lineage record" in run("offline", "lineage", "deadbeef", "--root", str(out), code=2)
@@ -91,6 +104,9 @@ def test_explain_flags_the_feature_production_broke(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout  # fmt: skip
     assert "## Global importance" in text and "## Counterfactual for row 0" in text
+    assert "## The same prediction by LIME" in text and "Rank agreement (Spearman)" in text
+    report = assert_report(out, "explain")
+    assert report["lime"]["seed"] == 0 and report["shift"]["age"][2] is True  # type: ignore[call-overload,index]
     shift = {line.split("|")[1].strip(): line for line in text.split("## Importance shift")[1].splitlines()
              if line.startswith("| ") and "share" not in line}  # fmt: skip
     assert shift["age"].rstrip().endswith("| yes |"), text

@@ -102,3 +102,28 @@ def test_shap_adds_up_and_importance_shift_flags_a_broken_input(data: Dataset) -
     probe = x[0].copy()
     probe[list(ex.AGRAWAL_NUMERIC).index(cf.feature)] += cf.change_std
     assert (model.predict_proba(probe[None, :])[0, 1] >= 0.5) != (model.predict_proba(x[:1])[0, 1] >= 0.5)
+
+
+def test_lime_is_repeatable_and_agrees_with_shap_where_the_answer_is_known() -> None:
+    """The label is a function of column 0 (and a little of column 1) only, so both must rank it first."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from driftline.offline import explain as ex
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 5)).astype(np.float32)
+    y = (2.0 * x[:, 0] + 0.3 * x[:, 1] > 0).astype(np.int64)
+    names = ["income", "tenure", "noise_a", "noise_b", "plan=gold"]
+    x[:, 4] = (rng.uniform(size=2000) < 0.3).astype(np.float32)  # a one-hot column with no signal
+    model = GradientBoostingClassifier(random_state=0).fit(x[:1500], y[:1500])
+    row = x[1600]
+    first, score = ex.lime_local(model, x[:1500], row, names, seed=7, samples=2000)
+    again, _ = ex.lime_local(model, x[:1500], row, names, seed=7, samples=2000)
+    assert first == again and 0 < score <= 1
+    other, _ = ex.lime_local(model, x[:1500], row, names, seed=8, samples=2000)
+    assert other != first  # the seed is what makes it repeatable
+    shap_row = dict(ex.local(ex.shap_values(model, x[:300], x[1600:1601])[0], names, top=5))
+    agreement = ex.compare_rankings(shap_row, first)
+    assert agreement["same_top"] and agreement["comparison"][0]["feature"] == "income"
+    assert max(first, key=lambda f: abs(first[f])) == "income"
+    assert set(first) == {"income", "tenure", "noise_a", "noise_b", "plan"}  # one-hot summed back to its feature

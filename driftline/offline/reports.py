@@ -1,0 +1,199 @@
+"""The reports of the offline commands: Markdown + HTML with plots + JSON (``driftline.report_page``).
+
+Each function takes a command's results, writes ``<name>.md/.html/.json`` into `out` and
+returns the Markdown (what the command prints).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from driftline.charts import Series, svg_bars, svg_chart
+from driftline.offline.distill import DistillResult
+from driftline.offline.fairness import MitigationResult
+from driftline.offline.gate import GateResult
+from driftline.offline.hybrid import CurvePoint
+from driftline.report_page import ReportFiles, write_report
+
+__all__ = [
+    "distill_report",
+    "explain_report",
+    "fairness_report",
+    "federated_report",
+    "gate_report",
+    "hybrid_report",
+]
+
+
+def federated_report(out: Any, summary: dict[str, Any], artefact_id: str) -> ReportFiles:
+    history = summary["history"]
+    lines = [f"# Federated training ({time.strftime('%Y-%m-%d')})", "",
+             f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds, "
+             f"dropout {summary['dropout']:.0%}; every round's updates summed by secure aggregation (the server sees "
+             "masked updates and their sum only).", "",
+             "| round | survivors | accuracy |", "|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {int(h['round'])} | {int(h['survivors'])} | {h['accuracy']:.4f} |" for h in history]
+    lines += ["", f"Pooled (centralised) training on the same data: accuracy {summary['pooled_accuracy']:.4f}.",
+              f"Privacy: {summary['privacy']}.", f"Model artefact: `{artefact_id}`."]  # fmt: skip
+    rounds = [f"{int(h['round']):03d}" for h in history]
+    charts = [
+        svg_chart(
+            "Test accuracy per round (FedAvg with secure aggregation)",
+            [
+                Series("federated", [(r, h["accuracy"]) for r, h in zip(rounds, history, strict=True)]),
+                Series("pooled training", [(r, summary["pooled_accuracy"]) for r in rounds]),
+            ],
+            "accuracy",
+        ),
+        svg_bars(
+            "Clients that reported per round",
+            rounds,
+            [Series("survivors", [(r, h["survivors"]) for r, h in zip(rounds, history, strict=True)])],
+        ),
+    ]
+    return write_report(out, "federated", "\n".join(lines), charts, summary)
+
+
+def gate_report(out: Any, result: GateResult, candidate: str, production: str) -> ReportFiles:
+    names = [c.name for c in result.checks]
+    chart = svg_bars(
+        "Candidate vs production per check",
+        names,
+        [Series(f"candidate ({candidate})", [(c.name, c.candidate) for c in result.checks]),
+         Series(f"production ({production})", [(c.name, c.production) for c in result.checks])],
+    )  # fmt: skip
+    data = {"candidate": candidate, "production": production, **result.as_dict()}
+    return write_report(out, "gate", result.markdown(candidate, production), [chart], data)
+
+
+def fairness_report(out: Any, results: Sequence[MitigationResult]) -> ReportFiles:
+    lines = ["# Fairness mitigation (fairlearn)", "",
+             "| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
+             "|---|---:|---:|---:|---|"]  # fmt: skip
+    for r in results:
+        rates = ", ".join(f"{g} {v:.2f}" for g, v in sorted(r.selection_rate.items()))
+        lines.append(f"| {r.method} | {r.accuracy:.4f} | {r.parity_gap:.4f} | {r.accuracy_cost:+.4f} | {rates} |")
+    lines += ["", "Accuracy cost: the unmitigated model's accuracy minus the method's (negative: it gained)."]
+    groups = sorted({g for r in results for g in r.selection_rate})
+    short = [r.method.split(" ")[0] for r in results]
+    charts = [
+        svg_bars(
+            "Selection rate per age group, before and after mitigation",
+            groups,
+            [Series(s, sorted(r.selection_rate.items())) for s, r in zip(short, results, strict=True)],
+            "selection rate",
+        ),
+        svg_bars(
+            "Accuracy and demographic-parity gap per method",
+            short,
+            [
+                Series("accuracy", [(s, r.accuracy) for s, r in zip(short, results, strict=True)]),
+                Series("parity gap", [(s, r.parity_gap) for s, r in zip(short, results, strict=True)]),
+            ],
+        ),
+    ]
+    return write_report(out, "fairness", "\n".join(lines), charts, [asdict(r) for r in results])
+
+
+def distill_report(out: Any, result: DistillResult) -> ReportFiles:
+    rows = [("teacher (gradient boosting)", result.teacher), ("student on hard labels", result.hard_student),
+            ("distilled student", result.student)]  # fmt: skip
+    lines = [f"# Distillation ({result.student_parameters:,} student parameters)", "",
+             "| model | accuracy | ROC AUC | fidelity to teacher | ECE |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {n} | {s.accuracy:.4f} | {s.roc_auc:.4f} | {s.fidelity:.4f} | {s.ece:.4f} |" for n, s in rows]
+    lines += ["", "Fidelity: share of test rows where the model agrees with the teacher. ECE: expected calibration "
+              "error over 10 equal-width probability bins (the reliability plot shows them)."]  # fmt: skip
+    metrics = ["accuracy", "roc_auc", "fidelity"]
+    charts = [
+        svg_bars("Test scores", metrics, [Series(n, [(m, getattr(s, m)) for m in metrics]) for n, s in rows]),
+        svg_chart(
+            "Reliability: observed positive rate per predicted-probability bin (diagonal = calibrated)",
+            [
+                Series(n, [(f"{p:.2f}", obs) for p, obs in result.reliability[key]])
+                for n, key in zip([r[0] for r in rows], ("teacher", "hard_student", "student"), strict=True)
+            ]
+            + [Series("perfect calibration", [(f"{p:.2f}", p) for p, _ in result.reliability["teacher"]])],
+            "observed rate",
+        ),
+    ]
+    data = {n: asdict(s) for n, s in rows} | {"reliability": result.reliability,
+                                              "student_parameters": result.student_parameters}  # fmt: skip
+    return write_report(out, "distill", "\n".join(lines), charts, data)
+
+
+def hybrid_report(out: Any, points: Sequence[CurvePoint], edge_ms: float, server_ms: float) -> ReportFiles:
+    lines = [f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)", "",
+             "| threshold | accuracy | escalation rate | mean latency ms |", "|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |"
+              for p in points]  # fmt: skip
+    lines += ["", "A row is answered on the edge when the edge model's confidence reaches the threshold; an "
+              "escalated row costs the edge's latency plus the server's."]  # fmt: skip
+    xs = [f"{p.threshold:.2f}" for p in points]
+    charts = [
+        svg_chart(
+            "Accuracy and escalation rate over the confidence threshold",
+            [
+                Series("accuracy", [(x, p.accuracy) for x, p in zip(xs, points, strict=True)]),
+                Series("escalation rate", [(x, p.escalation_rate) for x, p in zip(xs, points, strict=True)]),
+            ],
+        ),
+        svg_chart(
+            "Mean latency per row (ms) over the threshold",
+            [Series("mean latency", [(x, p.mean_latency_ms) for x, p in zip(xs, points, strict=True)])],
+            "ms",
+        ),
+    ]
+    data = {"edge_ms": edge_ms, "server_ms": server_ms, "curve": [asdict(p) for p in points]}
+    return write_report(out, "hybrid", "\n".join(lines), charts, data)
+
+
+def explain_report(out: Any, data: dict[str, Any]) -> ReportFiles:
+    """`data`: importance, local, top, pd (grid, average), counterfactual, optional shift and lime."""
+    importance: dict[str, float] = data["importance"]
+    ordered = sorted(importance.items(), key=lambda kv: -kv[1])
+    lines = [f"# Explanations ({data['model']})", "",
+             "## Global importance (mean |SHAP|)", "", "| feature | importance |", "|---|---:|"]  # fmt: skip
+    lines += [f"| {f} | {v:.4f} |" for f, v in ordered]
+    lines += ["", f"## One prediction (holdout row {data['row']}): SHAP contributions", ""]
+    lines += [f"- {f}: {v:+.4f}" for f, v in data["local"]]
+    if data.get("lime"):
+        lime = data["lime"]
+        lines += ["", f"## The same prediction by LIME (seed {lime['seed']}, {lime['samples']:,} samples, "
+                  f"local R² {lime['score']:.3f})", "", "| feature | SHAP | LIME | SHAP rank | LIME rank |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {c['feature']} | {c['shap']:+.4f} | {c['lime']:+.4f} | {c['shap_rank']} | {c['lime_rank']} |"
+                  for c in lime["comparison"]]  # fmt: skip
+        lines += ["", "SHAP is in the model's raw output (log-odds for gradient boosting), LIME in probability "
+                  "(weights of its local linear model on quartile indicators): compare ranks, not sizes.",
+                  "", f"Rank agreement (Spearman) {lime['spearman']:.3f}; top-3 overlap {lime['top3_overlap']}/3; "
+                  f"same top feature: {'yes' if lime['same_top'] else 'no'}."]  # fmt: skip
+    grid, avg = data["pd"]
+    if grid:
+        lines += ["", f"## Partial dependence of {data['top']} (standardised units -> mean P(approve))", "",
+                  " ".join(f"{g:+.2f}:{a:.3f}" for g, a in zip(grid, avg, strict=True))]  # fmt: skip
+    lines += ["", f"## Counterfactual for row {data['row']}", "", data["counterfactual"]]
+    shift = data.get("shift")
+    if shift:
+        lines += ["", f"## Importance shift: reference vs {data['production_rows']:,} production rows", "",
+                  "| feature | reference share | production share | flagged |", "|---|---:|---:|---|"]  # fmt: skip
+        lines += [f"| {f} | {r:.3f} | {p:.3f} | {'yes' if flag else ''} |" for f, (r, p, flag) in shift.items()]
+    names = [f for f, _ in ordered]
+    charts = [svg_bars("Global importance (mean |SHAP|)", names, [Series("importance", ordered)])]
+    local_series = [Series("SHAP", [(f, v) for f, v in data["local"]])]
+    if data.get("lime"):
+        local_series = [Series("SHAP", [(c["feature"], c["shap"]) for c in data["lime"]["comparison"]]),
+                        Series("LIME", [(c["feature"], c["lime"]) for c in data["lime"]["comparison"]])]  # fmt: skip
+    charts.append(svg_bars(f"Contributions to row {data['row']}'s decision",
+                           [p[0] for p in local_series[0].points], local_series))  # fmt: skip
+    if grid:
+        charts.append(svg_chart(f"Partial dependence of {data['top']}",
+                                [Series("mean P(approve)", [(f"{g:+.2f}", a) for g, a in zip(grid, avg, strict=True)])],
+                                "P(approve)"))  # fmt: skip
+    if shift:
+        charts.append(svg_bars("Share of total |SHAP| per feature: reference vs production", list(shift),
+                               [Series("reference", [(f, v[0]) for f, v in shift.items()]),
+                                Series("production", [(f, v[1]) for f, v in shift.items()])]))  # fmt: skip
+    return write_report(out, "explain", "\n".join(lines), charts, data)
