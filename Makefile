@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# The offline module's heavy dependencies (torch pinned to the CPU build, opacus, onnx, shap): tests need them.
+# The offline module's heavy dependencies (torch pinned to the CPU build, opacus, onnx, shap) and the
+# audit extra: tests need them.
 setup-offline: $(VENV)/.offline
 
 $(VENV)/.offline: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,offline]'
+	$(BIN)/pip install -q -e '.[dev,offline,audit]'
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
