@@ -73,6 +73,7 @@ class Label(msgspec.Struct, kw_only=True, gc=False):
     label: int | float | str | bool
     ts: _TS
     annotator: _NAME | None = None
+    guideline_version: _NAME | None = None  # the labeling guideline the annotator followed
     schema_version: Literal[1] = 1
 
 
@@ -100,6 +101,7 @@ class LabelColumns(msgspec.Struct, kw_only=True):
     label: list[int | float | str | bool]
     ts: list[_TS]
     annotator: list[_NAME | None] | None = None
+    guideline_version: list[_NAME | None] | None = None
 
 
 class ColumnarEnvelope(msgspec.Struct, kw_only=True):
@@ -261,9 +263,10 @@ def _decode_columnar(payload: bytes, kind: str) -> Decoded:
 def _rows(columns: Any, kind: str, n: int) -> list[Any]:
     if kind == "label":
         annot = columns.annotator or [None] * n
+        guide = columns.guideline_version or [None] * n
         return [
-            Label(event_id=e, label=lab, ts=t, annotator=a)
-            for e, lab, t, a in zip(columns.event_id, columns.label, columns.ts, annot, strict=True)
+            Label(event_id=e, label=lab, ts=t, annotator=a, guideline_version=g)
+            for e, lab, t, a, g in zip(columns.event_id, columns.label, columns.ts, annot, guide, strict=True)
         ]
     feats = columns.features
     names = list(feats)
@@ -358,6 +361,8 @@ def encode_columnar(events: Sequence[Event]) -> bytes:
         }
         if any(e.annotator is not None for e in labels):
             columns["annotator"] = [e.annotator for e in labels]
+        if any(e.guideline_version is not None for e in labels):
+            columns["guideline_version"] = [e.guideline_version for e in labels]
     else:
         preds: Sequence[Prediction] = events  # type: ignore[assignment]
         columns = {

@@ -242,9 +242,20 @@ class Producer:
         self.send(event)
         return event.event_id
 
-    def log_label(self, event_id: str, label: Target, *, ts: float | None = None, annotator: str | None = None) -> None:
-        """Queue the ground truth for the prediction `event_id`."""
-        self.send(Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator))
+    def log_label(
+        self,
+        event_id: str,
+        label: Target,
+        *,
+        ts: float | None = None,
+        annotator: str | None = None,
+        guideline_version: str | None = None,
+    ) -> None:
+        """Queue the ground truth for the prediction `event_id` (by `annotator`, under a guideline version)."""
+        self.send(
+            Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
+                  guideline_version=guideline_version)
+        )  # fmt: skip
 
     def flush(self, timeout: float = 30.0) -> None:
         """Send everything queued and wait for Kafka; raise DeliveryError if anything failed."""
@@ -349,11 +360,18 @@ class AsyncProducer:
         return event.event_id
 
     async def log_label(
-        self, event_id: str, label: Target, *, ts: float | None = None, annotator: str | None = None
+        self,
+        event_id: str,
+        label: Target,
+        *,
+        ts: float | None = None,
+        annotator: str | None = None,
+        guideline_version: str | None = None,
     ) -> None:
         await self.send(
-            Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator)
-        )
+            Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
+                  guideline_version=guideline_version)
+        )  # fmt: skip
 
     async def flush(self) -> None:
         await self._produce(self._buffers.due(everything=True))

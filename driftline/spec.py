@@ -16,7 +16,7 @@ gets drift and data-quality metrics with features inferred from its reference pr
         window: 5m                   # tumbling, event time
         slide: 1m                    # optional: a 5-minute window every minute
         allowed_lateness: 1m
-        families: [drift, data_quality, quality, fairness, kpi]
+        families: [drift, data_quality, quality, fairness, kpi, labeling]
         thresholds: {psi: 0.1, js: 0.1, fdr: 0.05, min_group_size: 30}
 
 >>> spec = MonitorSpec.from_yaml("models: {m: {window: 10m, features: {age: numeric}}}")
@@ -41,7 +41,7 @@ from driftline.alerts.rules import AlertingConfig
 from driftline.exceptions import ConfigError
 from driftline.models.canary_spec import CanarySpec
 
-FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi")
+FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi", "labeling")
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("numeric", "categorical", "boolean")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")

@@ -35,7 +35,7 @@ PREDICTION_COLUMNS = [
     "event_id", "model", "version", "ts", "route", "prediction",
     "score", "latency_ms", "features", "attributes", "kpis", "request_id",
 ]  # fmt: skip
-LABEL_COLUMNS = ["event_id", "label", "ts", "annotator"]
+LABEL_COLUMNS = ["event_id", "label", "ts", "annotator", "guideline_version"]
 #: How ClickHouse reads the JSON rows: objects (features) and numbers or booleans (prediction,
 #: label) into String columns as their JSON text; fields it has no column for are skipped.
 #: Parallel parsing and the insert-time merge are off: on two cores shared with the consumer

@@ -76,6 +76,7 @@ class SchemaOptions:
 TABLE_TTLS = {
     "predictions": ("ts", "ttl_days"),
     "labels": ("ts", "ttl_days"),
+    "labeling_requests": ("ts", "ttl_days"),
     "dead_letters": ("received_at", "ttl_days"),
     "metrics": ("window_start", "metrics_ttl_days"),
     "drift_sketches": ("window_start", "metrics_ttl_days"),

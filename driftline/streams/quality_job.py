@@ -12,19 +12,23 @@ The task comes from the monitor spec; for a model it does not name, binary class
 is assumed when every label is 0/1 (true/false). Binary: accuracy, precision, recall, F1,
 ROC AUC, log loss, Brier and ECE (scores needed for the last four), and per sensitive
 attribute the fairness gaps. Regression (numeric labels): MAE, RMSE and MAPE.
-Multiclass: accuracy and macro/weighted precision, recall and F1.
+Multiclass: accuracy and macro/weighted precision, recall and F1. With several annotators
+per prediction, the label scored against is their majority (``label_metrics``), and the
+``labeling`` family adds their agreement and the confident-disagreement signal.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from driftline.spec import ModelSpec, MonitorSpec
+from driftline.streams.label_metrics import CONSENSUS_LABELS, agreement_by_window, agreement_rows, disagreement_rows
 from driftline.streams.metrics.detectors import ErrorStreamDetector
 from driftline.streams.metrics.fairness import GroupFairness
 from driftline.streams.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
@@ -211,8 +215,7 @@ class QualityJob:
                   WHERE model = {{m:String}} AND version = {{v:String}}
                     AND toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w}), 'UTC')) IN {{ws:Array(UInt32)}}
                  ) AS p
-            LEFT JOIN (SELECT event_id, argMax(label_norm, ingested_at) AS label, argMax(ts, ingested_at) AS ts
-                       FROM {db}.labels FINAL GROUP BY event_id) AS l
+            LEFT JOIN ({CONSENSUS_LABELS.format(db=db)}) AS l
             ON p.event_id = l.event_id
             SETTINGS join_use_nulls = 0
             """,
@@ -222,12 +225,19 @@ class QualityJob:
         for row in data:
             by_window[float(row[0])].append(row[1:])
         rows: list[MetricRow] = []
+        annotated = agreement_by_window(self.client, db, model, version, w, starts) if spec.on("labeling") else {}
         for start, items in sorted(by_window.items()):
-            rows.extend(self._window_rows(model, version, start, items, spec))
+            rows.extend(self._window_rows(model, version, start, items, spec, annotated.get(start, [])))
         return rows
 
     def _window_rows(
-        self, model: str, version: str, start: float, items: list[tuple[Any, ...]], spec: ModelSpec
+        self,
+        model: str,
+        version: str,
+        start: float,
+        items: list[tuple[Any, ...]],
+        spec: ModelSpec,
+        annotated: Sequence[tuple[str, str, str]] = (),
     ) -> list[MetricRow]:
         end = start + spec.window_s
         n = len(items)
@@ -240,6 +250,8 @@ class QualityJob:
         add("quality", "label_coverage", len(labelled) / n if n else 0.0, k=n)
         if not labelled:
             return out
+        if spec.on("labeling"):
+            agreement_rows(list(annotated), add)
         delays = np.array([it[4] for it in labelled], dtype=np.float64)
         add("quality", "label_delay_mean_s", float(np.nanmean(delays)), k=len(labelled))
         add("quality", "label_delay_p50_s", float(np.nanmedian(delays)), k=len(labelled))
@@ -266,6 +278,8 @@ class QualityJob:
                     add("quality", metric, value, k=k)
             if spec.on("fairness"):
                 self._fairness(model, labelled, y, p, add, spec)
+            if spec.on("labeling") and all(s is not None for s in scores):
+                disagreement_rows(y, np.array(scores, dtype=np.float64), [it[3] for it in labelled], add)
         elif task == "regression" and spec.on("quality"):
             r = RegressionQuality().update_many(np.array(labels, float), np.array(preds, float)).get()
             for metric, value in r.items():
