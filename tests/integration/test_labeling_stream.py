@@ -64,8 +64,8 @@ def test_agreement_majority_labels_and_noise_signal_per_window(
     assert stored[("2026-11",)] == 2 * n and stored[("2026-10",)] == len(given) - 2 * n
 
     rows = QualityJob(sink.client, db, MonitorSpec.from_dict({"defaults": {"window": W}}), overlap_s=0).run_once()
-    got = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in rows if r.family in ("labeling",
-                                                                                                   "quality")}  # fmt: skip
+    wanted = [r for r in rows if r.family in ("labeling", "quality")]
+    got = {(r.window_start, r.metric, r.feature, r.segment): r.value for r in wanted}
     alphas = []
     for w in range(3):
         start = t0 + w * W
