@@ -101,6 +101,9 @@ alerts:
       severity: warning
   inhibit:
     - {source: [alertname=AccuracyDrop], target: [alertname=ErrorStreamDrift], equal: [model, version]}
+models:
+  loan-approval:
+    labeling: {budget_per_window: 10, strategy: margin}   # active learning: ask for the 10 least certain
 """
 
 
@@ -368,6 +371,14 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
     from driftline.sinks.alert_store import AlertStore
 
     counts["timeline"] = AlertStore(sink.client, db).timeline(MODEL)
+    counts["labeling"] = sink.client.query(
+        f"""SELECT r.version, count(), countIf(l.event_id != ''), avgIf(r.uncertainty, 1)
+            FROM {db}.labeling_requests AS r FINAL
+            LEFT JOIN (SELECT DISTINCT event_id FROM {db}.labels) AS l ON r.event_id = l.event_id
+            WHERE r.model = {{m:String}} GROUP BY r.version ORDER BY r.version
+            SETTINGS join_use_nulls = 0""",
+        parameters={"m": MODEL},
+    ).result_rows
     from driftline.report import model_report
 
     counts["reports"] = [
@@ -462,6 +473,9 @@ def run_demo(options: DemoOptions) -> int:
     counts = _clickhouse_counts(settings)
     ok = _summary(sent, stats, counts, produce_s, ingest_s)
     demo_rollout.print_timeline(counts["timeline"], len(receiver.received), receiver.verified(subscription.reveal()))
+    for version, asked, answered, mean_u in counts["labeling"]:
+        print(f"labeling requests (active learning, margin, 10 per window): {version} {asked} asked, "
+              f"{answered} labelled by now, mean uncertainty {mean_u:.2f}")  # fmt: skip
     return 0 if ok else 1
 
 

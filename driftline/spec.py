@@ -71,6 +71,7 @@ class ModelSpec:
     thresholds: Thresholds = field(default_factory=Thresholds)
     canary: CanarySpec = field(default_factory=CanarySpec)
     privacy: Any = None  # PrivacySpec: publish fairness counts under DP (streams/metrics/private_fairness.py)
+    labeling: Any = None  # LabelingSpec: ask for labels of uncertain predictions (streams/labeling_requests.py)
 
     def on(self, family: str) -> bool:
         return family in self.families
@@ -90,7 +91,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
     known = {"task", "positive_class", "features", "sensitive_attributes", "window", "slide", "allowed_lateness",
-             "families", "thresholds", "canary", "privacy"}  # fmt: skip
+             "families", "thresholds", "canary", "privacy", "labeling"}  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -143,6 +144,10 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         from driftline.streams.metrics.private_fairness import PrivacySpec
 
         changes["privacy"] = PrivacySpec.from_dict(raw["privacy"], f"{where}.privacy")
+    if "labeling" in raw:
+        from driftline.streams.labeling_requests import LabelingSpec
+
+        changes["labeling"] = LabelingSpec.from_dict(raw["labeling"], f"{where}.labeling")
     return replace(base, **changes)
 
 

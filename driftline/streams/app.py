@@ -31,6 +31,7 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.alerting import AlertingAgent
 from driftline.streams.checkpoints import CheckpointStore, signing_key
 from driftline.streams.ingest import BatchIngestor, tune_gc
+from driftline.streams.labeling_requests import LabelingRequester, request_store
 from driftline.streams.monitor import MetricRow, MonitoringEngine, SketchRow
 from driftline.streams.observability import CONTENT_TYPE, WorkerMetrics
 from driftline.streams.quality_job import QualityJob
@@ -136,21 +137,32 @@ def create_app(settings: Settings) -> faust.App:
         state["alerting"] = alerting
         live = GrafanaLive(settings.grafana_live_url, settings.grafana_token) if settings.grafana_live_url else None
         publisher = MetricsPublisher(sink, topics["metrics"], alerting.observe, metrics, live)
+
+        async def send_request(key: bytes, value: bytes) -> None:
+            await topics["labeling"].send(key=key, value=value)
+
+        requester = LabelingRequester(spec, request_store(sink.client, settings.clickhouse_database), send_request)
+
+        async def on_batch(predictions: Any, _labels: Any) -> None:
+            await publisher.publish(engine.update(predictions), engine.take_sketches())
+            await requester.publish(requester.select(predictions))
+
         ingestor = BatchIngestor(
             settings,
             sink,
-            on_batch=lambda p, _labels: publisher.publish(engine.update(p), engine.take_sketches()),
+            on_batch=on_batch,
             metrics=metrics,
             before_close=save_checkpoint,
         )
         metrics.lag_from(ingestor.lag)
-        state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher)
+        state.update(ingestor=ingestor, sink=sink, engine=engine, publisher=publisher, requester=requester)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
         state["quality"] = quality
         state["shadow"] = ShadowJob(sink.client, settings.clickhouse_database, spec)
         try:
             await ingestor.run()
             await publisher.publish(engine.flush(), engine.take_sketches())  # open windows, marked complete=0
+            await requester.publish(requester.flush())
             await publisher.publish(await asyncio.to_thread(quality.run_once))  # labels that came last
         finally:
             stream.close()
@@ -181,6 +193,7 @@ def create_app(settings: Settings) -> faust.App:
         if state.get("publisher") is not None:
             body["metric_rows"] = state["publisher"].rows
             body["dropped_late"] = state["engine"].dropped_late()
+            body["labeling_requests"] = state["requester"].requested
         body["ready"] = bool(ingestor and ingestor.ready.is_set())
         consumer = ingestor.consumer if ingestor else None
         body["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment()) if consumer else []

@@ -213,6 +213,8 @@ def test_demo_small_run_matches_exactly_and_flags_the_shift(tmp_path: Path) -> N
         r"webhook notifications: (\d+) received by the demo's receiver, (\d+) with a valid signature", out.stdout
     )
     assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out.stdout
+    # active learning: 10 requests per five-minute window and version, published when the window closes
+    assert re.search(r"labeling requests .*: v1 200 asked, \d+ labelled by now", out.stdout), out.stdout
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:

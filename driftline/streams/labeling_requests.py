@@ -1,0 +1,116 @@
+"""Active learning on the stream: the worker asks for labels of its most uncertain predictions.
+
+Opt-in per model in the monitor spec::
+
+    models:
+      loan-approval:
+        labeling: {budget_per_window: 20, strategy: margin, diversity: 0}
+
+Per (model, version) and window, a ``WindowSelector`` keeps the best candidates; when the
+window closes its picks go to the ``labeling`` topic (JSON, keyed by event id, so a replayed
+batch repeats a request rather than adding one) and to ClickHouse ``labeling_requests``
+(deduplicated by event id). Labelers answer with ordinary label events; ``driftline labels
+requests`` shows how the loop closes (answered share, time to answer, accuracy on them).
+Candidates of windows still open at a restart are not kept: those windows may get fewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from driftline.events import Prediction
+from driftline.exceptions import ConfigError
+from driftline.labeling.active import STRATEGIES, LabelingRequest, Strategy, WindowSelector
+from driftline.spec import MonitorSpec
+
+log = logging.getLogger(__name__)
+
+REQUEST_COLUMNS = ["event_id", "model", "version", "ts", "window_start", "strategy", "uncertainty", "requested_at"]
+
+
+@dataclass(frozen=True)
+class LabelingSpec:
+    budget_per_window: int = 20
+    strategy: Strategy = "margin"
+    diversity: int = 0  # > 0: shortlist diversity x budget, then pick far-apart ones
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> LabelingSpec:
+        if not isinstance(raw, dict) or set(raw) - {"budget_per_window", "strategy", "diversity"}:
+            raise ConfigError(f"monitor spec, {where}: expected {{budget_per_window: 20, strategy: margin, "
+                              "diversity: 0}")  # fmt: skip
+        spec = cls(**raw)
+        if spec.strategy not in STRATEGIES:
+            raise ConfigError(f"monitor spec, {where}.strategy: {spec.strategy!r} is not one of {list(STRATEGIES)}")
+        if int(spec.budget_per_window) < 1 or int(spec.diversity) < 0:
+            raise ConfigError(f"monitor spec, {where}: need budget_per_window >= 1 and diversity >= 0")
+        return spec
+
+
+class LabelingRequester:
+    """Feeds each ingested batch to the selectors of the models that asked for it; publishes the picks."""
+
+    def __init__(self, spec: MonitorSpec, store: Callable[[list[list[Any]]], None],
+                 send: Callable[[bytes, bytes], Awaitable[None]]):  # fmt: skip
+        self.spec = spec
+        self.store = store
+        self.send = send
+        self._selectors: dict[str, WindowSelector] = {}
+        self.requested = 0
+
+    def _selector(self, model: str) -> WindowSelector | None:
+        ms = self.spec.for_model(model)
+        if ms.labeling is None:
+            return None
+        if model not in self._selectors:
+            ls: LabelingSpec = ms.labeling
+            self._selectors[model] = WindowSelector(ls.budget_per_window, ms.window_s, ls.strategy, ls.diversity,
+                                                    ms.allowed_lateness_s)  # fmt: skip
+        return self._selectors[model]
+
+    def select(self, predictions: Sequence[Prediction]) -> list[LabelingRequest]:
+        by_model: dict[str, list[Prediction]] = {}
+        for p in predictions:
+            by_model.setdefault(p.model, []).append(p)
+        out: list[LabelingRequest] = []
+        for model, events in by_model.items():
+            selector = self._selector(model)
+            if selector is not None:
+                out.extend(selector.update_many(events))
+        return out
+
+    def flush(self) -> list[LabelingRequest]:
+        return [r for s in self._selectors.values() for r in s.flush()]
+
+    async def publish(self, requests: list[LabelingRequest]) -> None:
+        if not requests:
+            return
+        now = _utc(time.time())
+        rows = [[r.event_id, r.model, r.version, _utc(r.ts), _utc(r.window_start), r.strategy, r.uncertainty, now]
+                for r in requests]  # fmt: skip
+        try:
+            await asyncio.to_thread(self.store, rows)
+        except Exception:  # the requests still go out; only the loop's bookkeeping misses them
+            log.exception("could not store %d labeling requests in ClickHouse", len(rows))
+        for r in requests:
+            await self.send(r.event_id.encode(), msgspec.json.encode({"kind": "labeling_request", **asdict(r)}))
+        self.requested += len(requests)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def request_store(client: Any, database: str) -> Callable[[list[list[Any]]], None]:
+    def store(rows: list[list[Any]]) -> None:
+        client.insert("labeling_requests", rows, column_names=REQUEST_COLUMNS, database=database)
+
+    return store
