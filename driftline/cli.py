@@ -307,11 +307,13 @@ def simulate(events: int, rate: float, seed: int, **flags: Any) -> None:
 
 from driftline.cli_control import register as _register_control  # noqa: E402 - needs the group and options
 from driftline.cli_control import register_grafana as _register_grafana  # noqa: E402
+from driftline.cli_labels import register as _register_labels  # noqa: E402
 from driftline.cli_offline import register as _register_offline  # noqa: E402
 
 _register_control(main, _fail_cleanly, _broker, _clickhouse)
 _register_grafana(main, _fail_cleanly)
 _register_offline(main, _fail_cleanly)
+_register_labels(main, _fail_cleanly, _clickhouse)
 
 
 if __name__ == "__main__":
