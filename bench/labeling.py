@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from driftline.labeling.active import replay
+from driftline.labeling.active import Strategy, replay
 from driftline.labeling.noise import find_label_issues, out_of_fold_probabilities, score_detection
 
 DATASETS = {"digits": load_digits, "breast_cancer": load_breast_cancer, "wine": load_wine}
@@ -36,10 +36,11 @@ def active(seeds: int) -> None:
         xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
         target = 0.98 * LogisticRegression(max_iter=2000).fit(xtr, ytr).score(xte, yte)
         means = {}
-        for strategy, diversity in (("random", 0), ("least_confidence", 0), ("margin", 0), ("entropy", 0),
-                                    ("margin", 3)):  # fmt: skip
-            need = [replay(xtr, ytr, xte, yte, strategy, rounds=100, diversity=diversity, seed=s).labels_to_reach(target)
-                    for s in range(seeds)]  # fmt: skip
+        plans: list[tuple[Strategy, int]] = [("random", 0), ("least_confidence", 0), ("margin", 0), ("entropy", 0),
+                                             ("margin", 3)]  # fmt: skip
+        for strategy, diversity in plans:
+            runs = [replay(xtr, ytr, xte, yte, strategy, rounds=100, diversity=diversity, seed=s) for s in range(seeds)]
+            need = [r.labels_to_reach(target) for r in runs]
             label = strategy + (" + diversity" if diversity else "")
             means[label] = float(np.mean([n if n is not None else np.nan for n in need]))
             ratio = means[label] / means["random"]
