@@ -139,6 +139,52 @@ def register(group: click.Group, fail_cleanly: Any, clickhouse: Any) -> None:
         if not result.passed:
             sys.exit(1)
 
+    @group.command("review")
+    @click.option("--model", required=True)
+    @click.option("--since", "period", default="7d", show_default=True, help="The period: 1h, 1d, 7d, 30d ...")
+    @click.option("--until", default=None, help="Its end (ISO time, UTC; default: now).")
+    @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/reviews"), show_default=True)
+    @clickhouse
+    @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Announce it on the alerts topic.")
+    @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of topic names.")
+    @fail_cleanly
+    def review_cmd(model: str, period: str, until: str | None, out: Path, broker: str | None,
+                   topic_prefix: str | None, **flags: Any) -> None:  # fmt: skip
+        """A review of MODEL for data science, engineering and product: this period against the one before."""
+        import json
+        from datetime import datetime
+
+        from driftline.review_job import review_event, run_review
+        from driftline.sinks.clickhouse import ClickHouseSink
+        from driftline.spec import parse_duration
+
+        seconds = parse_duration(period, "--since")
+        end = None
+        if until:
+            try:
+                end = datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise ConfigError(f"--until {until!r} is not an ISO time, e.g. 2026-11-27T12:00:00Z") from None
+        settings = Settings.from_env(broker=broker, topic_prefix=topic_prefix, **flags)
+        sink = ClickHouseSink(settings)
+        try:
+            sink.migrate()
+            review, files, art = run_review(sink.client, settings.clickhouse_database, model, seconds, out, end)
+        finally:
+            sink.close()
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json); lineage {art.artefact_id[:12]}")
+        if broker:
+            from kafka import KafkaProducer
+
+            producer = KafkaProducer(bootstrap_servers=settings.broker)
+            try:
+                body = {"kind": "review", **review_event(review, files, art)}
+                producer.send(settings.topic("alerts"), key=model.encode(), value=json.dumps(body).encode()).get(30)
+            finally:
+                producer.close()
+            click.echo(f"announced on {settings.topic('alerts')}")
+
     @group.group()
     def labels() -> None:
         """Labeling: guidelines, suspected label errors, the active-learning request loop."""

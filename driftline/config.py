@@ -88,6 +88,7 @@ class Settings:
     monitor_reference_events: int = 2000
     quality_interval_s: int = 60
     label_ttl_s: int = 7 * 86_400
+    review_every_s: int = 0  # > 0: the worker writes and announces a review of each model this often (604800: weekly)
     fairness_min_group_size: int = 30
     spec: str = ""  # path of a monitor spec (YAML); empty = defaults for every model
     alerts_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token of the live alert stream

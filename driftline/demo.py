@@ -368,6 +368,10 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
+    from driftline.review_job import run_review
+
+    review, files, _ = run_review(sink.client, db, MODEL, 86_400, Path(settings.data_dir).parent / "reviews")
+    counts["review"] = (review["actions"], files.html)
     from driftline.sinks.alert_store import AlertStore
 
     counts["timeline"] = AlertStore(sink.client, db).timeline(MODEL)
@@ -473,6 +477,10 @@ def run_demo(options: DemoOptions) -> int:
     counts = _clickhouse_counts(settings)
     ok = _summary(sent, stats, counts, produce_s, ingest_s)
     demo_rollout.print_timeline(counts["timeline"], len(receiver.received), receiver.verified(subscription.reveal()))
+    actions, review_path = counts["review"]
+    print(f"\nmodel review of the last day ({review_path}); suggested actions:")
+    for a in actions:
+        print(f"  [{a['audience']}] {a['text']} ({a['evidence']})")
     for version, asked, answered, mean_u in counts["labeling"]:
         print(f"labeling requests (active learning, margin, 10 per window): {version} {asked} asked, "
               f"{answered} labelled by now, mean uncertainty {mean_u:.2f}")  # fmt: skip

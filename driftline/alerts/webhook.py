@@ -34,7 +34,7 @@ import msgspec
 
 from driftline.alerts.dispatcher import Notification
 from driftline.alerts.evaluator import AlertEvent
-from driftline.alerts.subscriptions import SECRET_PREFIX
+from driftline.alerts.subscriptions import SECRET_PREFIX, Subscription
 
 log = logging.getLogger(__name__)
 USER_AGENT = "driftline-webhook/1"
@@ -166,9 +166,41 @@ async def deliver(
     rng: random.Random | None = None,
 ) -> bool:
     """POST one notification until it is accepted, permanently refused, or the deadline passes."""
-    rng = rng or random.Random()
-    sub = notification.subscription
     body = msgspec.json.encode(payload(notification, external_url))
+    return await _post(session, notification.subscription, notification.id, body, notification.group_key_text(),
+                       len(notification.alerts), policy, on_attempt, rng or random.Random())  # fmt: skip
+
+
+async def deliver_event(
+    session: aiohttp.ClientSession,
+    subscription: Subscription,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    policy: RetryPolicy = RetryPolicy(),
+    on_attempt: Callable[[Attempt], Awaitable[None] | None] | None = None,
+    rng: random.Random | None = None,
+) -> bool:
+    """POST an event that is not an alert (e.g. ``review.published``), signed and retried the same way.
+
+    Body as Standard Webhooks suggests: ``{"type": ..., "timestamp": ..., "data": {...}}``.
+    """
+    msg_id = "msg_" + hashlib.sha256(msgspec.json.encode([subscription.id, event_type, data])).hexdigest()[:24]
+    body = msgspec.json.encode({"type": event_type, "timestamp": _rfc3339(time.time()), "data": data})
+    return await _post(session, subscription, msg_id, body, event_type, 0, policy, on_attempt, rng or random.Random())
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    sub: Subscription,
+    msg_id: str,
+    body: bytes,
+    group_key: str,
+    alerts: int,
+    policy: RetryPolicy,
+    on_attempt: Callable[[Attempt], Awaitable[None] | None] | None,
+    rng: random.Random,
+) -> bool:
     started = time.monotonic()
     attempt = 0
     while True:
@@ -176,9 +208,9 @@ async def deliver(
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            "webhook-id": notification.id,
+            "webhook-id": msg_id,
             "webhook-timestamp": str(ts),
-            "webhook-signature": sign(sub.secret.get(), notification.id, ts, body),
+            "webhook-signature": sign(sub.secret.get(), msg_id, ts, body),
         }
         t0 = time.monotonic()
         status, error, retry_after = 0, "", None
@@ -200,8 +232,8 @@ async def deliver(
         if not error and not ok:
             error = f"HTTP {status}"
         record = Attempt(
-            notification.id, sub.id, sub.name, notification.group_key_text(), attempt + 1, time.time(), outcome,
-            status, error, (time.monotonic() - t0) * 1000, len(notification.alerts),
+            msg_id, sub.id, sub.name, group_key, attempt + 1, time.time(), outcome,
+            status, error, (time.monotonic() - t0) * 1000, alerts,
         )  # fmt: skip
         if on_attempt is not None:
             result = on_attempt(record)

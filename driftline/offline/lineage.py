@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from driftline.exceptions import DriftlineError
 
-KINDS = ("dataset", "model", "onnx", "profile", "report", "federated_model", "gate")
+KINDS = ("dataset", "model", "onnx", "profile", "report", "federated_model", "gate", "guideline")
 
 
 @dataclass(frozen=True)

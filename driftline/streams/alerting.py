@@ -22,7 +22,7 @@ import aiohttp
 from driftline.alerts.dispatcher import Dispatcher, Notification
 from driftline.alerts.evaluator import AlertEvaluator, AlertEvent, fingerprint
 from driftline.alerts.stream import AlertStream
-from driftline.alerts.webhook import Attempt, RetryPolicy, deliver
+from driftline.alerts.webhook import Attempt, RetryPolicy, deliver, deliver_event
 from driftline.control import ControlClient
 from driftline.logs import context
 from driftline.models.canary import CanaryAnalyzer, Decision
@@ -124,6 +124,21 @@ class AlertingAgent:
             await self._publish("alert", e.as_dict())
         if self.store is not None:
             await _retrying(self.store.alert_events, events)
+
+    async def announce(self, kind: str, body: dict[str, Any], labels: dict[str, str]) -> int:
+        """Tell everyone who follows alerts about an event that is not an alert (e.g. a published review):
+        the `alerts` topic, the live stream, and (signed, retried) the webhooks of matching subscriptions.
+        Returns how many subscriptions it was sent to."""
+        body = {**body, "labels": labels}  # stream filters and subscriptions match on these
+        if self.stream is not None:
+            self.stream.publish(kind, body)
+        await self._publish(kind, body)
+        subs = [s for s in self.dispatcher.subscriptions.values() if s.matches(labels)]
+        if self._session is not None:
+            for sub in subs:
+                self._spawn(deliver_event(self._session, sub, f"{kind}.published", body, policy=self.retry,
+                                          on_attempt=self._record_attempt))  # fmt: skip
+        return len(subs)
 
     async def _publish(self, kind: str, body: dict[str, Any]) -> None:
         if self.publish_fn is not None:

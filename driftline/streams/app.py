@@ -186,6 +186,33 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             await publisher.publish(rows)
 
+    if settings.review_every_s > 0:
+
+        @app.timer(interval=float(settings.review_every_s), on_leader=False)
+        async def scheduled_review() -> None:
+            """Every review_every_s: a review of each model over the last period, written and announced."""
+            from driftline.review_job import models_with_metrics, review_event, run_review
+
+            sink, alerting = state.get("sink"), state.get("alerting")
+            if sink is None or alerting is None:
+                return
+            period = float(settings.review_every_s)
+            out = settings.data_path / "reviews"
+            for model in await asyncio.to_thread(
+                models_with_metrics, sink.client, settings.clickhouse_database, period
+            ):
+                try:
+                    review, files, art = await asyncio.to_thread(
+                        run_review, sink.client, settings.clickhouse_database, model, period, out
+                    )
+                except Exception:  # the next period tries again; a review is never worth stopping ingest for
+                    log.exception("review of %s failed", model)
+                    continue
+                event = review_event(review, files, art)
+                sent = await alerting.announce("review", event, {"model": model, "severity": "info",
+                                                                 "alertname": "ModelReview"})  # fmt: skip
+                log.warning("review of %s written to %s; announced to %d subscription(s)", model, files.html, sent)
+
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         ingestor = state["ingestor"]

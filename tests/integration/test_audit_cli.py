@@ -157,6 +157,11 @@ def test_labels_commands_and_the_window_audit_on_clickhouse(tmp_path: Path) -> N
     listed = {line.split()[0] for line in suspects.splitlines() if line.startswith("p")}
     assert listed and len(listed & wrong) >= 0.8 * len(listed)
     assert "10 asked, 10 answered (100%)" in cli("labels", "requests", "--model", "credit")
+    review = cli("review", "--model", "credit", "--since", "1d", "--out", str(tmp_path / "rev"))
+    assert "# Model review: credit" in review and "## Suggested actions" in review
+    assert len(list((tmp_path / "rev").glob("review-credit-*.html"))) == 1
+    assert "--until '2026-13-01' is not an ISO time" in cli("review", "--model", "credit", "--until", "2026-13-01",
+                                                             code=2)  # fmt: skip
     window = cli("audit", "--model", "credit", "--since", "2000-01-01", "--until", "2100-01-01",
                  "--max-label-noise", "0.02", "--out", str(tmp_path / "w"), code=1)  # fmt: skip
     report = json.loads((tmp_path / "w" / "audit.json").read_text())

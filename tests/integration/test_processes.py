@@ -215,6 +215,9 @@ def test_demo_small_run_matches_exactly_and_flags_the_shift(tmp_path: Path) -> N
     assert m and int(m.group(1)) >= 1 and m.group(1) == m.group(2), out.stdout
     # active learning: 10 requests per five-minute window and version, published when the window closes
     assert re.search(r"labeling requests .*: v1 200 asked, \d+ labelled by now", out.stdout), out.stdout
+    # the review the demo writes suggests retraining for the drifted feature and reports the rollback
+    assert re.search(r"\[data science\] retrain loan-approval v1: drift on salary since", out.stdout), out.stdout
+    assert "[product] canary v2 was rolled back" in out.stdout
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:

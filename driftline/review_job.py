@@ -1,0 +1,45 @@
+"""Make a review (``driftline review`` or the worker's schedule): build it, write it, record its lineage,
+and the event that announces it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from driftline.offline.lineage import Artefact, ClickHouseLineage, record
+from driftline.report_page import ReportFiles
+from driftline.review import build_review
+from driftline.review_report import write_review
+
+
+def run_review(client: Any, database: str, model: str, period_s: float, out: Path,
+               end: float | None = None) -> tuple[dict[str, Any], ReportFiles, Artefact]:  # fmt: skip
+    review = build_review(client, database, model, period_s, end)
+    files = write_review(out, review)
+    artefact = record(
+        files.json, "report", name=files.json.name,
+        params={"kind": "review", "model": model, "period_start": review["period"]["start"],
+                "period_end": review["period"]["end"], "versions": review["versions"]},
+        metrics={"actions": len(review["actions"])},
+    )  # fmt: skip
+    ClickHouseLineage(client, database).store([artefact])
+    return review, files, artefact
+
+
+def review_event(review: dict[str, Any], files: ReportFiles, artefact: Artefact) -> dict[str, Any]:
+    """What subscribers get: the period, the actions, where the report is, its lineage id."""
+    return {
+        "model": review["model"],
+        "period": review["period"],
+        "versions": review["versions"],
+        "actions": [f"[{a['audience']}] {a['text']}" for a in review["actions"]],
+        "report": str(files.html.resolve()),
+        "markdown": str(files.markdown.resolve()),
+        "artefact": artefact.artefact_id,
+    }
+
+
+def models_with_metrics(client: Any, database: str, period_s: float) -> list[str]:
+    since = f"now64(3) - toIntervalSecond({int(period_s)})"
+    rows = client.query(f"SELECT DISTINCT model FROM {database}.metrics WHERE window_start >= {since}").result_rows
+    return sorted(str(r[0]) for r in rows)
