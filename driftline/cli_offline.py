@@ -171,8 +171,11 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
                   show_default=True)  # fmt: skip
     @click.option("--hidden", type=int, default=16, show_default=True, help="Units of the student's hidden layer.")
     @click.option("--temperature", type=float, default=2.0, show_default=True)
+    @click.option("--energy/--no-energy", default=True, show_default=True, help="Measure energy per inference.")
+    @click.option("--watts-per-core", type=float, default=3.5, show_default=True,
+                  help="Power of a busy core, for the estimate where no RAPL counters can be read.")  # fmt: skip
     @fail_cleanly
-    def offline_distill(data: Path, hidden: int, temperature: float) -> None:
+    def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, watts_per_core: float) -> None:
         """Gradient-boosting teacher -> small MLP student on soft labels; accuracy, AUC, fidelity, calibration."""
         from dataclasses import asdict
 
@@ -181,10 +184,21 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         from driftline.offline.reports import distill_report
         from driftline.offline.train import _torch, load_dataset
 
-        with _progress(1, "distill: teacher, students") as bar:
-            result = distill(load_dataset(data), hidden=hidden, temperature=temperature)
+        with _progress(2 if energy else 1, "distill: teacher, students, energy") as bar:
+            holdout = load_dataset(data)
+            result = distill(holdout, hidden=hidden, temperature=temperature)
             bar.update()
-        files = distill_report(data.parent, result)
+            points = []
+            if energy:
+                from driftline.offline.energy import Meter, model_energy
+                from driftline.offline.export import export_onnx, quantize_dynamic
+
+                fp32 = export_onnx(result.student_model, data.parent / "student-fp32.onnx", holdout.x_test.shape[1])
+                int8 = quantize_dynamic(fp32, data.parent / "student-int8.onnx")
+                points = model_energy(result.teacher_model, result.student_model, fp32, int8, holdout.x_test,
+                                      meter=Meter(watts_per_core=watts_per_core))  # fmt: skip
+                bar.update()
+        files = distill_report(data.parent, result, points)
         _torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
         record(data.parent / "model-student.pt", "model", params={"hidden": hidden, "temperature": temperature,
                "teacher": "HistGradientBoostingClassifier"}, metrics=asdict(result.student),

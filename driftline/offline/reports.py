@@ -13,6 +13,7 @@ from typing import Any
 
 from driftline.charts import Series, svg_bars, svg_chart
 from driftline.offline.distill import DistillResult
+from driftline.offline.energy import EnergyPoint
 from driftline.offline.fairness import MitigationResult
 from driftline.offline.gate import GateResult
 from driftline.offline.hybrid import CurvePoint
@@ -98,7 +99,23 @@ def fairness_report(out: Any, results: Sequence[MitigationResult]) -> ReportFile
     return write_report(out, "fairness", "\n".join(lines), charts, [asdict(r) for r in results])
 
 
-def distill_report(out: Any, result: DistillResult) -> ReportFiles:
+def _energy_lines(energy: Sequence[EnergyPoint]) -> list[str]:
+    if not energy:
+        return []
+    method = energy[0].method
+    lines = ["", "## Energy per inference", "",
+             f"Method: **{method}**." + ("" if method.startswith("measured") else
+             " This machine exposes no readable RAPL energy counters, so these are estimates: the process's CPU "
+             "time per inference x the stated watts per busy core (idle and memory power not attributed). The "
+             "ratios between models hold; the absolute joules depend on the assumption."), "",
+             "| model | batch | threads | joules per inference | CPU ms per inference | wall ms per call |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {e.model} | {e.batch} | {e.threads} | {e.joules_per_inference:.3e} | {e.cpu_ms_per_inference:.3g} | "
+              f"{e.wall_ms_per_call:.3f} |" for e in energy]  # fmt: skip
+    return lines
+
+
+def distill_report(out: Any, result: DistillResult, energy: Sequence[EnergyPoint] = ()) -> ReportFiles:
     rows = [("teacher (gradient boosting)", result.teacher), ("student on hard labels", result.hard_student),
             ("distilled student", result.student)]  # fmt: skip
     lines = [f"# Distillation ({result.student_parameters:,} student parameters)", "",
@@ -106,6 +123,7 @@ def distill_report(out: Any, result: DistillResult) -> ReportFiles:
     lines += [f"| {n} | {s.accuracy:.4f} | {s.roc_auc:.4f} | {s.fidelity:.4f} | {s.ece:.4f} |" for n, s in rows]
     lines += ["", "Fidelity: share of test rows where the model agrees with the teacher. ECE: expected calibration "
               "error over 10 equal-width probability bins (the reliability plot shows them)."]  # fmt: skip
+    lines += _energy_lines(energy)
     metrics = ["accuracy", "roc_auc", "fidelity"]
     charts = [
         svg_bars("Test scores", metrics, [Series(n, [(m, getattr(s, m)) for m in metrics]) for n, s in rows]),
@@ -119,8 +137,16 @@ def distill_report(out: Any, result: DistillResult) -> ReportFiles:
             "observed rate",
         ),
     ]
+    if energy:
+        names = list(dict.fromkeys(e.model for e in energy))
+        for batch in sorted({e.batch for e in energy}):
+            charts.append(svg_bars(f"Joules per inference at batch {batch} ({energy[0].method})", names,
+                                   [Series(f"{t} thread(s)", [(e.model, e.joules_per_inference) for e in energy
+                                                              if e.batch == batch and e.threads == t])
+                                    for t in sorted({e.threads for e in energy})]))  # fmt: skip
     data = {n: asdict(s) for n, s in rows} | {"reliability": result.reliability,
-                                              "student_parameters": result.student_parameters}  # fmt: skip
+                                              "student_parameters": result.student_parameters,
+                                              "energy": [asdict(e) for e in energy]}  # fmt: skip
     return write_report(out, "distill", "\n".join(lines), charts, data)
 
 

@@ -52,7 +52,14 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
     distilled = run("offline", "distill", "--data", data)
     assert "| distilled student |" in distilled and (out / "model-student.pt.lineage.json").is_file()
-    assert "reliability" in assert_report(out, "distill")
+    distill_json = assert_report(out, "distill")
+    assert "reliability" in distill_json
+    energy = distill_json["energy"]  # type: ignore[call-overload]
+    assert {(e["model"], e["batch"], e["threads"]) for e in energy} == {
+        (m, b, t) for m in ("teacher (gradient boosting)", "student (torch)", "student ONNX fp32", "student ONNX int8")
+        for b in (1, 1024) for t in (1, 2)
+    }  # fmt: skip
+    assert "## Energy per inference" in distilled and "Method: **" in distilled
     hybrid = run("offline", "hybrid", "--data", data, "--threshold", "0.9", "--broker", s.broker,
                  "--topic-prefix", s.topic_prefix)  # fmt: skip
     assert "| 0.5 |" in hybrid and "logged 1,000 routing decisions" in hybrid
