@@ -93,6 +93,38 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
         click.echo(f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
                    f"report {files.html} (+ .md, .json)")  # fmt: skip
 
+    @offline.command("privacy")
+    @click.option("--clients", type=int, default=50, show_default=True)
+    @click.option("--rounds", type=int, default=30, show_default=True)
+    @click.option("--participation", type=float, default=0.3, show_default=True, help="Chance a client takes part.")
+    @click.option("--noise-multipliers", default="0.7,1,2", show_default=True, help="Client-level DP sigmas.")
+    @click.option("--epsilons", default="0.5,2", show_default=True, help="Target epsilons of centralised DP-SGD.")
+    @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/privacy"), show_default=True)
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @fail_cleanly
+    def offline_privacy(clients: int, rounds: int, participation: float, noise_multipliers: str, epsilons: str,
+                        out: Path, seed: int) -> None:  # fmt: skip
+        """Privacy (epsilon, delta), communication and accuracy of DP-SGD and federated variants, side by side."""
+        from driftline.offline.reports import tradeoff_report
+        from driftline.offline.tradeoff import tradeoff
+
+        try:
+            sigmas = tuple(float(v) for v in noise_multipliers.split(",") if v.strip())
+            eps = tuple(float(v) for v in epsilons.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError("--noise-multipliers and --epsilons take numbers separated by commas") from None
+        if clients < 2 or rounds < 1 or not 0 < participation <= 1 or min((*sigmas, *eps), default=1) <= 0:
+            raise ConfigError("need --clients >= 2, --rounds >= 1, 0 < --participation <= 1, positive sigmas/epsilons")
+        with _progress(1 + len(eps) + 1 + len(sigmas), "privacy trade-off") as bar:
+            rows, target = tradeoff(clients=clients, rounds=rounds, participation=participation,
+                                    noise_multipliers=sigmas, dp_sgd_epsilons=eps, seed=seed,
+                                    progress=bar.update)  # fmt: skip
+        settings = {"clients": clients, "per_client": 200, "rounds": rounds, "participation": participation,
+                    "target_ratio": 0.97, "seed": seed}  # fmt: skip
+        files = tradeoff_report(out, rows, target, settings)
+        click.echo(files.markdown.read_text())
+        click.echo(f"report: {files.html} (+ .md, .json)")
+
     @offline.command("gate")
     @click.option("--candidate", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
     @click.option("--production", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")

@@ -17,6 +17,7 @@ from driftline.offline.energy import EnergyPoint
 from driftline.offline.fairness import MitigationResult
 from driftline.offline.gate import GateResult
 from driftline.offline.hybrid import CurvePoint
+from driftline.offline.tradeoff import TradeoffRow
 from driftline.report_page import ReportFiles, write_report
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "federated_report",
     "gate_report",
     "hybrid_report",
+    "tradeoff_report",
 ]
 
 
@@ -223,3 +225,41 @@ def explain_report(out: Any, data: dict[str, Any]) -> ReportFiles:
                                [Series("reference", [(f, v[0]) for f, v in shift.items()]),
                                 Series("production", [(f, v[1]) for f, v in shift.items()])]))  # fmt: skip
     return write_report(out, "explain", "\n".join(lines), charts, data)
+
+
+def tradeoff_report(out: Any, rows: Sequence[TradeoffRow], target: float, settings: dict[str, Any]) -> ReportFiles:
+    def eps(r: TradeoffRow) -> str:
+        return "-" if r.epsilon is None else f"{r.epsilon:.2f}"
+
+    lines = ["# Privacy, communication and accuracy", "",
+             f"Same data and model for every row: {settings['clients']} generated non-IID clients (about "
+             f"{settings['per_client']} rows each), logistic regression, one test set. Target accuracy "
+             f"{target:.4f} ({settings['target_ratio']:g} x the centralised non-private accuracy). Federated rows: "
+             f"{settings['rounds']} rounds, each client taking part with probability {settings['participation']:g}. "
+             "Epsilon from Opacus' RDP accountant; a *record* guarantee protects one row, a *client* guarantee a "
+             "client's whole data (stronger per unit of epsilon).", "",
+             "| technique | guarantee | epsilon | delta | bytes per client per round | rounds to target | "
+             "bytes per client to target | accuracy |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        delta = "-" if r.delta is None else f"{r.delta:.1e}"
+        to_target = "not reached" if r.rounds_to_target is None else str(r.rounds_to_target)
+        total = "-" if r.bytes_per_client_to_target is None else f"{r.bytes_per_client_to_target:,}"
+        lines.append(f"| {r.technique} | {r.guarantee} | {eps(r)} | {delta} | {r.bytes_per_client_per_round:,} | "
+                     f"{to_target} | {total} | {r.accuracy:.4f} |")  # fmt: skip
+    lines += ["", "Centralised rows move each client's rows once (their bytes are that upload); federated rows move "
+              "a masked update up, the model down and one public key to each other participant per round. The "
+              "sum of the clients' size weights reaches the server unnoised."]  # fmt: skip
+    names = [r.technique.replace("FedAvg + secure aggregation", "FedAvg+SA").replace("centralised", "central")
+             for r in rows]  # fmt: skip
+    charts = [
+        svg_bars("Accuracy per technique, and the target", names,
+                 [Series("accuracy", [(n, r.accuracy) for n, r in zip(names, rows, strict=True)]),
+                  Series("target", [(n, target) for n in names])]),
+        svg_bars("Epsilon (lower is more private; none = no formal guarantee)", names,
+                 [Series("epsilon", [(n, r.epsilon) for n, r in zip(names, rows, strict=True) if r.epsilon])]),
+        svg_bars("Bytes per client to reach the target", names,
+                 [Series("bytes", [(n, float(r.bytes_per_client_to_target)) for n, r in zip(names, rows, strict=True)
+                                   if r.bytes_per_client_to_target])]),
+    ]  # fmt: skip
+    data = {"settings": settings, "target": target, "rows": [asdict(r) for r in rows]}
+    return write_report(out, "privacy", "\n".join(lines), charts, data)

@@ -70,6 +70,10 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))
     assert "federated accuracy" in fed
     assert len(assert_report(tmp_path / "fed", "federated")["history"]) == 4  # type: ignore[call-overload]
+    privacy = run("offline", "privacy", "--clients", "10", "--rounds", "4", "--noise-multipliers", "1",
+                  "--epsilons", "2", "--out", str(tmp_path / "privacy"))  # fmt: skip
+    assert "| FedAvg + secure aggregation + client DP (sigma 1, clip 1) | client |" in privacy
+    assert len(assert_report(tmp_path / "privacy", "privacy")["rows"]) == 4  # type: ignore[call-overload]
     chain = run("offline", "lineage", str(out / "model-int8-static.onnx"), "--root", str(out))
     assert [line.split()[1] for line in chain.splitlines()] == ["onnx", "model", "dataset"]
     assert "no lineage record" in run("offline", "lineage", "deadbeef", "--root", str(out), code=2)
