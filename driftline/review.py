@@ -125,7 +125,11 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
             GROUP BY version, feature ORDER BY version, feature"""
     ):
         gap = pair(version, "fairness", "demographic_parity_difference", attr)
-        fairness.append({"version": version, "attribute": attr, "days_above": int(days_above), "mean": mean_gap, **gap})
+        groups = sorted({k[4] for p in stats.values() for k in p
+                         if k[:4] == (version, "fairness", "selection_rate", attr) and k[4]})  # fmt: skip
+        by_group = {g: pair(version, "fairness", "selection_rate", attr, g) for g in groups}
+        fairness.append({"version": version, "attribute": attr, "days_above": int(days_above), "mean": mean_gap,
+                         **gap, "selection_rate": by_group})  # fmt: skip
     dq = [
         {"version": v, "metric": metric, "feature": f, "windows": int(n), "max": mx}
         for v, metric, f, n, mx in q.rows(

@@ -68,6 +68,11 @@ def review_markdown(r: dict[str, Any]) -> str:
         ]
         lines += [f"| {f['version']} | {f['attribute']} | {_n(f['mean'])} | {_change(f)} | {f['days_above']} |"
                   for f in ds["fairness"]]  # fmt: skip
+        rates = [(f, g, p) for f in ds["fairness"] for g, p in f["selection_rate"].items()]
+        if rates:
+            head = "| version | attribute | group | current (change vs previous) |"
+            lines += ["", "Selection rate by group:", "", head, "|---|---|---|---|"]
+            lines += [f"| {f['version']} | {f['attribute']} | {g} | {_change(p)} |" for f, g, p in rates]
     lines += ["", "## Engineering", "", "| version | latency p50 ms | p95 ms | p99 ms |", "|---|---|---|---|"]
     lines += [f"| {v} | {_change(lat['p50'], 1)} | {_change(lat['p95'], 1)} | {_change(lat['p99'], 1)} |"
               for v, lat in eng["latency_ms"].items()]  # fmt: skip

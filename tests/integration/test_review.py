@@ -50,6 +50,7 @@ def metrics(end: float) -> list[MetricRow]:
         if current and h % 24 < 4:
             add("drift", "drifted", 1.0, "income")
         add("fairness", "demographic_parity_difference", 0.15 if current else 0.05, "sex")
+        rows.append(MetricRow(start, start + W, "credit", "v1", "fairness", "selection_rate", "sex", "f", 0.3, 50))
         add("data_quality", "missing_rate", 0.2 if current and h % 48 == 0 else 0.0, "age")
     return rows
 
@@ -89,6 +90,7 @@ def test_review_numbers_actions_lineage_and_announcement(
     assert (drift["feature"], drift["windows"], drift["max_psi"]) == ("income", 28, pytest.approx(0.4))
     (fair,) = review["data_science"]["fairness"]
     assert fair["attribute"] == "sex" and fair["days_above"] == 7 and fair["current"] == pytest.approx(0.15)
+    assert fair["selection_rate"] == {"f": {"current": pytest.approx(0.3), "previous": pytest.approx(0.3)}}
     (incident,) = review["engineering"]["data_quality_incidents"]
     assert incident["feature"] == "age" and incident["windows"] == sum(
         1 for r in current if r.metric == "missing_rate" and r.value > 0.05
