@@ -3,6 +3,9 @@ and the event that announces it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,8 @@ from driftline.offline.lineage import Artefact, ClickHouseLineage, record
 from driftline.report_page import ReportFiles
 from driftline.review import build_review
 from driftline.review_report import write_review
+
+log = logging.getLogger(__name__)
 
 
 def run_review(client: Any, database: str, model: str, period_s: float, out: Path,
@@ -43,3 +48,22 @@ def models_with_metrics(client: Any, database: str, period_s: float) -> list[str
     since = f"now64(3) - toIntervalSecond({int(period_s)})"
     rows = client.query(f"SELECT DISTINCT model FROM {database}.metrics WHERE window_start >= {since}").result_rows
     return sorted(str(r[0]) for r in rows)
+
+
+Announce = Callable[[str, dict[str, Any], dict[str, str]], Awaitable[int]]
+
+
+async def review_all(client: Any, database: str, period_s: float, out: Path, announce: Announce) -> list[Path]:
+    """What the worker's schedule runs: a review of every model with metrics in the period, each announced."""
+    written = []
+    for model in await asyncio.to_thread(models_with_metrics, client, database, period_s):
+        try:
+            review, files, art = await asyncio.to_thread(run_review, client, database, model, period_s, out)
+        except Exception:  # the next period tries again; a review is never worth stopping ingest for
+            log.exception("review of %s failed", model)
+            continue
+        sent = await announce("review", review_event(review, files, art),
+                              {"model": model, "severity": "info", "alertname": "ModelReview"})  # fmt: skip
+        log.warning("review of %s written to %s; announced to %d subscription(s)", model, files.html, sent)
+        written.append(files.html)
+    return written

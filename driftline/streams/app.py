@@ -191,27 +191,12 @@ def create_app(settings: Settings) -> faust.App:
         @app.timer(interval=float(settings.review_every_s), on_leader=False)
         async def scheduled_review() -> None:
             """Every review_every_s: a review of each model over the last period, written and announced."""
-            from driftline.review_job import models_with_metrics, review_event, run_review
+            from driftline.review_job import review_all
 
             sink, alerting = state.get("sink"), state.get("alerting")
-            if sink is None or alerting is None:
-                return
-            period = float(settings.review_every_s)
-            out = settings.data_path / "reviews"
-            for model in await asyncio.to_thread(
-                models_with_metrics, sink.client, settings.clickhouse_database, period
-            ):
-                try:
-                    review, files, art = await asyncio.to_thread(
-                        run_review, sink.client, settings.clickhouse_database, model, period, out
-                    )
-                except Exception:  # the next period tries again; a review is never worth stopping ingest for
-                    log.exception("review of %s failed", model)
-                    continue
-                event = review_event(review, files, art)
-                sent = await alerting.announce("review", event, {"model": model, "severity": "info",
-                                                                 "alertname": "ModelReview"})  # fmt: skip
-                log.warning("review of %s written to %s; announced to %d subscription(s)", model, files.html, sent)
+            if sink is not None and alerting is not None:
+                await review_all(sink.client, settings.clickhouse_database, float(settings.review_every_s),
+                                 settings.data_path / "reviews", alerting.announce)  # fmt: skip
 
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:

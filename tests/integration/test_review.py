@@ -18,7 +18,7 @@ from driftline.alerts.webhook import RetryPolicy, verify
 from driftline.config import Settings
 from driftline.models.canary import Decision
 from driftline.offline.lineage import ClickHouseLineage
-from driftline.review_job import review_event, run_review
+from driftline.review_job import review_all, run_review
 from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.spec import MonitorSpec
@@ -112,7 +112,7 @@ def test_review_numbers_actions_lineage_and_announcement(
     assert stored is not None and stored.params["model"] == "credit" and stored.kind == "report"
 
     # its publication: a signed webhook to a subscriber of the model, and the live stream
-    async def announce() -> tuple[Receiver, Subscription, int, list[str]]:
+    async def announce() -> tuple[Receiver, Subscription, list[str]]:
         receiver = Receiver([])
         base = await receiver.start()
         sub = Subscription.create("product", f"{base}/product", created_by="t", now=time.time(), models=["credit"])
@@ -125,19 +125,21 @@ def test_review_numbers_actions_lineage_and_announcement(
         agent.dispatcher.subscriptions = {s.id: s for s in (sub, other)}
         await agent.start()
         try:
-            labels = {"model": "credit", "severity": "info", "alertname": "ModelReview"}
-            sent = await agent.announce("review", review_event(review, files, art), labels)
+            # what the worker's schedule (DRIFTLINE_REVIEW_EVERY_S) runs
+            written = await review_all(sink.client, db, 7 * DAY, tmp_path / "scheduled", agent.announce)
+            assert [p.parent for p in written] == [tmp_path / "scheduled"]
             await wait_for(lambda: len(receiver.requests) == 1)
             await asyncio.sleep(0.2)
         finally:
             await agent.stop()
             await receiver.runner.cleanup()
-        return receiver, sub, sent, [kind for _, kind, _ in stream._buffer]
+        return receiver, sub, [kind for _, kind, _ in stream._buffer]
 
-    receiver, sub, sent, kinds = asyncio.run(announce())
-    assert sent == 1 and len(receiver.requests) == 1 and kinds == ["review"]
+    receiver, sub, kinds = asyncio.run(announce())
+    assert len(receiver.requests) == 1 and kinds == ["review"]  # the subscriber of another model got nothing
     headers, body = receiver.requests[0]
     assert verify(sub.reveal(), headers["webhook-id"], headers["webhook-timestamp"], body, headers["webhook-signature"])
     payload = json.loads(body)
-    assert payload["type"] == "review.published" and payload["data"]["artefact"] == art.artefact_id
+    assert payload["type"] == "review.published" and payload["data"]["model"] == "credit"
+    assert payload["data"]["artefact"] and payload["data"]["report"].endswith(".html")
     assert payload["data"]["actions"][0].startswith("[")
