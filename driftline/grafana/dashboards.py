@@ -108,6 +108,20 @@ def _dashboards(spec: MonitorSpec) -> dict[str, tuple[str, list[Panel]]]:
             Panel("Duplicate event ids", _metric_series("duplicate_rate", "data_quality", extra=versions),
                   unit="percentunit"),
         ]),
+        "driftline-labeling": ("driftline: labels and annotators", [
+            Panel("Annotator agreement (Krippendorff's alpha)", _metric_series("krippendorff_alpha", "labeling",
+                                                                              extra=versions), threshold=0.67),
+            Panel("Agreement with the other annotators' majority, by annotator",
+                  _metric_series("annotator_agreement", "labeling", by="segment", extra=versions),
+                  unit="percentunit"),
+            Panel("Confident predictions the labels contradict",
+                  _metric_series("confident_disagreement_rate", "labeling", extra=versions + " AND feature = ''"),
+                  unit="percentunit"),
+            Panel("Labeling requests per window (active learning)",
+                  "SELECT window_start AS time, version AS series, toFloat64(count()) AS value\n"
+                  "FROM {db}.labeling_requests FINAL\nWHERE model = '${model}' AND $__timeFilter(window_start)\n"
+                  "GROUP BY time, series ORDER BY time"),
+        ]),
         "driftline-canary": ("driftline: canary vs primary", [
             Panel("Accuracy by version", _metric_series("accuracy", "quality")),
             Panel("Drift share by version", _metric_series("drift_share", "drift")),

@@ -28,6 +28,7 @@ from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink, SourcedDeadLetter
 from driftline.spec import MonitorSpec
 from driftline.streams.alerting import AlertingAgent
+from driftline.streams.labeling_requests import _utc, request_store
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.shadow_job import ShadowJob
@@ -45,7 +46,7 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
         y = int(rng.uniform() < 0.5)
         p = int(rng.uniform() < (0.9 if y else 0.1)) if version == "v1" else int(rng.uniform() < 0.5)  # v2 is bad
         preds.append(Prediction(
-            event_id=f"e{i}", model="loan", version=version, ts=ts, prediction=p, score=0.8 if p else 0.2,
+            event_id=f"e{i}", model="loan", version=version, ts=ts, prediction=p, score=0.95 if p else 0.05,
             features={"income": float(rng.normal(50 + (30 if i > 4000 else 0), 10)), "age": float(rng.normal(40, 9)),
                       "city": str(rng.choice(["a", "b", "c"])), "debt": float(rng.normal(5, 2))},
             attributes={"sex": str(rng.choice(["f", "m"]))}, latency_ms=float(rng.uniform(1, 4)), request_id=f"r{i}",
@@ -54,9 +55,16 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
             shadow = Prediction(event_id=f"s{i}", model="loan", version="v3", ts=ts, prediction=1 - p,
                                 route="shadow", request_id=f"r{i}", score=0.5)  # fmt: skip
             preds.append(shadow)
-        labels.append(Label(event_id=f"e{i}", label=y, ts=ts + 30))
+        labels.append(Label(event_id=f"e{i}", label=y, ts=ts + 30, annotator="ann", guideline_version="g1"))
+        if i % 3 == 0:  # a second annotator on a third of the items, agreeing nine times in ten
+            second = y if rng.uniform() < 0.9 else 1 - y
+            labels.append(Label(event_id=f"e{i}", label=second, ts=ts + 40, annotator="bob", guideline_version="g1"))
     bad = SourcedDeadLetter(DeadLetter("malformed", "bad", b"{"), settings.topic("predictions"), 0, 1, time.time())
     sink.write(preds, labels, [bad], token="grafana-test")
+    request_store(sink.client, settings.clickhouse_database)([
+        [p.event_id, "loan", p.version, _utc(p.ts), _utc(p.ts // W * W), "margin", 0.5, _utc(time.time())]
+        for p in preds[::50] if p.route != "shadow"
+    ])  # fmt: skip
     engine = MonitoringEngine(MonitorSpec(), reference_events=1000, window_s=W, allowed_lateness_s=0)
     rows = engine.update([p for p in preds if p.route != "shadow"]) + engine.flush()
     rows += QualityJob(sink.client, settings.clickhouse_database, MonitorSpec()).run_once()
@@ -142,13 +150,13 @@ class _Grafana(BaseHTTPRequestHandler):
 
 def test_dashboards_written_as_files_and_pushed_over_the_api(tmp_path: Path) -> None:
     paths = write(MonitorSpec(), tmp_path)
-    assert len(paths) == 6 and all(json.loads(p.read_text())["panels"] for p in paths)
+    assert len(paths) == 7 and all(json.loads(p.read_text())["panels"] for p in paths)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Grafana)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         urls = push(build(MonitorSpec()), url, "glsa_test", folder_uid="ml")
-        assert urls[0].startswith("/d/driftline-") and len(urls) == 6
+        assert urls[0].startswith("/d/driftline-") and len(urls) == 7
         path, headers, body = _Grafana.received[0]
         assert path == "/api/dashboards/db" and body["overwrite"] is True and body["folderUid"] == "ml"
         assert body["dashboard"]["id"] is None and headers["authorization"] == "Bearer glsa_test"
