@@ -99,6 +99,12 @@ alerts:
       metric: error_drift_alarm
       detector: true
       severity: warning
+    - name: AnnotatorAgreementDrop
+      family: labeling
+      metric: krippendorff_alpha
+      below: 0.67
+      severity: warning
+      annotations: {summary: "annotators of {model} {version} agree less (alpha {value:.2f}): check the guideline"}
   inhibit:
     - {source: [alertname=AccuracyDrop], target: [alertname=ErrorStreamDrift], equal: [model, version]}
 models:
