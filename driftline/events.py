@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
+import numpy as np
 
 SCHEMA_VERSION = 1
 KINDS = ("prediction", "label")
@@ -218,19 +219,33 @@ def _check_lengths(columns: dict[str, Any], n: int) -> str | None:
     return None
 
 
+def _first_non_finite(col: Sequence[Any]) -> int:
+    """Index of the first float NaN/inf in a column, or -1. Vectorised: numpy converts the column in C;
+    None also becomes NaN there, so candidates are confirmed one by one (few), and a column numpy cannot
+    convert (text) is scanned in Python (only floats can be non-finite)."""
+    try:
+        arr = np.asarray(col, dtype=np.float64)
+    except (TypeError, ValueError):
+        if float not in set(map(type, col)):  # e.g. a text column: nothing to check
+            return -1
+        return next((i for i, v in enumerate(col) if isinstance(v, float) and not math.isfinite(v)), -1)
+    for i in np.flatnonzero(~np.isfinite(arr)).tolist():
+        v = col[i]
+        if isinstance(v, float) and not math.isfinite(v):
+            return int(i)
+    return -1
+
+
 def _non_finite(columns: Any) -> str | None:
     """MessagePack can carry NaN/inf, JSON cannot: find the first such value in float columns."""
     for name in ("ts", "score", "latency_ms", "prediction", "label"):
         col = getattr(columns, name, None)
-        if col:
-            for i, v in enumerate(col):
-                if isinstance(v, float) and not math.isfinite(v):
-                    return f"$.columns.{name}[{i}]"
+        if col and (i := _first_non_finite(col)) >= 0:
+            return f"$.columns.{name}[{i}]"
     for section in ("features", "kpis"):
         for key, col in getattr(columns, section, {}).items():
-            for i, v in enumerate(col):
-                if isinstance(v, float) and not math.isfinite(v):
-                    return f"$.columns.{section}[{key!r}][{i}]"
+            if col and (i := _first_non_finite(col)) >= 0:
+                return f"$.columns.{section}[{key!r}][{i}]"
     return None
 
 

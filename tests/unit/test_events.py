@@ -128,6 +128,28 @@ def test_oversize_is_rejected_unread() -> None:
     assert "1024" in letter.reason
 
 
+@pytest.mark.parametrize(
+    ("column", "where"),
+    [
+        ([1.0, None, 2.0], None),  # a missing value is not a non-finite one
+        ([1, None, float("inf")], "[2]"),
+        (["a", "b", float("-inf")], "[2]"),  # a mixed column numpy cannot convert
+        (["a", None, "c"], None),
+        ([True, 2, 3.5], None),
+    ],
+)
+def test_columnar_non_finite_values_are_found_and_missing_ones_are_not(column: list[object], where: str | None) -> None:
+    events = [make_prediction(i) for i in range(3)]
+    payload = msgspec.msgpack.decode(encode_columnar(events))
+    payload["columns"]["features"]["extra"] = column
+    decoded = decode_message(msgspec.msgpack.encode(payload), "prediction")
+    if where is None:
+        assert not decoded.dead_letters and len(decoded.events) == 3
+    else:
+        [letter] = decoded.dead_letters
+        assert letter.code == "not_finite" and "extra" in letter.reason and where in letter.reason
+
+
 def test_columnar_nan_ragged_and_wrong_kind() -> None:
     events = [make_prediction(i) for i in range(3)]
     payload = msgspec.msgpack.decode(encode_columnar(events))
