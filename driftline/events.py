@@ -283,45 +283,22 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
             Label(event_id=e, label=lab, ts=t, annotator=a, guideline_version=g)
             for e, lab, t, a, g in zip(columns.event_id, columns.label, columns.ts, annot, guide, strict=True)
         ]
-    feats = columns.features
-    names = list(feats)
-    feature_rows = (
-        [dict(zip(names, vals, strict=True)) for vals in zip(*feats.values(), strict=True)] if names else [{}] * n
-    )
-    attrs = columns.attributes
-    attr_names = list(attrs)
-    attr_rows = (
-        [dict(zip(attr_names, vals, strict=True)) for vals in zip(*attrs.values(), strict=True)]
-        if attr_names
-        else [{}] * n
-    )
-    kpi_names = list(columns.kpis)
-    kpi_rows = (
-        [dict(zip(kpi_names, vals, strict=True)) for vals in zip(*columns.kpis.values(), strict=True)]
-        if kpi_names
-        else [{}] * n
-    )
-    score = columns.score or [None] * n
-    route = columns.route or ["primary"] * n
-    latency = columns.latency_ms or [None] * n
-    request = columns.request_id or [None] * n
+
+    # The lengths were checked (_check_lengths), so the zips need no strict=True (it costs per row).
+    def rows_of(section: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        names = list(section)
+        return [dict(zip(names, vals)) for vals in zip(*section.values())] if names else [{}] * n  # noqa: B905
+
+    empty: list[None] = [None] * n
     return [
-        Prediction(
-            event_id=columns.event_id[i],
-            model=columns.model[i],
-            version=columns.version[i],
-            ts=columns.ts[i],
-            features=feature_rows[i],
-            prediction=columns.prediction[i],
-            score=score[i],
-            attributes=attr_rows[i],
-            route=route[i],
-            latency_ms=latency[i],
-            kpis=kpi_rows[i],
-            request_id=request[i],
+        Prediction(event_id=e, model=m, version=v, ts=t, features=f, prediction=p, score=s, attributes=a, route=r,
+                   latency_ms=lat, kpis=k, request_id=q)
+        for e, m, v, t, f, p, s, a, r, lat, k, q in zip(  # noqa: B905
+            columns.event_id, columns.model, columns.version, columns.ts, rows_of(columns.features),
+            columns.prediction, columns.score or empty, rows_of(columns.attributes), columns.route or ["primary"] * n,
+            columns.latency_ms or empty, rows_of(columns.kpis), columns.request_id or empty,
         )
-        for i in range(n)
-    ]
+    ]  # fmt: skip
 
 
 def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Decoded:

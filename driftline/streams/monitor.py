@@ -169,7 +169,12 @@ def _target_columns(events: Sequence[Prediction], spec: ModelSpec) -> dict[str, 
     if spec.task == "regression":
         prediction: list[Any] = [e.prediction if not isinstance(e.prediction, str) else None for e in events]
     else:
-        prediction = [canonical_target(e.prediction) for e in events]
+        # Few distinct classes: compute each one's text once. Values that compare equal (1, 1.0, True)
+        # share one text anyway, so keying the memo by value is safe.
+        memo: dict[Any, str] = {}
+        prediction = [
+            memo[p] if p in memo else memo.setdefault(p, canonical_target(p)) for p in (e.prediction for e in events)
+        ]
     return {SCORE: [e.score for e in events], PREDICTION: prediction}
 
 
