@@ -138,10 +138,13 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
     @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Kafka, for --register-canary.")
     @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of topic names.")
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="Report directory (default: --data's).")
+    @click.option("--clickhouse", envvar="DRIFTLINE_CLICKHOUSE", show_envvar=True, default=None,
+                  help="With --register-canary: store the candidate's lineage chain in this ClickHouse, so that "
+                  "`driftline review` shows where the version came from.")  # fmt: skip
     @fail_cleanly
     def offline_gate(candidate: Path, production: Path, data: Path, max_quality_drop: float,
                      max_fairness_increase: float, max_latency_ratio: float, canary: str | None, broker: str | None,
-                     topic_prefix: str | None, out: Path | None) -> None:  # fmt: skip
+                     topic_prefix: str | None, out: Path | None, clickhouse: str | None) -> None:  # fmt: skip
         """Compare a candidate with production on a holdout; exit 1 when it is worse beyond the tolerances."""
         import sys
 
@@ -160,8 +163,9 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
                           Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio))  # fmt: skip
             bar.update()
         files = gate_report(out or data.parent, result, candidate.name, production.name)
-        record(files.markdown, "gate", metrics={"passed": result.passed},
-               parents=[content_hash(candidate), content_hash(production), content_hash(data)])  # fmt: skip
+        target = dict(zip(("model", "version"), canary.split("/", 1), strict=True)) if canary else {}
+        gate_art = record(files.markdown, "gate", params=target, metrics={"passed": result.passed},
+                          parents=[content_hash(candidate), content_hash(production), content_hash(data)])  # fmt: skip
         click.echo(files.markdown.read_text())
         click.echo(f"report: {files.html} (+ .md, .json)")
         if not result.passed:
@@ -180,6 +184,18 @@ def register(group: click.Group, fail_cleanly: Any) -> None:
             finally:
                 control.close()
             click.echo(f"registered {model} {version} as a 10 % canary")
+            if clickhouse:
+                from driftline.offline.lineage import store_chain
+                from driftline.sinks.clickhouse import ClickHouseSink
+
+                sink = ClickHouseSink(Settings.from_env(clickhouse=clickhouse))
+                try:
+                    sink.migrate()
+                    roots = [candidate.parent, production.parent, data.parent, files.markdown.parent]
+                    stored = store_chain(gate_art, roots, sink.client, sink.settings.clickhouse_database)
+                finally:
+                    sink.close()
+                click.echo(f"lineage of {model} {version}: {stored} artefact(s) stored in ClickHouse")
 
     @offline.command("fairness")
     @click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),

@@ -171,13 +171,7 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
     state = q.rows("""SELECT argMax(versions, revision) FROM {db}.model_registry FINAL WHERE model = {m:String}
                       AND at < @end""")  # fmt: skip
     in_production = _production_versions(state[0][0] if state and state[0][0] else "")
-    lineage = {
-        v: [{"artefact": a[:12], "kind": k, "name": n, "code_version": cv} for a, k, n, cv in q.rows(
-            f"""SELECT artefact_id, kind, name, code_version FROM {{db}}.lineage FINAL
-                WHERE JSONExtractString(params, 'model') = {{m:String}}
-                  AND JSONExtractString(params, 'version') = '{v.replace("'", "")}' ORDER BY created_at""")]
-        for v in sorted(set(in_production) | set(versions))
-    }  # fmt: skip
+    lineage = _lineage(client, database, q, sorted(set(in_production) | set(versions)))
     dead = q.rows("""SELECT countIf(received_at >= @start), countIf(received_at < @start) FROM {db}.dead_letters
                      WHERE received_at >= @prev AND received_at < @end""")[0]  # fmt: skip
     kpi_names = sorted({k[3] for p in stats.values() for k in p if k[1] == "kpi" and k[2] == "sum"})
@@ -218,6 +212,33 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
     }
     review["actions"] = [asdict(a) for a in suggested_actions(review, t)]
     return review
+
+
+def _lineage(client: Any, database: str, q: _Q, versions: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Per version: the artefacts recorded for it (params model and version, e.g. by `offline gate
+    --register-canary --clickhouse`) and their ancestors in the lineage table, nearest first."""
+    from driftline.exceptions import DriftlineError
+    from driftline.offline.lineage import ClickHouseLineage, ancestry
+
+    roots: dict[str, list[str]] = defaultdict(list)
+    for version, artefact in q.rows(
+        """SELECT JSONExtractString(params, 'version'), artefact_id FROM {db}.lineage FINAL
+           WHERE JSONExtractString(params, 'model') = {m:String} ORDER BY created_at"""
+    ):
+        roots[str(version)].append(str(artefact))
+    store = ClickHouseLineage(client, database)
+    out: dict[str, list[dict[str, str]]] = {}
+    for v in sorted(set(versions) | set(roots)):
+        chain: dict[str, Any] = {}
+        for root in roots.get(v, []):
+            try:
+                found = ancestry(root, store)
+            except DriftlineError:  # a parent was never stored: show what is there
+                found = [a for a in [store.get(root)] if a is not None]
+            chain.update({a.artefact_id: a for a in found})
+        out[v] = [{"artefact": a.artefact_id[:12], "kind": a.kind, "name": a.name, "code_version": a.code_version}
+                  for a in chain.values()]  # fmt: skip
+    return out
 
 
 def _production_versions(versions_json: str) -> dict[str, Any]:

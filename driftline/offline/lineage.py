@@ -159,6 +159,21 @@ class ClickHouseLineage:
         return Artefact(r[0], r[1], r[2], r[3], float(r[4]), r[5], json.loads(r[6]), json.loads(r[7]), tuple(r[8]))
 
 
+def store_chain(artefact: Artefact, roots: Sequence[Path], client: Any, database: str) -> int:
+    """Store `artefact` and every ancestor found in the sidecars below `roots` in the lineage table."""
+    local: dict[str, Artefact] = {}
+    for root in dict.fromkeys(r.resolve() for r in roots):
+        local.update(LocalLineage(root)._by_id)
+    chain, queue = {artefact.artefact_id: artefact}, list(artefact.parents)
+    while queue:
+        current = local.get(queue.pop(0))
+        if current is not None and current.artefact_id not in chain:
+            chain[current.artefact_id] = current
+            queue.extend(current.parents)
+    ClickHouseLineage(client, database).store(chain.values())
+    return len(chain)
+
+
 def ancestry(artefact_id: str, store: LineageStore) -> list[Artefact]:
     """The artefact and every ancestor, breadth first; raises if a link is missing."""
     out: list[Artefact] = []

@@ -50,6 +50,24 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     finally:
         client.close()
     assert state.canaries == {"v9": 10.0} and state.change is not None and state.change.by == "offline-gate"
+    # with --clickhouse the registered version's lineage chain lands in the lineage table; the review shows it
+    import subprocess
+    import sys
+
+    dsn = f"chdb://{tmp_path}/ch"
+    gate_out = subprocess.run(
+        [sys.executable, "-m", "driftline", "offline", "gate", "--candidate", str(out / "model-baseline.pt"),
+         "--production", str(out / "model-baseline.pt"), "--data", data, "--max-latency-ratio", "3",
+         "--register-canary", "loan-approval/v10", "--broker", s.broker, "--topic-prefix", s.topic_prefix,
+         "--clickhouse", dsn], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert gate_out.returncode == 0, gate_out.stdout + gate_out.stderr
+    assert "lineage of loan-approval v10: 3 artefact(s) stored" in gate_out.stdout, gate_out.stdout
+    args = ["review", "--model", "loan-approval", "--clickhouse", dsn, "--out", str(tmp_path / "rev")]
+    review = subprocess.run([sys.executable, "-m", "driftline", *args], capture_output=True, text=True, timeout=300)
+    assert review.returncode == 0, review.stdout + review.stderr
+    (line,) = [x for x in review.stdout.splitlines() if x.startswith("- v10:")]
+    assert "gate gate.md" in line and "model model-baseline.pt" in line and "dataset dataset.npz" in line, line
     distilled = run("offline", "distill", "--data", data)
     assert "| distilled student |" in distilled and (out / "model-student.pt.lineage.json").is_file()
     distill_json = assert_report(out, "distill")
