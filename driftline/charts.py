@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
@@ -21,6 +22,40 @@ _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 class Series:
     label: str
     points: list[tuple[str, float]]  # (window label, value)
+
+
+def _colour(n: int) -> str:
+    return _COLOURS[n % len(_COLOURS)]
+
+
+def _open(title: str, width: int, height: int, left: int, pw: float, lo: float, hi: float,
+          y: Callable[[float], float]) -> list[str]:  # fmt: skip
+    """The SVG element, the title and five horizontal grid lines with their values."""
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        f'font-size="11"><text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>'
+    ]
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    return parts
+
+
+def _close(parts: list[str], series: list[Series], y_label: str, legend_x: float, top: int, ph: float) -> str:
+    """The y-axis label, a legend entry per series in its colour, and the end of the SVG."""
+    if y_label:
+        mid = top + ph / 2
+        parts.append(
+            f'<text x="14" y="{mid}" transform="rotate(-90 14 {mid})" text-anchor="middle">'
+            f"{html.escape(y_label)}</text>"
+        )
+    for n, s in enumerate(series):
+        parts.append(
+            f'<text x="{legend_x + 10}" y="{top + 14 * n + 10}" fill="{_colour(n)}">{html.escape(s.label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def svg_chart(
@@ -48,14 +83,7 @@ def svg_chart(
     def y(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        f'font-size="11"><text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>'
-    ]
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    parts = _open(title, width, height, left, pw, lo, hi, y)
     step = max(1, math.ceil(len(xs) / 8))
     same_day = len({label[:10] for label in xs}) == 1  # then show only the time of day
     for i, label in enumerate(xs):
@@ -64,22 +92,11 @@ def svg_chart(
         if i % step == 0:
             text = html.escape(label[11:] if same_day else label)
             parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 16}" text-anchor="middle">{text}</text>')
-    if y_label:
-        mid = top + ph / 2
-        parts.append(
-            f'<text x="14" y="{mid}" transform="rotate(-90 14 {mid})" text-anchor="middle">'
-            f"{html.escape(y_label)}</text>"
-        )
     index = {label: i for i, label in enumerate(xs)}
     for n, s in enumerate(series):
-        colour = _COLOURS[n % len(_COLOURS)]
         pts = " ".join(f"{x(index[px]):.1f},{y(v):.1f}" for px, v in s.points if math.isfinite(v))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
-        parts.append(
-            f'<text x="{left + pw + 10}" y="{top + 14 * n + 10}" fill="{colour}">{html.escape(s.label)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+        parts.append(f'<polyline fill="none" stroke="{_colour(n)}" stroke-width="2" points="{pts}"/>')
+    return _close(parts, series, y_label, left + pw, top, ph)
 
 
 def svg_bars(
@@ -104,14 +121,7 @@ def svg_bars(
     def y(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        f'font-size="11"><text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>'
-    ]
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    parts = _open(title, width, height, left, pw, lo, hi, y)
     for i, category in enumerate(categories):
         x0 = left + i * group_w + group_w * 0.1
         for n in range(len(series)):
@@ -121,21 +131,9 @@ def svg_bars(
             y0, y1 = sorted((y(0.0), y(bar)))
             parts.append(
                 f'<rect x="{x0 + n * bar_w:.1f}" y="{y0:.1f}" width="{bar_w * 0.95:.1f}" height="{y1 - y0:.1f}" '
-                f'fill="{_COLOURS[n % len(_COLOURS)]}"><title>{html.escape(category)}: {bar:.4g}</title></rect>'
+                f'fill="{_colour(n)}"><title>{html.escape(category)}: {bar:.4g}</title></rect>'
             )
         cx = left + (i + 0.5) * group_w
         label = html.escape(category if len(category) <= 14 else category[:13] + "…")
         parts.append(f'<text x="{cx:.1f}" y="{top + ph + 16}" text-anchor="middle">{label}</text>')
-    if y_label:
-        mid = top + ph / 2
-        parts.append(
-            f'<text x="14" y="{mid}" transform="rotate(-90 14 {mid})" text-anchor="middle">'
-            f"{html.escape(y_label)}</text>"
-        )
-    for n, s in enumerate(series):
-        colour = _COLOURS[n % len(_COLOURS)]
-        parts.append(
-            f'<text x="{left + pw + 10}" y="{top + 14 * n + 10}" fill="{colour}">{html.escape(s.label)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return _close(parts, series, y_label, left + pw, top, ph)
