@@ -118,11 +118,11 @@ def _skew(df: Any, reference: Any, columns: list[str]) -> dict[str, dict[str, fl
                            dtype=object)  # fmt: skip
             cat = CategoricalDrift(profile).update_many(cur)
             got = cat.get()
-            names = list(profile.categories)
-            ref_p = np.array([profile.categories[k] for k in names] + [profile.other_count], dtype=np.float64)
-            cur_p = np.array([int(np.sum(cur == k)) for k in names] + [int(np.sum(~np.isin(cur, names)
-                                                                              & (cur != None)))],  # noqa: E711
-                             dtype=np.float64)  # fmt: skip
+            # The drift state already holds the counts: per reference category, then the reference's
+            # other categories and the unseen ones, which PSI compares as one "other" bin.
+            sketch = cat.sketch()
+            ref_p = np.array([*sketch["reference"][:-2], sketch["reference"][-2]], dtype=np.float64)
+            cur_p = np.array([*sketch["counts"][:-2], sum(sketch["counts"][-2:])], dtype=np.float64)
             out[c] = {"psi": psi(ref_p, cur_p) if cur_p.sum() else 0.0, "pvalue": got.get("chi2_pvalue", 1.0),
                       "statistic": got.get("chi2", 0.0), "unseen_rate": got.get("unseen_rate", 0.0)}  # fmt: skip
     return out

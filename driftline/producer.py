@@ -252,10 +252,7 @@ class Producer:
         guideline_version: str | None = None,
     ) -> None:
         """Queue the ground truth for the prediction `event_id` (by `annotator`, under a guideline version)."""
-        self.send(
-            Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
-                  guideline_version=guideline_version)
-        )  # fmt: skip
+        self.send(_label(event_id, label, ts, annotator, guideline_version))
 
     def flush(self, timeout: float = 30.0) -> None:
         """Send everything queued and wait for Kafka; raise DeliveryError if anything failed."""
@@ -368,10 +365,7 @@ class AsyncProducer:
         annotator: str | None = None,
         guideline_version: str | None = None,
     ) -> None:
-        await self.send(
-            Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
-                  guideline_version=guideline_version)
-        )  # fmt: skip
+        await self.send(_label(event_id, label, ts, annotator, guideline_version))
 
     async def flush(self) -> None:
         await self._produce(self._buffers.due(everything=True))
@@ -403,3 +397,9 @@ class AsyncProducer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _label(event_id: str, label: Target, ts: float | None, annotator: str | None, guideline: str | None) -> Label:
+    """The label event both producers send (`ts` defaults to now)."""
+    return Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
+                 guideline_version=guideline)  # fmt: skip

@@ -45,7 +45,7 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts))
 
 
-def _nan_none(x: float) -> float | None:
+def _nan_none(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
@@ -87,8 +87,7 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
              ) -> dict[str, float | None]:  # fmt: skip
         cur = stats["current"].get((version, family, metric, feature, segment), {}).get(agg)
         prev = stats["previous"].get((version, family, metric, feature, segment), {}).get(agg)
-        return {"current": _nan_none(cur) if cur is not None else None,
-                "previous": _nan_none(prev) if prev is not None else None}  # fmt: skip
+        return {"current": _nan_none(cur), "previous": _nan_none(prev)}
 
     daily: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for day, version, family, metric, feature, value in q.rows(
