@@ -358,8 +358,10 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
     counts["by_version"] = dict(
         sink.client.query(f"SELECT version, count() FROM {db}.predictions FINAL GROUP BY version").result_rows
     )
+    # Grouped and ordered by the window instant, not its time-of-day text: a run crossing midnight UTC
+    # would otherwise list 00:00 before 23:20.
     counts["drift"] = sink.client.query(
-        f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC') AS w,
+        f"""SELECT formatDateTime(window_start, '%H:%i:%S', 'UTC'),
                    if(countIf(metric = 'drift_share') = 0, NULL, maxIf(value, metric = 'drift_share')),
                    arraySort(groupArrayIf(feature, metric = 'drifted')),
                    if(countIf(metric = 'psi' AND feature = 'salary') = 0, NULL,
@@ -370,7 +372,7 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
                    maxIf(value, metric = 'demographic_parity_difference' AND feature = 'age_group')
             FROM {db}.metrics FINAL
             WHERE model = {{m:String}} AND version = 'v1'
-            GROUP BY w ORDER BY w""",
+            GROUP BY window_start ORDER BY window_start""",
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
