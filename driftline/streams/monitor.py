@@ -27,7 +27,7 @@ import copy
 import math
 import operator
 import pickle
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -140,20 +140,59 @@ class _VersionState:
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
 
 
-def _columns(events: Sequence[Prediction], names: list[str]) -> list[np.ndarray]:
-    """Feature columns (object arrays) in one pass over the events, with C-level getters."""
-    if len(names) < 2:
-        column = np.empty(len(events), dtype=object)
-        column[:] = [e.features.get(names[0]) for e in events] if names else []
-        return [column] if names else []
+def _columns(events: Sequence[Prediction], names: list[str]) -> list[Sequence[Any]]:
+    """Feature columns (tuples, None where absent) in one pass over the events, with C-level getters."""
+    if not names:
+        return []
+    features = list(map(_FEATURES, events))
+    if len(names) == 1:
+        return [tuple(map(operator.methodcaller("get", names[0]), features))]
     get = operator.itemgetter(*names)
     try:
-        rows = [get(e.features) for e in events]
+        rows = list(map(get, features))
     except KeyError:  # some event lacks a feature: the slower path that fills in None
-        rows = [tuple(map(e.features.get, names)) for e in events]
-    table = np.empty((len(rows), len(names)), dtype=object)
-    table[:] = rows
-    return [table[:, j] for j in range(len(names))]
+        rows = [tuple(map(f.get, names)) for f in features]
+    return list(zip(*rows, strict=True)) if rows else [() for _ in names]
+
+
+_FEATURES = operator.attrgetter("features")
+_TS = operator.attrgetter("ts")
+_EVENT_ID = operator.attrgetter("event_id")
+_PREDICTION = operator.attrgetter("prediction")
+_SCORE = operator.attrgetter("score")
+_LATENCY = operator.attrgetter("latency_ms")
+_KPIS = operator.attrgetter("kpis")
+_VERSION_KEY = operator.attrgetter("model", "version")
+
+
+def _gather(events: Sequence[Prediction], index: list[int]) -> list[Prediction]:
+    """``[events[i] for i in index]`` with the loop in C."""
+    if len(index) == 1:
+        return [events[index[0]]]
+    return list(operator.itemgetter(*index)(events))
+
+
+def _by_version(events: Sequence[Prediction]) -> dict[tuple[str, str], list[Prediction]]:
+    """The events of each (model, version), in arrival order (the loops over events run in C)."""
+    keys = list(map(_VERSION_KEY, events))
+    distinct = dict.fromkeys(keys)
+    if len(distinct) == 1:
+        return {keys[0]: list(events)}
+    code = {key: i for i, key in enumerate(distinct)}
+    codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
+    return {key: _gather(events, order[bounds[i] : bounds[i + 1]].tolist()) for key, i in code.items()}
+
+
+def _class_counts(values: Sequence[Any]) -> dict[str, int]:
+    """Counts per value's text (``str``), None left out: counted in C, then merged per text."""
+    out: dict[str, int] = {}
+    for value, count in Counter(values).items():  # loops over distinct values, not events
+        if value is not None:
+            text = value if isinstance(value, str) else str(value)
+            out[text] = out.get(text, 0) + count
+    return out
 
 
 #: Pseudo-features for drift of the model's outputs; brackets keep them apart from real feature names.
@@ -166,19 +205,18 @@ def _target_kinds(spec: ModelSpec) -> dict[str, str]:
 
 def _target_columns(events: Sequence[Prediction], spec: ModelSpec) -> dict[str, list[Any]]:
     """The score and the prediction as columns, profiled and drift-checked like features."""
+    raw = list(map(_PREDICTION, events))
     if spec.task == "regression":
-        prediction: list[Any] = [e.prediction if not isinstance(e.prediction, str) else None for e in events]
+        prediction: list[Any] = [None if isinstance(p, str) else p for p in raw]
     else:
         # Few distinct classes: compute each one's text once. Values that compare equal (1, 1.0, True)
         # share one text anyway, so keying the memo by value is safe.
-        memo: dict[Any, str] = {}
-        prediction = [
-            memo[p] if p in memo else memo.setdefault(p, canonical_target(p)) for p in (e.prediction for e in events)
-        ]
-    return {SCORE: [e.score for e in events], PREDICTION: prediction}
+        memo = {p: canonical_target(p) for p in set(raw)}
+        prediction = list(map(memo.__getitem__, raw))
+    return {SCORE: list(map(_SCORE, events)), PREDICTION: prediction}
 
 
-def _as_float(values: np.ndarray) -> tuple[np.ndarray, int]:
+def _as_float(values: Sequence[Any]) -> tuple[np.ndarray, int]:
     """Numbers as float64 (None -> NaN); strings count as type violations and become NaN."""
     try:
         return np.array(values, dtype=np.float64), 0
@@ -265,10 +303,8 @@ class MonitoringEngine:
         return sum(s.dropped_late for s in self._state.values())
 
     def update(self, predictions: Sequence[Prediction]) -> list[MetricRow]:
-        groups: dict[tuple[str, str], list[Prediction]] = defaultdict(list)
-        for e in predictions:
-            groups[(e.model, e.version)].append(e)
         rows: list[MetricRow] = []
+        groups = _by_version(predictions)
         for key, events in groups.items():
             state = self._version(key)
             if state.profile is None:
@@ -311,44 +347,44 @@ class MonitoringEngine:
 
     def _add(self, state: _VersionState, events: list[Prediction]) -> None:
         size = state.spec.slide_s or state.spec.window_s  # the pane
-        ts = np.array([e.ts for e in events])
+        ts = np.fromiter(map(_TS, events), dtype=np.float64, count=len(events))
         starts = np.floor(ts / size) * size
         closed_before = state.watermark  # windows ending at or before it were closed by earlier batches
         state.watermark = max(state.watermark, float(ts.max()) - state.spec.allowed_lateness_s)
-        for start in np.unique(starts).tolist():
-            idx = np.nonzero(starts == start)[0]
+        unique = np.unique(starts).tolist()
+        for start in unique:
+            idx = np.nonzero(starts == start)[0] if len(unique) > 1 else None
             if start + size <= closed_before and start not in state.windows:
-                state.dropped_late += int(idx.size)  # too late: counted, never merged into a closed window
+                state.dropped_late += len(events) if idx is None else int(idx.size)  # too late: counted, never merged
                 continue
-            chunk = [events[i] for i in idx.tolist()]
+            chunk = events if idx is None else _gather(events, idx.tolist())
             win = state.windows.get(start)
             if win is None:
                 win = state.windows[start] = _Window(start=start, profiled=state.profile is not None)
-            self._add_window(state, win, chunk)
+            self._add_window(state, win, chunk, ts if idx is None else ts[idx])
 
-    def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction]) -> None:
+    def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction], ts: np.ndarray) -> None:
         win.n += len(events)
         spec = state.spec
         profile = state.profile if spec.on("drift") else None
         if spec.on("data_quality") or spec.on("drift"):
             self._add_features(state, win, events, profile)
         if spec.on("kpi"):
-            lat = np.array([e.latency_ms for e in events if e.latency_ms is not None], dtype=np.float64)
+            lat = np.array(list(map(_LATENCY, events)), dtype=np.float64)  # None -> NaN
+            lat = lat[~np.isnan(lat)]
             if lat.size:
                 win.latency += np.bincount(np.searchsorted(_LAT_EDGES, lat), minlength=win.latency.size)
                 win.latency_n += int(lat.size)
-            for e in events:
-                for k, v in e.kpis.items():
-                    win.kpi_sum[k] += v
+            kpis = list(map(_KPIS, events))
+            for name in set().union(*kpis):
+                try:
+                    win.kpi_sum[name] += sum(map(operator.itemgetter(name), kpis))
+                except KeyError:  # not every event has it
+                    win.kpi_sum[name] += sum(map(operator.methodcaller("get", name, 0.0), kpis))
         if spec.on("data_quality"):
-            classes, counts = np.unique(
-                np.array([e.prediction for e in events], dtype=object).astype(str), return_counts=True
-            )
-            for cls, count in zip(classes.tolist(), counts.tolist(), strict=True):
+            for cls, count in _class_counts(list(map(_PREDICTION, events))).items():
                 win.predicted[cls] += count
-            win.duplicates += int(
-                state.duplicates.update_many([e.event_id for e in events], [e.ts for e in events]).sum()
-            )
+            win.duplicates += int(state.duplicates.update_many(list(map(_EVENT_ID, events)), ts.tolist()).sum())
 
     def _add_features(
         self, state: _VersionState, win: _Window, events: list[Prediction], profile: ReferenceProfile | None
@@ -360,10 +396,10 @@ class MonitoringEngine:
             names = set(declared) or {n for e in events for n in e.features}
         targets = _target_columns(events, state.spec)
         ordered = sorted(n for n in names if n not in targets)
-        columns = dict(zip(ordered, _columns(events, ordered), strict=True))
+        columns: dict[str, Sequence[Any]] = dict(zip(ordered, _columns(events, ordered), strict=True))
         for name, col in targets.items():
             if name in names:
-                columns[name] = np.array(col, dtype=object)
+                columns[name] = col
         numeric: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             kind = profile.features[name].kind if profile and name in profile.features else None
@@ -381,7 +417,7 @@ class MonitoringEngine:
                 if drift is not None:
                     drift.update_many(x)
             else:
-                missing = int((values == None).sum())  # noqa: E711 - elementwise on an object array
+                missing = values.count(None)
                 if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)
                     if drift is None:

@@ -19,6 +19,24 @@ def test_duplicates_match_pandas_within_the_ttl() -> None:
     assert got.tolist() == pd.Series(ids).duplicated().tolist()
 
 
+def test_duplicates_across_batches_match_a_brute_force_ttl_reference() -> None:
+    # ids repeat over 100 s of event time with a 10 s TTL: some repeats are remembered, some forgotten
+    rng = np.random.default_rng(7)
+    n, size, ttl = 20_000, 500, 10.0
+    ids = [f"e{i}" for i in rng.integers(0, 4000, n)]
+    ts = np.sort(rng.uniform(0, 100, n))
+    tracker = DuplicateTracker(ttl_s=ttl)
+    got = np.concatenate([tracker.update_many(ids[i : i + size], ts[i : i + size].tolist()) for i in range(0, n, size)])
+    last: dict[str, float] = {}
+    want = []
+    for start in range(0, n, size):
+        horizon = ts[start : start + size].max() - ttl  # the tracker forgets by the newest time of the batch
+        for e, t in zip(ids[start : start + size], ts[start : start + size], strict=True):
+            want.append(e in last and last[e] >= horizon)
+            last[e] = t
+    assert 0 < got.sum() < n and got.tolist() == want
+
+
 def test_ttl_and_size_cap_bound_the_memory() -> None:
     t = DuplicateTracker(ttl_s=10, max_ids=100)
     t.update_many([f"a{i}" for i in range(500)], [float(i) / 100 for i in range(500)])

@@ -90,6 +90,25 @@ def test_categorical_drift_matches_chi2_contingency() -> None:
     assert got["unseen_rate"] == pytest.approx(50 / win.size)
 
 
+def test_categorical_drift_matches_chi2_contingency_at_moderate_p_values() -> None:
+    # small windows of the reference's own distribution: p-values spread over (0, 1), none underflows
+    rng = np.random.default_rng(11)
+    cats = np.array(["a", "b", "c", "d", "e"])
+    p = [0.35, 0.25, 0.2, 0.15, 0.05]
+    profile = profile_column("c", rng.choice(cats, size=5_000, p=p))
+    ref = np.array([profile.categories[c] for c in cats])
+    pvalues = []
+    for _ in range(20):
+        win = rng.choice(cats, size=300, p=p)
+        got = CategoricalDrift(profile).update_many(win).get()
+        table = np.array([ref, [np.sum(win == c) for c in cats]])
+        expected = stats.chi2_contingency(table, correction=False)
+        assert got["chi2"] == pytest.approx(expected.statistic, rel=1e-12)
+        assert got["chi2_pvalue"] == pytest.approx(expected.pvalue, rel=1e-9)
+        pvalues.append(got["chi2_pvalue"])
+    assert sum(0.01 < p < 0.99 for p in pvalues) >= 10
+
+
 def test_unshifted_categorical_column_does_not_alarm() -> None:
     cats = np.array([f"c{i}" for i in range(30)])
     p = np.linspace(1, 3, 30)

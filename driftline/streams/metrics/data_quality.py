@@ -13,43 +13,76 @@ rate; a duplicate older than that is not detected, which the bound makes explici
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
+from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
 
+#: How many of the oldest ids one look at the front of the store inspects for expiry.
+_PEEK = 4096
+
 
 class DuplicateTracker:
-    """Flags event ids seen before within a TTL (event time) and a size cap."""
+    """Flags event ids seen before within a TTL (event time) and a size cap.
+
+    The store is a plain dict in insertion order (id -> event time of its last sighting),
+    so a batch without repeats is checked and remembered with a handful of C-level calls: one
+    set intersection finds none seen before, one ``dict.update`` remembers the batch, and
+    expiry pops a run of the oldest ids at once. A batch with repeats takes the per-id path.
+    """
 
     def __init__(self, ttl_s: float = 3600.0, max_ids: int = 1_000_000):
         if ttl_s <= 0 or max_ids < 1:
             raise ValueError("ttl_s > 0 and max_ids >= 1 are required")
         self.ttl_s = ttl_s
         self.max_ids = max_ids
-        self._seen: OrderedDict[str, float] = OrderedDict()  # id -> event time, oldest first
+        self._seen: dict[str, float] = {}  # id -> event time, oldest sighting first
         self._newest = -np.inf
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def update_many(self, event_ids: Sequence[str], ts: Sequence[float]) -> npt.NDArray[np.bool_]:
-        """True where the id was already seen within the TTL; then remember all of them."""
+        """True where the id was already seen within the TTL (or earlier in the batch); then remember all."""
+        n = len(event_ids)
+        if len(ts) != n:
+            raise ValueError(f"{n} event ids but {len(ts)} times")
+        dup = np.zeros(n, dtype=bool)
+        if not n:
+            return dup
         seen = self._seen
-        if len(ts):
-            self._newest = max(self._newest, float(max(ts)))
+        self._newest = max(self._newest, float(max(ts)))
         self._evict()
-        dup = np.zeros(len(event_ids), dtype=bool)
-        for i, (e, t) in enumerate(zip(event_ids, ts, strict=True)):
-            if e in seen:
-                dup[i] = True
-                seen.move_to_end(e)
-            seen[e] = t
+        batch = dict.fromkeys(event_ids)
+        again = seen.keys() & batch.keys()  # seen in an earlier batch (usually empty)
+        if again or len(batch) < n:
+            # Rare (replays, retries): one by one, each repeat moves to the end (its TTL counts from now).
+            for i, (e, t) in enumerate(zip(event_ids, ts, strict=True)):
+                if seen.pop(e, None) is not None:
+                    dup[i] = True
+                seen[e] = t
+        else:
+            seen.update(zip(event_ids, ts, strict=True))
         self._evict()
         return dup
 
     def _evict(self) -> None:
-        seen, horizon = self._seen, self._newest - self.ttl_s
-        while seen and (len(seen) > self.max_ids or next(iter(seen.values())) < horizon):
-            seen.popitem(last=False)
+        seen = self._seen
+        over = len(seen) - self.max_ids
+        if over > 0:
+            self._pop_oldest(over)
+        horizon = self._newest - self.ttl_s
+        while seen:
+            times = np.fromiter(islice(seen.values(), _PEEK), dtype=np.float64)
+            # expired = the run of oldest ids before the first one still inside the TTL
+            expired = int(np.argmax(times >= horizon)) if (times >= horizon).any() else times.size
+            self._pop_oldest(expired)
+            if expired < _PEEK:
+                return
+
+    def _pop_oldest(self, k: int) -> None:
+        if k:
+            seen = self._seen
+            deque(map(seen.pop, list(islice(seen, k))), maxlen=0)  # pops in C, no Python loop per id

@@ -29,11 +29,13 @@ DESIGN.md), Jensen-Shannon, and the rate of categories the reference never saw.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
 
 from driftline.profiles import FeatureProfile
 
@@ -157,13 +159,13 @@ class CategoricalDrift:
         self._unseen_overflow = 0
         self._n = 0
 
-    def update_many(self, values: npt.ArrayLike) -> CategoricalDrift:
-        arr = np.asarray(values, dtype=object)
-        arr = arr[arr != None]  # noqa: E711 - elementwise comparison on an object array
-        if arr.size == 0:
-            return self
-        uniq, counts = np.unique(arr.astype(str), return_counts=True)
-        for cat, cnt in zip(uniq.tolist(), counts.tolist(), strict=True):  # loops over categories, not events
+    def update_many(self, values: Sequence[Any] | npt.NDArray[Any]) -> CategoricalDrift:
+        """Count a column of categories (None = missing, left out); values count by their text."""
+        seq = values.tolist() if isinstance(values, np.ndarray) else values
+        counted: Counter[Any] = Counter(seq)  # hashing in C; the loop below is over distinct values, not events
+        counted.pop(None, None)
+        for value, cnt in counted.items():
+            cat = value if isinstance(value, str) else str(value)
             i = self._index.get(cat)
             if i is not None:
                 self._counts[i] += cnt
@@ -171,7 +173,7 @@ class CategoricalDrift:
                 self._unseen[cat] = self._unseen.get(cat, 0) + cnt
             else:
                 self._unseen_overflow += cnt
-        self._n += int(arr.size)
+            self._n += cnt
         return self
 
     def sketch(self) -> dict[str, Any]:
@@ -208,8 +210,12 @@ class CategoricalDrift:
         if table.shape[1] < 2:
             chi2, p = 0.0, 1.0
         else:
-            res: Any = stats.chi2_contingency(table, correction=False)
-            chi2, p = float(res.statistic), float(res.pvalue)
+            # The test of homogeneity that scipy.stats.chi2_contingency(table, correction=False) does
+            # (tested equal), without its ~2 ms of argument handling per call: no zero column is kept,
+            # and both rows have events, so every expected count is positive.
+            expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+            chi2 = float(((table - expected) ** 2 / expected).sum())
+            p = float(special.chdtrc(table.shape[1] - 1, chi2))
         return {
             "chi2": chi2,
             "chi2_pvalue": p,
