@@ -32,6 +32,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: setup
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/producer_throughput.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/alert_latency.py

@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from driftline.streams.monitor import MetricRow
 log = logging.getLogger(__name__)
 
 _BINARY = {"0", "1"}
+T = TypeVar("T")
 
 
 class QualityJob:
@@ -101,13 +102,13 @@ class QualityJob:
             spec = self.spec.for_model(model)
             if not (spec.on("quality") or spec.on("fairness")):
                 continue
-            changed = self._changed_windows(model, spec.window_s) if new_labels else defaultdict(list)
+            pane = _pane(spec)
+            changed = self._changed_panes(model, pane) if new_labels else defaultdict(list)
             for key, starts in late.items():
                 if key[0] == model:
-                    changed[key] = sorted(set(changed.get(key, [])) | {s // spec.window_s * spec.window_s
-                                                                       for s in starts})  # fmt: skip
-            for (model_, version), starts in changed.items():
-                rows.extend(self._compute(model_, version, starts, spec))
+                    changed[key] = sorted(set(changed.get(key, [])) | {s // pane * pane for s in starts})
+            for (model_, version), panes in changed.items():
+                rows.extend(self._compute(model_, version, _windows_holding(panes, spec), spec))
         if new_labels:
             rows.extend(self._error_stream_rows(self._newest_ms, newest_ms))
             self._newest_ms = newest_ms
@@ -159,8 +160,10 @@ class QualityJob:
             if not spec.on("quality") or (spec.task == "regression" and model in self.spec.models):
                 continue
             detector = self._detectors.setdefault((model, version), ErrorStreamDetector())
+            pane = _pane(spec)
             for i in detector.update_many([err for _, err in items]):
-                start = items[i][0] // spec.window_s * spec.window_s
+                # the window that closes with the alarm's pane (the tumbling window itself when not sliding)
+                start = items[i][0] // pane * pane + pane - spec.window_s
                 rows.append(
                     MetricRow(
                         start, start + spec.window_s, model, version, "quality", "error_drift_alarm", "", "", 1.0, 1
@@ -183,8 +186,9 @@ class QualityJob:
         ).result_rows
         return sorted(str(r[0]) for r in rows)
 
-    def _changed_windows(self, model: str, window_s: int) -> dict[tuple[str, str], list[float]]:
-        db, w = self.database, int(window_s)
+    def _changed_panes(self, model: str, pane_s: int) -> dict[tuple[str, str], list[float]]:
+        """Starts of the panes (slides; whole windows when tumbling) holding newly labelled predictions."""
+        db, w = self.database, int(pane_s)
         result = self.client.query(
             f"""
             SELECT p.model, p.version,
@@ -205,7 +209,13 @@ class QualityJob:
         return out
 
     def _compute(self, model: str, version: str, starts: list[float], spec: ModelSpec) -> list[MetricRow]:
-        db, w = self.database, spec.window_s
+        """Rows of the windows that begin at `starts`, each from all the predictions in it.
+
+        Predictions are read by pane and each pane's rows go to every window that holds it:
+        one window when tumbling, window/slide windows when sliding.
+        """
+        db, w = self.database, _pane(spec)
+        panes = _panes_of(starts, spec)
         data = self.client.query(
             f"""
             SELECT toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws,
@@ -219,13 +229,18 @@ class QualityJob:
             ON p.event_id = l.event_id
             SETTINGS join_use_nulls = 0
             """,
-            parameters={"m": model, "v": version, "ws": [int(s) for s in starts]},
+            parameters={"m": model, "v": version, "ws": [int(s) for s in panes]},
         ).result_rows
-        by_window: dict[float, list[tuple[Any, ...]]] = defaultdict(list)
+        by_pane: dict[float, list[tuple[Any, ...]]] = defaultdict(list)
         for row in data:
-            by_window[float(row[0])].append(row[1:])
+            by_pane[float(row[0])].append(row[1:])
+        by_window = _into_windows(by_pane, starts, spec)
         rows: list[MetricRow] = []
-        annotated = agreement_by_window(self.client, db, model, version, w, starts) if spec.on("labeling") else {}
+        annotated = (
+            _into_windows(agreement_by_window(self.client, db, model, version, w, panes), starts, spec)
+            if spec.on("labeling")
+            else {}
+        )
         for start, items in sorted(by_window.items()):
             rows.extend(self._window_rows(model, version, start, items, spec, annotated.get(start, [])))
         return rows
@@ -362,6 +377,35 @@ class QualityJob:
                 for metric in ("selection_rate", "tpr", "fpr"):
                     if not np.isnan(stats[metric]):
                         add("fairness", metric, stats[metric], name, group, k=int(stats["size"]))
+
+
+def _pane(spec: ModelSpec) -> int:
+    """The unit windows are made of: the slide when windows slide, else the window itself."""
+    return spec.slide_s or spec.window_s
+
+
+def _windows_holding(panes: Sequence[float], spec: ModelSpec) -> list[float]:
+    """Starts of every window that holds one of `panes` (a window ends where one of its panes ends)."""
+    pane, k = _pane(spec), spec.window_s // _pane(spec)
+    return sorted({p - j * pane for p in panes for j in range(k)})
+
+
+def _panes_of(starts: Sequence[float], spec: ModelSpec) -> list[float]:
+    """Starts of the panes that make up the windows beginning at `starts`."""
+    pane, k = _pane(spec), spec.window_s // _pane(spec)
+    return sorted({s + j * pane for s in starts for j in range(k)})
+
+
+def _into_windows(by_pane: dict[float, list[T]], starts: Sequence[float], spec: ModelSpec) -> dict[float, list[T]]:
+    """Each pane's items in every window (of those beginning at `starts`) that holds the pane."""
+    pane, k = _pane(spec), spec.window_s // _pane(spec)
+    wanted = set(starts)
+    out: dict[float, list[T]] = defaultdict(list)
+    for p, items in sorted(by_pane.items()):
+        for j in range(k):
+            if p - j * pane in wanted:
+                out[p - j * pane].extend(items)
+    return out
 
 
 def _all_numeric(values: list[str]) -> bool:

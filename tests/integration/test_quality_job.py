@@ -94,6 +94,37 @@ def test_quality_and_fairness_per_window_match_references(
     assert after == pytest.approx(before + 50 / in_last)
 
 
+def test_sliding_windows_hold_every_prediction_of_their_range(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    # 5-minute windows every minute: each window's quality is over its own five minutes of predictions
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(3000, t0, prefix="s")
+    sink.write(preds, labels, [], token="a")
+    spec = MonitorSpec.from_dict({"defaults": {"window": W, "slide": 60, "thresholds": {"min_group_size": 10}}})
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    got = {(r.window_start, r.window_end, r.family, r.metric, r.feature): r.value for r in rows}
+    starts = sorted({r.window_start for r in rows})
+    # the data spans 15 minutes: windows begin from 4 minutes before the first event to the last minute
+    assert starts == [t0 + 60 * j for j in range(-4, 15)]
+    label_of = {lab.event_id: int(lab.label) for lab in labels}
+    for start in starts:
+        in_win = [p for p in preds if start <= p.ts < start + W]
+        lab = [p for p in in_win if p.event_id in label_of]
+        y = np.array([label_of[p.event_id] for p in lab])
+        pred = np.array([int(p.prediction) for p in lab])
+        sex = np.array([p.attributes["sex"] for p in lab])
+        key = (start, start + W)
+        assert got[(*key, "quality", "label_coverage", "")] == pytest.approx(len(lab) / len(in_win), abs=1e-12)
+        assert got[(*key, "quality", "accuracy", "")] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+        dp = demographic_parity_difference(y, pred, sensitive_features=sex)
+        assert got[(*key, "fairness", "demographic_parity_difference", "sex")] == pytest.approx(dp, abs=1e-12)
+    # overlapping windows really differ (not one window's numbers copied to its neighbours)
+    assert len({round(got[(s, s + W, "quality", "accuracy", "")], 12) for s in starts}) > 5
+
+
 def test_error_stream_alarm_after_labels_turn_against_the_model(
     settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
 ) -> None:
