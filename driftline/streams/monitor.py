@@ -38,13 +38,13 @@ from driftline.events import Prediction, canonical_target
 from driftline.profiles import ReferenceProfile, reconstruction_errors
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.data_quality import DuplicateTracker
-from driftline.streams.metrics.detectors import WindowSignalDetector
+from driftline.streams.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
 _LAT_EDGES = np.logspace(-3, 6, 901)
 #: Bumped when the pickled engine state changes shape; older checkpoints are then ignored.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,8 @@ class _Window:
     kpi_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     predicted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
+    value_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # numeric features with drift
+    value_n: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
     pca_rows: int = 0
     # False for a window that opened before its version had a reference profile (the bootstrap
@@ -116,6 +118,8 @@ def _merge(panes: list[_Window]) -> _Window:
             (out.out_of_range, p.out_of_range),
             (out.kpi_sum, p.kpi_sum),
             (out.predicted, p.predicted),
+            (out.value_sum, p.value_sum),
+            (out.value_n, p.value_n),
         ):
             for key, value in source.items():
                 target[key] += value  # type: ignore[index,assignment]
@@ -135,6 +139,7 @@ class _VersionState:
     windows: dict[float, _Window] = field(default_factory=dict)  # open panes by start (a pane = a slide)
     closed: deque[_Window] = field(default_factory=deque)  # the last closed panes, for sliding windows
     detectors: dict[str, WindowSignalDetector] = field(default_factory=dict)  # per feature
+    mean_detectors: dict[str, MeanShiftDetector] = field(default_factory=dict)  # per numeric feature
     watermark: float = -math.inf
     dropped_late: int = 0
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
@@ -416,6 +421,8 @@ class MonitoringEngine:
                     drift = win.drift[name] = NumericDrift(ref)
                 if drift is not None:
                     drift.update_many(x)
+                    win.value_sum[name] += float(np.nansum(x))
+                    win.value_n[name] += x.size - missing - bad
             else:
                 missing = values.count(None)
                 if kind == "categorical" and profile and win.profiled:
@@ -468,7 +475,8 @@ class MonitoringEngine:
         return rows
 
     def _detect(self, state: _VersionState, rows: list[MetricRow]) -> list[MetricRow]:
-        """Page-Hinkley per feature on the window's PSI (numeric) or JS (categorical)."""
+        """Page-Hinkley per feature on the window's PSI (numeric) or JS (categorical); ADWIN and
+        KSWIN on a numeric feature's mean-shift z-statistic."""
         numeric = {r.feature for r in rows if r.metric == "psi"}
         signals = [r for r in rows if r.metric == "psi" or (r.metric == "js" and r.feature not in numeric)]
         out = []
@@ -476,6 +484,10 @@ class MonitoringEngine:
             detector = state.detectors.setdefault(row.feature, WindowSignalDetector())
             if detector.update(row.value):
                 out.append(replace(row, metric="page_hinkley_alarm", value=1.0))
+        for row in rows:
+            if row.metric == "mean_shift_z":
+                shift = state.mean_detectors.setdefault(row.feature, MeanShiftDetector())
+                out.extend(replace(row, metric=f"{name}_alarm", value=1.0) for name in shift.update(row.value))
         return out
 
     def _rows(
@@ -498,6 +510,12 @@ class MonitoringEngine:
             values = drift.get()
             for metric, value in values.items():
                 add("drift", metric, value, name, drift.n)
+            n = win.value_n.get(name, 0)
+            ref = drift.reference
+            if isinstance(drift, NumericDrift) and n and ref.std > 0 and ref.count:
+                # two-sample z of the window mean against the reference mean: about N(0, 1) while nothing changes
+                z = (win.value_sum[name] / n - ref.mean) / (ref.std * math.sqrt(1 / n + 1 / ref.count))
+                add("drift", "mean_shift_z", z, name, n)
             p = values.get("ks_pvalue", values.get("chi2_pvalue"))
             if p is not None:
                 pvalues[name] = p

@@ -7,7 +7,7 @@ from river import drift
 from river.drift import binary
 
 from driftline.profiles import profile_column
-from driftline.streams.metrics.detectors import ErrorStreamDetector, WindowSignalDetector
+from driftline.streams.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.streams.metrics.drift import NumericDrift
 from tests.unit.test_monitor import T0, run, stream
 
@@ -73,3 +73,54 @@ def test_engine_raises_page_hinkley_alarms_only_after_the_shift() -> None:
     assert alarms, "no alarm after a PSI ~0.5 shift"
     assert {f for _, f in alarms} == {"income"}
     assert min(s for s, _ in alarms) in (T0 + 7 * 60, T0 + 8 * 60, T0 + 9 * 60)
+
+
+def z_series(n_windows: int, seed: int, shift_at: int | None = None, shift: float = 0.0) -> list[float]:
+    """z-statistics of 500-event window means of N(0,1) (N(shift,1) from shift_at) vs the true mean."""
+    rng = np.random.default_rng(seed)
+    mean_of = [shift if shift_at is not None and w >= shift_at else 0.0 for w in range(n_windows)]
+    means = [rng.normal(mu, 1, 500).mean() for mu in mean_of]
+    return [m * 500**0.5 for m in means]
+
+
+def test_mean_shift_decisions_are_rivers() -> None:
+    series = z_series(80, seed=3, shift_at=40, shift=0.3)
+    ours = MeanShiftDetector(seed=5)
+    adwin = drift.ADWIN(delta=0.002, clock=1, min_window_length=5, grace_period=10)
+    kswin = drift.KSWIN(alpha=1e-4, window_size=20, stat_size=10, seed=5)
+    fired = []
+    for v in series:
+        adwin.update(100 * v)
+        kswin.update(v)
+        expected = [name for name, d in (("adwin", adwin), ("kswin", kswin)) if d.drift_detected]
+        got = ours.update(v)
+        assert got == expected
+        fired += got
+    assert {"adwin", "kswin"} <= set(fired)
+
+
+def test_mean_shift_no_false_alarm_on_stable_means_and_detection() -> None:
+    alarms = 0
+    for seed in range(20):
+        det = MeanShiftDetector(seed=seed)
+        alarms += sum(len(det.update(v)) for v in z_series(200, seed=seed))
+    assert alarms == 0
+    for seed in range(10):
+        det = MeanShiftDetector(seed=seed)
+        first: dict[str, int] = {}
+        for i, v in enumerate(z_series(60, seed=100 + seed, shift_at=30, shift=0.3)):
+            for name in det.update(v):
+                first.setdefault(name, i)
+        assert set(first) == {"adwin", "kswin"}, first
+        assert all(30 <= i <= 40 for i in first.values()), first  # measured: 6-9 windows after the shift
+
+
+def test_engine_mean_shift_z_and_its_alarms_only_on_the_shifted_feature() -> None:
+    rows = run(stream(n_windows=40, per_window=1000, shift_from=15))
+    z = {(r.window_start, r.feature): r.value for r in rows if r.metric == "mean_shift_z"}
+    assert all(abs(v) < 4 for (start, _), v in z.items() if start < T0 + 15 * 60)  # income and age, unshifted
+    # +1.5 SD: z = 1.5 / sqrt(1/1000 + 1/2000) = 38.7 in every shifted window
+    assert all(35 < v < 43 for (start, f), v in z.items() if f == "income" and start >= T0 + 15 * 60)
+    alarms = {(r.metric, r.feature, r.window_start) for r in rows if r.metric in ("adwin_alarm", "kswin_alarm")}
+    assert {(m, f) for m, f, _ in alarms} == {("adwin_alarm", "income"), ("kswin_alarm", "income")}
+    assert min(s for _, _, s in alarms) >= T0 + 15 * 60
