@@ -40,6 +40,9 @@ class NullSink:
     def write_metrics(self, rows: Any) -> None:
         pass
 
+    def write_sketches(self, rows: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -107,6 +110,7 @@ def pipeline_rate(settings: Settings, sink: Any, n_events: int, monitor: bool = 
 
         def on_batch(predictions: Any, labels: Any) -> None:
             sink.write_metrics(engine.update(predictions))
+            sink.write_sketches(engine.take_sketches())  # as the worker does
 
     ingestor = BatchIngestor(settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink, on_batch=on_batch)
 
