@@ -1,0 +1,128 @@
+"""Every metric and detector class in driftline.streams.metrics holds to one contract.
+
+Engine state is pickled into checkpoints and copied when sliding windows merge panes, so a
+state that does not survive pickling or copying would silently change numbers after a
+restart. This test discovers the classes, so a new one without a case here fails it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import pickle
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import driftline.streams.metrics as metrics_pkg
+from driftline.profiles import profile_column
+from driftline.streams.metrics.data_quality import DuplicateTracker
+from driftline.streams.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
+from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift
+from driftline.streams.metrics.fairness import GroupFairness
+from driftline.streams.metrics.label_noise import ConfidentDisagreement
+from driftline.streams.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+
+#: Classes in the package that are settings, not state.
+NOT_METRICS = {"PrivacySpec"}
+
+RNG = np.random.default_rng(21)
+Y = RNG.integers(0, 2, 2_000)
+SCORE = np.clip(RNG.normal(0.35 + 0.3 * Y, 0.2), 0, 1)
+GROUP = RNG.choice(["a", "b", "c"], 2_000)
+NUM_REF = profile_column("x", RNG.normal(size=3_000))
+CAT_REF = profile_column("c", RNG.choice(["p", "q", "r"], 3_000, p=[0.5, 0.3, 0.2]))
+NUM = np.r_[RNG.normal(size=1_000), RNG.normal(0.5, 1, 1_000)]
+CAT = RNG.choice(["p", "q", "r", "new"], 2_000, p=[0.4, 0.3, 0.2, 0.1])
+IDS = [f"e{i}" for i in RNG.integers(0, 1_500, 2_000)]
+TS = np.sort(RNG.uniform(0, 100, 2_000)).tolist()
+Z = np.r_[RNG.normal(size=60), RNG.normal(6, 1, 60)]
+
+
+@dataclass
+class Case:
+    make: Callable[[], Any]
+    feed: Callable[[Any, slice], Any]  # feeds one part of the data, returns what the call returned
+    bad: dict[str, Any] | None  # constructor arguments that must raise ValueError (None: no parameters)
+
+
+CASES: dict[type, Case] = {
+    NumericDrift: Case(
+        lambda: NumericDrift(NUM_REF), lambda m, s: m.update_many(NUM[s]) and None, {"reference": CAT_REF}
+    ),
+    CategoricalDrift: Case(
+        lambda: CategoricalDrift(CAT_REF), lambda m, s: m.update_many(CAT[s]) and None, {"reference": NUM_REF}
+    ),
+    DuplicateTracker: Case(
+        lambda: DuplicateTracker(ttl_s=30), lambda m, s: m.update_many(IDS[s], TS[s]).tolist(), {"ttl_s": 0}
+    ),
+    WindowSignalDetector: Case(
+        WindowSignalDetector, lambda m, s: [m.update(v) for v in np.abs(Z[s]) / 10], {"threshold": 0}
+    ),
+    MeanShiftDetector: Case(MeanShiftDetector, lambda m, s: [m.update(v) for v in Z[s]], {"kswin_alpha": 2.0}),
+    ErrorStreamDetector: Case(
+        ErrorStreamDetector, lambda m, s: m.update_many((SCORE[s] >= 0.5) != Y[s]), None
+    ),
+    BinaryQuality: Case(BinaryQuality, lambda m, s: m.update_many(Y[s], SCORE[s]) and None, {"threshold": 1.0}),
+    RegressionQuality: Case(RegressionQuality, lambda m, s: m.update_many(Y[s] * 10.0, SCORE[s] * 10) and None, None),
+    MulticlassQuality: Case(
+        MulticlassQuality, lambda m, s: m.update_many(GROUP[s], np.roll(GROUP, 1)[s]) and None, {"max_classes": 0}
+    ),
+    GroupFairness: Case(
+        GroupFairness, lambda m, s: m.update_many(Y[s], (SCORE[s] >= 0.5).astype(int), GROUP[s]) and None,
+        {"min_group_size": 0},
+    ),
+    ConfidentDisagreement: Case(
+        ConfidentDisagreement, lambda m, s: m.update_many(Y[s], SCORE[s], GROUP[s]) and None, {"confidence": 0.2}
+    ),
+}
+
+
+def _discovered() -> set[type]:
+    found = set()
+    for info in pkgutil.iter_modules(metrics_pkg.__path__):
+        module = importlib.import_module(f"{metrics_pkg.__name__}.{info.name}")
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            own = obj.__module__ == module.__name__ and not name.startswith("_")
+            if own and name not in NOT_METRICS and not issubclass(obj, Exception):
+                found.add(obj)
+    return found
+
+
+def _state(m: Any) -> str:
+    """What a metric reports, as text that compares NaN equal to NaN."""
+    return repr(m.get()) if hasattr(m, "get") else repr(getattr(m, "alarms", None))
+
+
+def test_every_metric_class_has_a_contract_case() -> None:
+    assert _discovered() == set(CASES)
+
+
+@pytest.mark.parametrize("cls", sorted(CASES, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_state_survives_pickling_and_copying_mid_stream(cls: type) -> None:
+    case = CASES[cls]
+    half = len(Z) // 2 if cls in (WindowSignalDetector, MeanShiftDetector) else 1_000  # per-window series are short
+    first, second = slice(0, half), slice(half, None)
+    original = case.make()
+    case.feed(original, first)
+    restored = pickle.loads(pickle.dumps(original))
+    cloned = copy.deepcopy(original)
+    outputs = [case.feed(m, second) for m in (original, restored, cloned)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert _state(original) == _state(restored) == _state(cloned)
+    assert repr(original)  # printable in logs and tracebacks
+
+
+@pytest.mark.parametrize(
+    "cls", sorted((c for c in CASES if CASES[c].bad is not None), key=lambda c: c.__name__), ids=lambda c: c.__name__
+)
+def test_bad_parameters_raise_value_error(cls: type) -> None:
+    case = CASES[cls]
+    assert case.bad is not None
+    with pytest.raises(ValueError):
+        cls(**case.bad)
