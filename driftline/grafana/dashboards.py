@@ -80,6 +80,8 @@ def _dashboards(spec: MonitorSpec) -> dict[str, tuple[str, list[Panel]]]:
             Panel("Drift share (BH-controlled)", _metric_series("drift_share", "drift", extra=versions),
                   unit="percentunit"),
             Panel("KS statistic of ${feature}", _metric_series("ks", "drift", extra=" AND feature = '${feature}'")),
+            Panel("Mean shift of ${feature} (z vs reference; ADWIN/KSWIN watch it)",
+                  _metric_series("mean_shift_z", "drift", extra=" AND feature = '${feature}'")),
             Panel("Multivariate: PCA reconstruction error ratio", _metric_series("pca_error_ratio", "drift")),
         ]),
         "driftline-quality": ("driftline: prediction quality", [
