@@ -312,10 +312,12 @@ class MonitoringEngine:
         groups = _by_version(predictions)
         for key, events in groups.items():
             state = self._version(key)
-            if state.profile is None:
-                events = self._collect_reference(key, state, events)
+            # Reference events also count in their windows (data quality), but a window that holds
+            # any of them is a reference-period window: no drift, even when the profile completes
+            # inside this batch (a drift of its remaining events alone would look like a shift).
+            reference = self._collect_reference(key, state, events) if state.profile is None else 0
             if events:
-                self._add(state, events)
+                self._add(state, events, reference_events=reference)
             rows.extend(self._close(key, state, final=False))
         return rows
 
@@ -328,7 +330,8 @@ class MonitoringEngine:
 
     def _collect_reference(
         self, key: tuple[str, str], state: _VersionState, events: list[Prediction]
-    ) -> list[Prediction]:
+    ) -> int:
+        """Take the batch's first events into the reference (at most what it lacks); how many it took."""
         room = self.reference_events - len(state.reference_rows)
         head = events[:room]
         targets = _target_columns(head, state.spec)
@@ -348,9 +351,10 @@ class MonitoringEngine:
             kinds = {n: k for n, k in kinds.items() if n in columns}
             state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
             state.reference_rows = []
-        return events  # reference events also count in their windows (data quality)
+        return len(head)
 
-    def _add(self, state: _VersionState, events: list[Prediction]) -> None:
+    def _add(self, state: _VersionState, events: list[Prediction], reference_events: int = 0) -> None:
+        """Add `events` to their windows; windows opened here by the first `reference_events` get no drift."""
         size = state.spec.slide_s or state.spec.window_s  # the pane
         ts = np.fromiter(map(_TS, events), dtype=np.float64, count=len(events))
         starts = np.floor(ts / size) * size
@@ -365,7 +369,9 @@ class MonitoringEngine:
             chunk = events if idx is None else _gather(events, idx.tolist())
             win = state.windows.get(start)
             if win is None:
-                win = state.windows[start] = _Window(start=start, profiled=state.profile is not None)
+                opened_by_reference = reference_events > 0 and (idx is None or int(idx[0]) < reference_events)
+                profiled = state.profile is not None and not opened_by_reference
+                win = state.windows[start] = _Window(start=start, profiled=profiled)
             self._add_window(state, win, chunk, ts if idx is None else ts[idx])
 
     def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction], ts: np.ndarray) -> None:
