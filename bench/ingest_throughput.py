@@ -5,7 +5,9 @@
 Each variant reads the same events from the embedded broker, timed from its first
 fetched batch to its last (the consumer-group join is excluded for all variants alike):
 
-* raw: aiokafka ``getmany`` + ``orjson.loads`` per message, nothing stored (the baseline);
+* raw: aiokafka ``getmany`` + ``orjson.loads`` per message, nothing stored (the baseline the
+  targets are stated against), and the same with confluent-kafka ``consume`` (the client the
+  worker reads with: the ratio to it is printed too);
 * driftline worker loop on single JSON events, JSON-array envelopes and columnar envelopes:
   decode + check + dead-letter + ClickHouse insert (chdb) + offset commit;
 * the same loop with a sink that stores nothing (what the ClickHouse insert costs).
@@ -31,6 +33,8 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.topics import ensure_topics
+
+RAW_CONFLUENT = "raw confluent-kafka consume + orjson, single JSON events"
 
 
 class NullSink:
@@ -103,6 +107,34 @@ def raw_rate(settings: Settings, n_messages: int) -> float:
     return asyncio.run(go())
 
 
+def raw_confluent_rate(settings: Settings, n_messages: int) -> float:
+    import orjson
+    from confluent_kafka import Consumer
+
+    c = Consumer(
+        {
+            "bootstrap.servers": settings.broker,
+            "group.id": f"rawck{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 10_000,  # the first join takes half of it on Tansu
+            "fetch.queue.backoff.ms": 20,  # as the worker (streams/consumer.py)
+        }
+    )
+    c.subscribe([settings.topic("predictions")])
+    seen, first = 0, 0.0
+    while seen < n_messages:
+        msgs = c.consume(20_000, 0.1)
+        if msgs and not first:
+            first = time.perf_counter()
+        for m in msgs:
+            orjson.loads(m.value())
+        seen += len(msgs)
+    elapsed = time.perf_counter() - first
+    c.close()
+    return n_messages / elapsed
+
+
 def pipeline_rate(settings: Settings, sink: Any, n_events: int, monitor: bool = False) -> float:
     on_batch = None
     if monitor:
@@ -149,6 +181,7 @@ def main() -> None:
         for r in range(args.repeats):
             runs: dict[str, Callable[[], float]] = {
                 "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
+                RAW_CONFLUENT: lambda: raw_confluent_rate(topics["single"], n),
                 "driftline ingest -> ClickHouse, single JSON events": lambda: pipeline_rate(
                     topics["single"], _sink(topics["single"], client), n
                 ),
@@ -175,11 +208,14 @@ def main() -> None:
     base_label = next(iter(rows))
     ratios = {k: [x / b for x, b in zip(v, rows[base_label], strict=True)] for k, v in rows.items()}
     base = statistics.median(rows[base_label])
+    to_confluent = {k: [x / b for x, b in zip(v, rows[RAW_CONFLUENT], strict=True)] for k, v in rows.items()}
     report(
         "ingest_throughput",
         [(k, statistics.median(v), statistics.median(ratios[k])) for k, v in rows.items()],
         f"{base_label} ({base:,.0f} events/s); {n:,} events of {event_size()} bytes, 2 partitions, "
         f"median of {args.repeats} runs; ratio = median of the per-run ratios to that run's raw rate",
+        notes="ratio to the raw confluent-kafka consumer (median of per-run ratios):\n"
+        + "\n".join(f"- {k}: {statistics.median(v):.2f}" for k, v in to_confluent.items()),
     )
 
 

@@ -75,7 +75,9 @@ class Settings:
     partitions: int = 4
     group_id: str = "driftline-ingest"
     batch_max_records: int = 20_000
+    batch_max_bytes: int = 8 * 1024 * 1024  # a fetch ends at this many bytes of messages too
     batch_timeout_ms: int = 100
+    insert_max_events: int = 60_000  # events gathered into one insert while the previous one runs
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     ttl_days: int = 90
     metrics_ttl_days: int = 365  # metrics, drift sketches, alert history
@@ -112,8 +114,10 @@ class Settings:
                 )
         if self.clickhouse_cluster and not self.clickhouse_cluster.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"clickhouse_cluster {self.clickhouse_cluster!r} must be letters, digits, - and _ only")
-        if self.batch_max_records < 1 or self.batch_timeout_ms < 1:
-            raise ConfigError("batch_max_records and batch_timeout_ms must be positive")
+        if min(self.batch_max_records, self.batch_max_bytes, self.batch_timeout_ms, self.insert_max_events) < 1:
+            raise ConfigError(
+                "batch_max_records, batch_max_bytes, batch_timeout_ms and insert_max_events must be positive"
+            )
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes={self.max_message_bytes} is too small; use at least 1024")
         if self.monitor_window_s < 1 or self.monitor_lateness_s < 0 or self.monitor_reference_events < 50:

@@ -1,38 +1,28 @@
-"""decode_records turns one getmany() result into a batch, without a broker."""
+"""decode_records turns one fetch into a batch, without a broker."""
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 from driftline.config import Settings
 from driftline.events import Label, encode_columnar, encode_json
 from driftline.sinks.clickhouse import batch_token
+from driftline.streams.consumer import PartitionRecords, group_by_partition
 from driftline.streams.ingest import decode_records
 from tests.unit.test_events import make_prediction
 
 
-class TP(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Record(NamedTuple):
-    offset: int
-    value: bytes
-
-
 def test_decode_records_sorts_kinds_dead_letters_and_offsets() -> None:
     s = Settings()
-    records = {
-        TP("driftline.predictions", 0): [
-            Record(10, encode_json(make_prediction(1))),
-            Record(11, encode_json([make_prediction(2), make_prediction(3)])),
-            Record(12, b"{oops"),
-        ],
-        TP("driftline.labels", 1): [
-            Record(5, encode_columnar([Label(event_id="e1", label=0, ts=1_700_000_000.0)])),
-        ],
-    }
+    records = [
+        PartitionRecords(
+            "driftline.predictions",
+            0,
+            [10, 11, 12],
+            [encode_json(make_prediction(1)), encode_json([make_prediction(2), make_prediction(3)]), b"{oops"],
+        ),
+        PartitionRecords(
+            "driftline.labels", 1, [5], [encode_columnar([Label(event_id="e1", label=0, ts=1_700_000_000.0)])]
+        ),
+    ]
     batch = decode_records(records, s, received_at=1_700_000_100.0)
     assert [p.event_id for p in batch.predictions] == ["e1", "e2", "e3"]
     assert [lab.event_id for lab in batch.labels] == ["e1"]
@@ -47,3 +37,45 @@ def test_batch_token_is_deterministic_and_order_free() -> None:
     b = {("t", 1): (7, 9), ("t", 0): (1, 5)}
     assert batch_token(a) == batch_token(b)
     assert batch_token(a) != batch_token({("t", 0): (1, 6), ("t", 1): (7, 9)})
+
+
+def test_group_by_partition_keeps_offset_order_per_partition() -> None:
+    from confluent_kafka import Message
+
+    msgs = [
+        Message(topic="a", partition=0, offset=1, value=b"x1"),
+        Message(topic="a", partition=1, offset=7, value=b"y7"),
+        Message(topic="a", partition=0, offset=2, value=None),  # a tombstone reads as empty
+        Message(topic="b", partition=0, offset=3, value=b"z3"),
+        Message(topic="a", partition=1, offset=8, value=b"y8"),
+    ]
+    groups = {(g.topic, g.partition): (g.offsets, g.values) for g in group_by_partition(msgs)}
+    assert groups == {
+        ("a", 0): ([1, 2], [b"x1", b""]),
+        ("a", 1): ([7, 8], [b"y7", b"y8"]),
+        ("b", 0): ([3], [b"z3"]),
+    }
+    [single] = group_by_partition(msgs[:1])
+    assert (single.topic, single.partition, single.offsets, single.values) == ("a", 0, [1], [b"x1"])
+
+
+def test_gathered_batches_keep_first_and_last_offsets_and_every_event() -> None:
+    s = Settings()
+    topic = s.topic("predictions")
+    events = [encode_json(make_prediction(i)) for i in (1, 2)]
+    first = decode_records([PartitionRecords(topic, 0, [10, 11], events)], s, 0.0)
+    later = decode_records(
+        [
+            PartitionRecords(topic, 0, [12], [b"{oops"]),
+            PartitionRecords(topic, 1, [4], [encode_json(make_prediction(3))]),
+        ],
+        s,
+        0.0,
+    )
+    merged = first.extend(later)
+    assert [p.event_id for p in merged.predictions] == ["e1", "e2", "e3"]
+    assert len(merged.prediction_json) == 3 and merged.events == 3
+    assert [d.offset for d in merged.dead_letters] == [12]
+    assert merged.offsets == {(topic, 0): (10, 12), (topic, 1): (4, 4)}
+    assert merged.messages == 4
+    assert batch_token(merged.offsets) == batch_token({(topic, 1): (4, 4), (topic, 0): (10, 12)})
