@@ -182,21 +182,17 @@ def main() -> None:
             runs: dict[str, Callable[[], float]] = {
                 "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
                 RAW_CONFLUENT: lambda: raw_confluent_rate(topics["single"], n),
-                "driftline ingest -> ClickHouse, single JSON events": lambda: pipeline_rate(
-                    topics["single"], _sink(topics["single"], client), n
-                ),
-                "driftline ingest -> ClickHouse, JSON arrays of 500": lambda: pipeline_rate(
-                    topics["array"], _sink(topics["array"], client), n
-                ),
-                "driftline ingest -> ClickHouse, columnar envelopes of 500": lambda: pipeline_rate(
-                    topics["columnar"], _sink(topics["columnar"], client), n
+                "driftline ingest -> ClickHouse, single JSON events": lambda: stored_rate(topics["single"], client, n),
+                "driftline ingest -> ClickHouse, JSON arrays of 500": lambda: stored_rate(topics["array"], client, n),
+                "driftline ingest -> ClickHouse, columnar envelopes of 500": lambda: stored_rate(
+                    topics["columnar"], client, n
                 ),
                 "driftline ingest, no sink, single JSON events": lambda: pipeline_rate(topics["single"], NullSink(), n),
-                "driftline ingest -> ClickHouse + monitoring engine, single JSON events": lambda: pipeline_rate(
-                    topics["single"], _sink(topics["single"], client), n, monitor=True
+                "driftline ingest -> ClickHouse + monitoring engine, single JSON events": lambda: stored_rate(
+                    topics["single"], client, n, monitor=True
                 ),
-                "driftline ingest -> ClickHouse + monitoring engine, columnar envelopes": lambda: pipeline_rate(
-                    topics["columnar"], _sink(topics["columnar"], client), n, monitor=True
+                "driftline ingest -> ClickHouse + monitoring engine, columnar envelopes": lambda: stored_rate(
+                    topics["columnar"], client, n, monitor=True
                 ),
             }
             for label, fn in runs.items():
@@ -219,11 +215,15 @@ def main() -> None:
     )
 
 
-def _sink(settings: Settings, client: Any) -> ClickHouseSink:
-    """A fresh database per run, so that no run inserts into another run's parts."""
+def stored_rate(settings: Settings, client: Any, n_events: int, monitor: bool = False) -> float:
+    """The pipeline into a fresh database, dropped afterwards: no run inserts into another run's
+    parts, and no run's background merges are still going on while the next variant is timed."""
     sink = ClickHouseSink(settings.replace(clickhouse_database=f"bench_{uuid.uuid4().hex[:8]}"), client=client)
     sink.migrate()
-    return sink
+    try:
+        return pipeline_rate(settings, sink, n_events, monitor=monitor)
+    finally:
+        client.command(f"DROP DATABASE {sink.database} SYNC")
 
 
 if __name__ == "__main__":
