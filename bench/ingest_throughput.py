@@ -128,7 +128,7 @@ def raw_confluent_rate(settings: Settings, n_messages: int) -> float:
         if msgs and not first:
             first = time.perf_counter()
         for m in msgs:
-            orjson.loads(m.value())
+            orjson.loads(m.value() or b"")
         seen += len(msgs)
     elapsed = time.perf_counter() - first
     c.close()

@@ -24,6 +24,7 @@ latency histogram; the reference buffer holds at most ``reference_events`` rows.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import operator
 import pickle
@@ -45,6 +46,11 @@ from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drif
 _LAT_EDGES = np.logspace(-3, 6, 901)
 #: Bumped when the pickled engine state changes shape; older checkpoints are then ignored.
 CHECKPOINT_FORMAT = 2
+#: Sketches of closed windows kept for take_sketches(): the worker takes them after every
+#: batch; a driver that never does still has bounded memory (the oldest are dropped).
+MAX_PENDING_SKETCHES = 50_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +269,8 @@ class MonitoringEngine:
         self.spec = spec
         self.reference_events = reference_events
         self._state: dict[tuple[str, str], _VersionState] = {}
-        self._sketches: list[SketchRow] = []  # of windows closed since the last take_sketches()
+        self._sketches: deque[SketchRow] = deque(maxlen=MAX_PENDING_SKETCHES)  # closed since take_sketches()
+        self.sketches_dropped = 0  # oldest pending sketches dropped because nobody took them
         self._checkpoints = checkpoints  # (model, version) -> a state saved by checkpoint(), once
         for key, profile in (profiles or {}).items():
             self._version(key).profile = profile
@@ -301,7 +308,8 @@ class MonitoringEngine:
 
     def take_sketches(self) -> list[SketchRow]:
         """The drift sketches of the windows closed since the last call (for ``drift_sketches``)."""
-        out, self._sketches = self._sketches, []
+        out = list(self._sketches)
+        self._sketches.clear()
         return out
 
     def dropped_late(self) -> int:
@@ -510,6 +518,10 @@ class MonitoringEngine:
         large: set[str] = set()  # features whose effect size passes the threshold
         for name, drift in sorted(win.drift.items()):
             if drift.n:
+                if len(self._sketches) == self._sketches.maxlen:
+                    if not self.sketches_dropped:
+                        log.warning("drift sketches are not being taken (take_sketches); dropping the oldest")
+                    self.sketches_dropped += 1
                 self._sketches.append(
                     SketchRow(start, end, model, version, name, "", drift.n, complete, drift.sketch())
                 )

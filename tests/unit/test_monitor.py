@@ -212,3 +212,27 @@ def test_profile_with_pca_round_trips() -> None:
     p = ReferenceProfile.build("m", "v", {"a": a, "b": a + rng.normal(size=500) * 0.1, "c": rng.normal(size=500)})
     assert p.pca is not None and p.pca.features == ["a", "b", "c"] and len(p.pca.components) == 2
     assert ReferenceProfile.from_json(p.to_json()) == p
+
+
+def test_sketches_nobody_takes_are_bounded_and_the_oldest_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import driftline.streams.monitor as monitor
+
+    events = stream(n_windows=8, per_window=400, shift_from=99)
+    taker = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=500)
+    taken = []
+    for i in range(0, len(events), 700):
+        taker.update(events[i : i + 700])
+        taken += taker.take_sketches()
+    taker.flush()
+    taken += taker.take_sketches()
+    assert len(taken) > 6 and taker.sketches_dropped == 0
+
+    monkeypatch.setattr(monitor, "MAX_PENDING_SKETCHES", 5)
+    hoarder = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=500)
+    for i in range(0, len(events), 700):
+        hoarder.update(events[i : i + 700])
+    hoarder.flush()
+    kept = hoarder.take_sketches()
+    assert kept == taken[-5:]  # the newest five, equal to what a taker got
+    assert hoarder.sketches_dropped == len(taken) - 5
+    assert hoarder.take_sketches() == []
