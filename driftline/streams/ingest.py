@@ -104,9 +104,14 @@ class DecodedBatch:
         self.label_json += later.label_json
         self.dead_letters += later.dead_letters
         for key, (first, last) in later.offsets.items():
-            self.offsets[key] = (self.offsets[key][0], last) if key in self.offsets else (first, last)
+            self.add_span(key, first, last)
         self.messages += later.messages
         return self
+
+    def add_span(self, key: tuple[str, int], first: int, last: int) -> None:
+        """Offsets first..last of partition `key` are in the batch (after any it holds already)."""
+        held = self.offsets.get(key)
+        self.offsets[key] = (held[0] if held else first, last)
 
 
 def decode_records(records: Sequence[PartitionRecords], settings: Settings, received_at: float) -> DecodedBatch:
@@ -146,9 +151,7 @@ def decode_records(records: Sequence[PartitionRecords], settings: Settings, rece
                 out.dead_letters.append(
                     SourcedDeadLetter(letter, part.topic, part.partition, part.offsets[i], received_at)
                 )
-        key = (part.topic, part.partition)
-        first = out.offsets[key][0] if key in out.offsets else part.offsets[0]
-        out.offsets[key] = (first, part.offsets[-1])
+        out.add_span((part.topic, part.partition), part.offsets[0], part.offsets[-1])
         out.messages += len(part.values)
     return out
 
