@@ -249,30 +249,48 @@ def _non_finite(columns: Any) -> str | None:
     return None
 
 
-def _decode_columnar(payload: bytes, kind: str) -> Decoded:
+@dataclass(frozen=True, slots=True)
+class ColumnarEvents:
+    """The events of one columnar envelope that passed every check, kept as the columns they came in.
+
+    The ingest loop stores them column by column (no per-event objects); `rows()` makes the
+    events when something needs them one by one.
+    """
+
+    kind: Kind
+    columns: Any  # PredictionColumns or LabelColumns
+    n: int
+
+    def rows(self) -> list[Any]:
+        return _rows(self.columns, self.kind, self.n)
+
+
+def decode_columnar(payload: bytes, kind: Kind) -> ColumnarEvents | DeadLetter:
+    """Check a columnar MessagePack envelope of `kind`: its columns, or why it is a dead letter."""
     try:
         envelope = _ENVELOPE.decode(payload)
         if envelope.kind != kind:
-            return Decoded(
-                dead_letters=[
-                    DeadLetter(
-                        "wrong_kind", f"columnar envelope of kind {envelope.kind!r} on the {kind} topic", payload
-                    )
-                ]
-            )
+            return DeadLetter("wrong_kind", f"columnar envelope of kind {envelope.kind!r} on the {kind} topic", payload)
         columns = _COLUMN_DECODERS[kind].decode(envelope.columns)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         letter = _classify(exc, payload, kind)
-        return Decoded(dead_letters=[DeadLetter(letter.code, f"columnar envelope: {letter.reason}", payload)])
+        return DeadLetter(letter.code, f"columnar envelope: {letter.reason}", payload)
     n = len(columns.event_id)
     as_dict = {f: getattr(columns, f) for f in columns.__struct_fields__}
     problem = _check_lengths(as_dict, n)
     if problem:
-        return Decoded(dead_letters=[DeadLetter("ragged_columns", f"columnar envelope: {problem}", payload)])
+        return DeadLetter("ragged_columns", f"columnar envelope: {problem}", payload)
     where = _non_finite(columns)
     if where:
-        return Decoded(dead_letters=[DeadLetter("not_finite", f"NaN or infinity at {where}", payload)])
-    return Decoded(events=_rows(columns, kind, n))
+        return DeadLetter("not_finite", f"NaN or infinity at {where}", payload)
+    return ColumnarEvents(kind, columns, n)
+
+
+def _decode_columnar(payload: bytes, kind: Kind) -> Decoded:
+    checked = decode_columnar(payload, kind)
+    if isinstance(checked, DeadLetter):
+        return Decoded(dead_letters=[checked])
+    return Decoded(events=checked.rows())
 
 
 def _rows(columns: Any, kind: str, n: int) -> list[Any]:
@@ -316,8 +334,8 @@ def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSA
         return _decode_one(payload, kind)
     if first == b"[":
         return _decode_array(payload, kind)
-    if 0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF):
-        return _decode_columnar(payload, kind)
+    if is_msgpack_map(payload):
+        return _decode_columnar(payload, kind)  # type: ignore[arg-type]
     return Decoded(
         dead_letters=[
             DeadLetter(
@@ -325,6 +343,11 @@ def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSA
             )
         ]
     )
+
+
+def is_msgpack_map(payload: bytes) -> bool:
+    """Whether `payload` starts like a MessagePack map (a columnar envelope)."""
+    return bool(payload) and (0x80 <= payload[0] <= 0x8F or payload[0] in (0xDE, 0xDF))
 
 
 def kind_of(event: Event) -> Kind:

@@ -25,7 +25,19 @@ from typing import Any
 import msgspec
 
 from driftline.config import Settings
-from driftline.events import _DECODERS, _LIST_DECODERS, Label, Prediction, decode_message, encode_json
+from driftline.events import (
+    _DECODERS,
+    _LIST_DECODERS,
+    ColumnarEvents,
+    DeadLetter,
+    Kind,
+    Label,
+    Prediction,
+    decode_columnar,
+    decode_message,
+    encode_json,
+    is_msgpack_map,
+)
 from driftline.exceptions import SinkError
 from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
 from driftline.streams.consumer import BatchConsumer, PartitionRecords
@@ -88,13 +100,32 @@ class DecodedBatch:
     # The same events as the JSON they came in (objects, or objects joined by commas), for the sink.
     prediction_json: list[bytes] = field(default_factory=list)
     label_json: list[bytes] = field(default_factory=list)
+    # More events, from columnar envelopes, kept as their columns (see decode_records): the
+    # sink stores them as columns; all_predictions/all_labels make objects of them.
+    prediction_columns: list[ColumnarEvents] = field(default_factory=list)
+    label_columns: list[ColumnarEvents] = field(default_factory=list)
     dead_letters: list[SourcedDeadLetter] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     messages: int = 0
 
     @property
+    def n_predictions(self) -> int:
+        return len(self.predictions) + sum(c.n for c in self.prediction_columns)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels) + sum(c.n for c in self.label_columns)
+
+    @property
     def events(self) -> int:
-        return len(self.predictions) + len(self.labels)
+        return self.n_predictions + self.n_labels
+
+    def all_predictions(self) -> list[Prediction]:
+        """Every prediction as an object: those of JSON messages, then those of columnar envelopes."""
+        return [*self.predictions, *_rows_of(self.prediction_columns)]
+
+    def all_labels(self) -> list[Label]:
+        return [*self.labels, *_rows_of(self.label_columns)]
 
     def extend(self, later: DecodedBatch) -> DecodedBatch:
         """This batch followed by `later` (fetched after it) as one batch; returns self."""
@@ -102,6 +133,8 @@ class DecodedBatch:
         self.labels += later.labels
         self.prediction_json += later.prediction_json
         self.label_json += later.label_json
+        self.prediction_columns += later.prediction_columns
+        self.label_columns += later.label_columns
         self.dead_letters += later.dead_letters
         for key, (first, last) in later.offsets.items():
             self.add_span(key, first, last)
@@ -114,17 +147,31 @@ class DecodedBatch:
         self.offsets[key] = (held[0] if held else first, last)
 
 
-def decode_records(records: Sequence[PartitionRecords], settings: Settings, received_at: float) -> DecodedBatch:
-    """Decode one fetch (the messages of each partition, in offset order) into one batch."""
+def _rows_of(envelopes: list[ColumnarEvents]) -> list[Any]:
+    return [row for envelope in envelopes for row in envelope.rows()]
+
+
+def decode_records(
+    records: Sequence[PartitionRecords], settings: Settings, received_at: float, objects: bool = False
+) -> DecodedBatch:
+    """Decode one fetch (the messages of each partition, in offset order) into one batch.
+
+    The events of columnar envelopes stay columns, stored as columns (sinks/columnar.py), unless
+    `objects`: a hook needs every event as an object, and making them here overlaps the previous
+    batch's insert. Those objects are then stored as JSON rows: measured with the monitoring
+    engine on, storing the columns as well made the worker slower (their INSERT ... SELECT costs
+    ClickHouse more CPU than the JSON it replaces saves, BENCHMARKS.md).
+    """
     out = DecodedBatch()
     predictions_topic = settings.topic("predictions")
     max_bytes = settings.max_message_bytes
     for part in records:
         if not part.values:
             continue
-        kind = "prediction" if part.topic == predictions_topic else "label"
+        kind: Kind = "prediction" if part.topic == predictions_topic else "label"
         target: list[Any] = out.predictions if kind == "prediction" else out.labels
         as_json = out.prediction_json if kind == "prediction" else out.label_json
+        as_columns = out.prediction_columns if kind == "prediction" else out.label_columns
         one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
         for i, value in enumerate(part.values):
             # Fast path: a well-formed JSON object or array is one C call, and is stored as it came.
@@ -140,9 +187,18 @@ def decode_records(records: Sequence[PartitionRecords], settings: Settings, rece
                             target.extend(events)
                             as_json.append(value.strip()[1:-1])
                         continue
+                    if is_msgpack_map(value) and not objects:  # a columnar envelope, kept as columns
+                        checked = decode_columnar(value, kind)
+                        if isinstance(checked, DeadLetter):
+                            out.dead_letters.append(
+                                SourcedDeadLetter(checked, part.topic, part.partition, part.offsets[i], received_at)
+                            )
+                        elif checked.n:
+                            as_columns.append(checked)
+                        continue
                 except (msgspec.DecodeError, UnicodeDecodeError):
                     pass
-            # Slow path: columnar envelopes, and anything that failed (to find out exactly why).
+            # Slow path: anything that failed (to find out exactly why).
             decoded = decode_message(value, kind, max_bytes)
             target.extend(decoded.events)
             if decoded.events:
@@ -278,15 +334,15 @@ class BatchIngestor:
         started = time.perf_counter()
         if not self.stats.first_batch_at:
             self.stats.first_batch_at = time.time()
-        batch = decode_records(records, self.settings, time.time())
+        batch = decode_records(records, self.settings, time.time(), objects=self.on_batch is not None)
         await self._send_dead_letters(batch.dead_letters)
         return batch, time.perf_counter() - started
 
     async def _store_stage(self, batch: DecodedBatch, decode_seconds: float) -> None:
         started = time.perf_counter()
         await self._write_with_retry(batch, batch_token(batch.offsets))
-        if self.on_batch is not None and (batch.predictions or batch.labels):
-            result = self.on_batch(batch.predictions, batch.labels)
+        if self.on_batch is not None and batch.events:
+            result = self.on_batch(batch.all_predictions(), batch.all_labels())
             if isinstance(result, Awaitable):
                 await result
         await self._commit(batch)
@@ -324,6 +380,8 @@ class BatchIngestor:
                     token,
                     batch.prediction_json,
                     batch.label_json,
+                    batch.prediction_columns,
+                    batch.label_columns,
                 )
                 if self.metrics is not None:
                     self.metrics.sink_seconds.observe(time.perf_counter() - t0)
@@ -331,8 +389,9 @@ class BatchIngestor:
                     # Events ClickHouse refused even re-encoded: dead letters like any other bad input.
                     await self._send_dead_letters(rejected)
                     refused = {d.letter.payload for d in rejected}
-                    batch.predictions = [e for e in batch.predictions if encode_json(e) not in refused]
-                    batch.labels = [e for e in batch.labels if encode_json(e) not in refused]
+                    batch.predictions = [e for e in batch.all_predictions() if encode_json(e) not in refused]
+                    batch.labels = [e for e in batch.all_labels() if encode_json(e) not in refused]
+                    batch.prediction_columns, batch.label_columns = [], []
                     batch.dead_letters = [*batch.dead_letters, *rejected]
                 return
             except SinkError as exc:
@@ -361,8 +420,8 @@ class BatchIngestor:
     def _count(self, batch: DecodedBatch, seconds: float) -> None:
         st = self.stats
         st.messages += batch.messages
-        st.predictions += len(batch.predictions)
-        st.labels += len(batch.labels)
+        st.predictions += batch.n_predictions
+        st.labels += batch.n_labels
         st.dead_letters += len(batch.dead_letters)
         st.dead_letter_codes.update(d.letter.code for d in batch.dead_letters)
         st.batches += 1
@@ -372,7 +431,7 @@ class BatchIngestor:
             per_topic: dict[str, int] = {}
             for (topic, _), (first, last) in batch.offsets.items():
                 per_topic[topic] = per_topic.get(topic, 0) + last - first + 1
-            self.metrics.batch(batch.messages, len(batch.predictions), len(batch.labels),
+            self.metrics.batch(batch.messages, batch.n_predictions, batch.n_labels,
                                (d.letter.code for d in batch.dead_letters), seconds, per_topic)  # fmt: skip
 
     def lag(self) -> list[tuple[str, int, int]]:

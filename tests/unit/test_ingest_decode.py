@@ -25,7 +25,7 @@ def test_decode_records_sorts_kinds_dead_letters_and_offsets() -> None:
     ]
     batch = decode_records(records, s, received_at=1_700_000_100.0)
     assert [p.event_id for p in batch.predictions] == ["e1", "e2", "e3"]
-    assert [lab.event_id for lab in batch.labels] == ["e1"]
+    assert batch.labels == [] and [lab.event_id for lab in batch.all_labels()] == ["e1"]  # kept as columns
     [dead] = batch.dead_letters
     assert (dead.topic, dead.partition, dead.offset, dead.letter.code) == ("driftline.predictions", 0, 12, "malformed")
     assert batch.offsets == {("driftline.predictions", 0): (10, 12), ("driftline.labels", 1): (5, 5)}
@@ -79,3 +79,16 @@ def test_gathered_batches_keep_first_and_last_offsets_and_every_event() -> None:
     assert merged.offsets == {(topic, 0): (10, 12), (topic, 1): (4, 4)}
     assert merged.messages == 4
     assert batch_token(merged.offsets) == batch_token({(topic, 1): (4, 4), (topic, 0): (10, 12)})
+
+
+def test_columnar_envelopes_stay_columns_unless_a_hook_needs_objects() -> None:
+    s = Settings()
+    preds = [make_prediction(i) for i in range(3)]
+    records = [PartitionRecords(s.topic("predictions"), 0, [1, 2], [encode_columnar(preds), encode_json(preds[0])])]
+    kept = decode_records(records, s, 0.0)
+    assert [p.event_id for p in kept.predictions] == ["e0"] and kept.prediction_json == [encode_json(preds[0])]
+    assert [c.n for c in kept.prediction_columns] == [3] and kept.n_predictions == kept.events == 4
+    assert kept.all_predictions() == [preds[0], *preds]  # JSON messages' events first
+    made = decode_records(records, s, 0.0, objects=True)
+    assert made.prediction_columns == [] and made.predictions == [*preds, preds[0]]  # in message order
+    assert len(made.prediction_json) == 2 and made.n_predictions == 4

@@ -1,0 +1,92 @@
+"""Columnar envelopes are stored as columns (sinks/columnar.py): the rows must equal the rows
+stored for the same events sent as JSON, replays must be no-ops, refusals must be isolated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from driftline.config import Settings
+from driftline.events import ColumnarEvents, Label, Prediction, decode_columnar, encode_columnar, encode_json
+from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.columnar import plan
+from tests.unit.test_events import make_prediction
+
+PREDICTION_QUERY = (
+    "SELECT event_id, model, version, ts, route, prediction, prediction_norm, score, latency_ms, features, "
+    "attributes, kpis, request_id FROM {db}.predictions ORDER BY event_id"
+)
+LABEL_QUERY = "SELECT event_id, label, label_norm, ts, annotator, guideline_version FROM {db}.labels ORDER BY event_id"
+
+
+def envelope(events: list[Any]) -> ColumnarEvents:
+    checked = decode_columnar(encode_columnar(events), "label" if isinstance(events[0], Label) else "prediction")
+    assert isinstance(checked, ColumnarEvents)
+    return checked
+
+
+def rows(sink: ClickHouseSink, query: str) -> list[tuple[Any, ...]]:
+    """The stored rows, with the features JSON parsed (ClickHouse writes 0.0 as 0: the same number)."""
+    out = []
+    for row in sink.client.query(query.format(db=sink.database)).result_rows:
+        row = list(row)
+        if query is PREDICTION_QUERY:
+            row[9] = json.loads(row[9])
+        out.append(tuple(row))
+    return out
+
+
+def varied_predictions() -> list[list[Prediction]]:
+    """Envelopes of different shapes: optional columns absent, missing values, odd names and values."""
+    plain = [make_prediction(i) for i in range(20)]
+    sparse = [
+        make_prediction(100 + i, score=None, latency_ms=None if i % 2 else 1.0, attributes={}, kpis={},
+                        route="primary", prediction=["yes", 1.5, True, 0][i % 4],
+                        features={"age": None if i % 3 else 40.0 + i, "it's \\ \"odd\"": "x'y", "flag": i % 2 == 0},
+                        request_id=f"r{i}" if i % 2 else None)
+        for i in range(10)
+    ]  # fmt: skip
+    mixed = [make_prediction(200 + i, features={"age": "unknown" if i == 0 else float(i)}) for i in range(5)]
+    return [plain, sparse, mixed]
+
+
+def test_columnar_envelopes_store_the_rows_json_events_store(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    groups = varied_predictions()
+    labels = [Label(event_id=f"e{i}", label=[1, 0.0, "cat", True][i % 4], ts=1_700_000_100.0 + i,
+                    annotator="ann" if i % 2 else None) for i in range(12)]  # fmt: skip
+    as_json = sink_factory(settings_factory())
+    as_columns = sink_factory(settings_factory())
+    every = [e for g in groups for e in g]
+    as_json.write(every, labels, [], "t", [encode_json(e) for e in every], [encode_json(x) for x in labels])
+    envelopes = [envelope(g) for g in groups]
+    inserts, rest = plan("prediction", envelopes)
+    assert (len(inserts), len(rest)) == (2, 1)  # the feature with a text and numbers goes row by row
+    assert as_columns.write([], [], [], "t", prediction_columns=envelopes, label_columns=[envelope(labels)]) == []
+    assert rows(as_columns, PREDICTION_QUERY) == rows(as_json, PREDICTION_QUERY)
+    assert len(rows(as_columns, PREDICTION_QUERY)) == len(every)
+    assert rows(as_columns, LABEL_QUERY) == rows(as_json, LABEL_QUERY)
+
+
+def test_a_replayed_columnar_batch_is_stored_once(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    sink = sink_factory(settings_factory())
+    envelopes = [envelope(g) for g in varied_predictions()]
+    for _ in range(2):
+        sink.write([], [], [], "same", prediction_columns=envelopes)
+    raw = sink.client.command(f"SELECT count() FROM {sink.database}.predictions")
+    assert int(raw) == sum(e.n for e in envelopes)  # without FINAL: the second insert never landed
+
+
+def test_a_refused_event_of_an_envelope_becomes_a_dead_letter_and_the_rest_is_stored(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    sink = sink_factory(settings_factory())
+    sink.client.command(f"ALTER TABLE {sink.database}.predictions ADD CONSTRAINT no_poison CHECK event_id != 'e13'")
+    rejected = sink.write([], [], [], "t", prediction_columns=[envelope([make_prediction(i) for i in range(40)])])
+    assert [r.letter.code for r in rejected] == ["rejected_by_clickhouse"]
+    assert json.loads(rejected[0].letter.payload)["event_id"] == "e13"
+    assert sink.counts() == {"predictions": 39, "labels": 0, "dead_letters": 1}
