@@ -136,7 +136,7 @@ def raw_confluent_rate(settings: Settings, n_messages: int) -> float:
 
 
 def pipeline_rate(settings: Settings, sink: Any, n_events: int, monitor: bool = False) -> float:
-    on_batch = None
+    on_batch = on_columns = None
     if monitor:
         engine = MonitoringEngine(window_s=300, allowed_lateness_s=60)
 
@@ -144,7 +144,13 @@ def pipeline_rate(settings: Settings, sink: Any, n_events: int, monitor: bool = 
             sink.write_metrics(engine.update(predictions))
             sink.write_sketches(engine.take_sketches())  # as the worker does
 
-    ingestor = BatchIngestor(settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink, on_batch=on_batch)
+        def on_columns(envelopes: Any) -> None:  # columnar envelopes, read as columns (as the worker does)
+            sink.write_metrics(engine.update_columns(envelopes))
+            sink.write_sketches(engine.take_sketches())
+
+    ingestor = BatchIngestor(
+        settings.replace(group_id=f"g{uuid.uuid4().hex[:6]}"), sink, on_batch=on_batch, on_columns=on_columns
+    )
 
     async def go() -> float:
         task = asyncio.create_task(ingestor.run())

@@ -147,10 +147,15 @@ def create_app(settings: Settings) -> faust.App:
             await publisher.publish(engine.update(predictions), engine.take_sketches())
             await requester.publish(requester.select(predictions))
 
+        async def on_columns(envelopes: Any) -> None:  # columnar envelopes: the engine reads their columns
+            await publisher.publish(engine.update_columns(envelopes), engine.take_sketches())
+            await requester.publish(requester.select_columns(envelopes))
+
         ingestor = BatchIngestor(
             settings,
             sink,
             on_batch=on_batch,
+            on_columns=on_columns,
             metrics=metrics,
             before_close=save_checkpoint,
         )

@@ -46,6 +46,7 @@ from driftline.streams.observability import WorkerMetrics
 log = logging.getLogger(__name__)
 
 BatchHook = Callable[[Sequence[Prediction], Sequence[Label]], Any]
+ColumnsHook = Callable[[Sequence[ColumnarEvents]], Any]
 
 
 def tune_gc() -> None:
@@ -232,8 +233,12 @@ class BatchIngestor:
         retry_backoff: tuple[float, float] = (0.2, 5.0),
         metrics: WorkerMetrics | None = None,
         before_close: Callable[[], Awaitable[None]] | None = None,
+        on_columns: ColumnsHook | None = None,
     ):
+        """`on_batch` gets each stored batch's events as objects; with `on_columns` too, the events
+        of columnar envelopes go to `on_columns` as their columns instead (no object per event)."""
         self.settings = settings
+        self.on_columns = on_columns
         self.before_close = before_close  # after the last commit, before leaving the group (checkpoints)
         self.sink = sink
         self.on_batch = on_batch
@@ -334,15 +339,21 @@ class BatchIngestor:
         started = time.perf_counter()
         if not self.stats.first_batch_at:
             self.stats.first_batch_at = time.time()
-        batch = decode_records(records, self.settings, time.time(), objects=self.on_batch is not None)
+        objects = self.on_batch is not None and self.on_columns is None
+        batch = decode_records(records, self.settings, time.time(), objects=objects)
         await self._send_dead_letters(batch.dead_letters)
         return batch, time.perf_counter() - started
 
     async def _store_stage(self, batch: DecodedBatch, decode_seconds: float) -> None:
         started = time.perf_counter()
         await self._write_with_retry(batch, batch_token(batch.offsets))
+        if self.on_columns is not None and batch.prediction_columns:
+            result = self.on_columns(batch.prediction_columns)
+            if isinstance(result, Awaitable):
+                await result
         if self.on_batch is not None and batch.events:
-            result = self.on_batch(batch.all_predictions(), batch.all_labels())
+            predictions = batch.predictions if self.on_columns is not None else batch.all_predictions()
+            result = self.on_batch(predictions, batch.all_labels())
             if isinstance(result, Awaitable):
                 await result
         await self._commit(batch)

@@ -12,7 +12,7 @@ without configuration.
 State is bounded: per open window, fixed-size count arrays per feature and a fixed
 latency histogram; the reference buffer holds at most ``reference_events`` rows.
 
->>> from driftline.events import Prediction, canonical_target
+>>> from driftline.events import ColumnarEvents, Prediction, canonical_target
 >>> eng = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=100)
 >>> batch = [Prediction(event_id=str(i), model="m", version="v1", ts=1_700_000_000.0 + i,
 ...                     features={"x": float(i % 10)}, prediction=1) for i in range(300)]
@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import operator
 import pickle
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -35,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from driftline.events import Prediction, canonical_target
+from driftline.events import ColumnarEvents, Prediction, canonical_target
 from driftline.profiles import ReferenceProfile, reconstruction_errors
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.metrics.data_quality import DuplicateTracker
 from driftline.streams.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
+from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
 _LAT_EDGES = np.logspace(-3, 6, 901)
@@ -151,51 +151,6 @@ class _VersionState:
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
 
 
-def _columns(events: Sequence[Prediction], names: list[str]) -> list[Sequence[Any]]:
-    """Feature columns (tuples, None where absent) in one pass over the events, with C-level getters."""
-    if not names:
-        return []
-    features = list(map(_FEATURES, events))
-    if len(names) == 1:
-        return [tuple(map(operator.methodcaller("get", names[0]), features))]
-    get = operator.itemgetter(*names)
-    try:
-        rows = list(map(get, features))
-    except KeyError:  # some event lacks a feature: the slower path that fills in None
-        rows = [tuple(map(f.get, names)) for f in features]
-    return list(zip(*rows, strict=True)) if rows else [() for _ in names]
-
-
-_FEATURES = operator.attrgetter("features")
-_TS = operator.attrgetter("ts")
-_EVENT_ID = operator.attrgetter("event_id")
-_PREDICTION = operator.attrgetter("prediction")
-_SCORE = operator.attrgetter("score")
-_LATENCY = operator.attrgetter("latency_ms")
-_KPIS = operator.attrgetter("kpis")
-_VERSION_KEY = operator.attrgetter("model", "version")
-
-
-def _gather(events: Sequence[Prediction], index: list[int]) -> list[Prediction]:
-    """``[events[i] for i in index]`` with the loop in C."""
-    if len(index) == 1:
-        return [events[index[0]]]
-    return list(operator.itemgetter(*index)(events))
-
-
-def _by_version(events: Sequence[Prediction]) -> dict[tuple[str, str], list[Prediction]]:
-    """The events of each (model, version), in arrival order (the loops over events run in C)."""
-    keys = list(map(_VERSION_KEY, events))
-    distinct = dict.fromkeys(keys)
-    if len(distinct) == 1:
-        return {keys[0]: list(events)}
-    code = {key: i for i, key in enumerate(distinct)}
-    codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
-    return {key: _gather(events, order[bounds[i] : bounds[i + 1]].tolist()) for key, i in code.items()}
-
-
 def _class_counts(values: Sequence[Any]) -> dict[str, int]:
     """Counts per value's text (``str``), None left out: counted in C, then merged per text."""
     out: dict[str, int] = {}
@@ -214,9 +169,9 @@ def _target_kinds(spec: ModelSpec) -> dict[str, str]:
     return {SCORE: "numeric", PREDICTION: "numeric" if spec.task == "regression" else "categorical"}
 
 
-def _target_columns(events: Sequence[Prediction], spec: ModelSpec) -> dict[str, list[Any]]:
+def _target_columns(batch: PredictionBatch, spec: ModelSpec) -> dict[str, list[Any]]:
     """The score and the prediction as columns, profiled and drift-checked like features."""
-    raw = list(map(_PREDICTION, events))
+    raw = batch.predictions()
     if spec.task == "regression":
         prediction: list[Any] = [None if isinstance(p, str) else p for p in raw]
     else:
@@ -224,7 +179,7 @@ def _target_columns(events: Sequence[Prediction], spec: ModelSpec) -> dict[str, 
         # share one text anyway, so keying the memo by value is safe.
         memo = {p: canonical_target(p) for p in set(raw)}
         prediction = list(map(memo.__getitem__, raw))
-    return {SCORE: list(map(_SCORE, events)), PREDICTION: prediction}
+    return {SCORE: batch.scores(), PREDICTION: prediction}
 
 
 def _as_float(values: Sequence[Any]) -> tuple[np.ndarray, int]:
@@ -316,16 +271,23 @@ class MonitoringEngine:
         return sum(s.dropped_late for s in self._state.values())
 
     def update(self, predictions: Sequence[Prediction]) -> list[MetricRow]:
+        """Add a batch of predictions; the rows of the windows that closed."""
+        return self._update(EventBatch.by_version(predictions))
+
+    def update_columns(self, envelopes: Sequence[ColumnarEvents]) -> list[MetricRow]:
+        """Add the events of checked columnar envelopes, read as columns (no object per event)."""
+        return self._update(ColumnBatch.by_version(envelopes))
+
+    def _update(self, groups: Mapping[tuple[str, str], PredictionBatch]) -> list[MetricRow]:
         rows: list[MetricRow] = []
-        groups = _by_version(predictions)
-        for key, events in groups.items():
+        for key, batch in groups.items():
             state = self._version(key)
             # Reference events also count in their windows (data quality), but a window that holds
             # any of them is a reference-period window: no drift, even when the profile completes
             # inside this batch (a drift of its remaining events alone would look like a shift).
-            reference = self._collect_reference(key, state, events) if state.profile is None else 0
-            if events:
-                self._add(state, events, reference_events=reference)
+            reference = self._collect_reference(key, state, batch) if state.profile is None else 0
+            if batch.n:
+                self._add(state, batch, reference_events=reference)
             rows.extend(self._close(key, state, final=False))
         return rows
 
@@ -337,14 +299,14 @@ class MonitoringEngine:
         return rows
 
     def _collect_reference(
-        self, key: tuple[str, str], state: _VersionState, events: list[Prediction]
+        self, key: tuple[str, str], state: _VersionState, batch: PredictionBatch
     ) -> int:
         """Take the batch's first events into the reference (at most what it lacks); how many it took."""
         room = self.reference_events - len(state.reference_rows)
-        head = events[:room]
+        head = batch.head(room)
         targets = _target_columns(head, state.spec)
         state.reference_rows.extend(
-            {**e.features, **{name: col[i] for name, col in targets.items()}} for i, e in enumerate(head)
+            {**f, **{name: col[i] for name, col in targets.items()}} for i, f in enumerate(head.feature_rows())
         )
         if len(state.reference_rows) >= self.reference_events:
             declared = state.spec.features
@@ -359,12 +321,12 @@ class MonitoringEngine:
             kinds = {n: k for n, k in kinds.items() if n in columns}
             state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
             state.reference_rows = []
-        return len(head)
+        return head.n
 
-    def _add(self, state: _VersionState, events: list[Prediction], reference_events: int = 0) -> None:
-        """Add `events` to their windows; windows opened here by the first `reference_events` get no drift."""
+    def _add(self, state: _VersionState, batch: PredictionBatch, reference_events: int = 0) -> None:
+        """Add the batch to its windows; windows opened here by the first `reference_events` get no drift."""
         size = state.spec.slide_s or state.spec.window_s  # the pane
-        ts = np.fromiter(map(_TS, events), dtype=np.float64, count=len(events))
+        ts = batch.ts()
         starts = np.floor(ts / size) * size
         closed_before = state.watermark  # windows ending at or before it were closed by earlier batches
         state.watermark = max(state.watermark, float(ts.max()) - state.spec.allowed_lateness_s)
@@ -372,9 +334,9 @@ class MonitoringEngine:
         for start in unique:
             idx = np.nonzero(starts == start)[0] if len(unique) > 1 else None
             if start + size <= closed_before and start not in state.windows:
-                state.dropped_late += len(events) if idx is None else int(idx.size)  # too late: counted, never merged
+                state.dropped_late += batch.n if idx is None else int(idx.size)  # too late: counted, never merged
                 continue
-            chunk = events if idx is None else _gather(events, idx.tolist())
+            chunk = batch if idx is None else batch.take(idx.tolist())
             win = state.windows.get(start)
             if win is None:
                 opened_by_reference = reference_events > 0 and (idx is None or int(idx[0]) < reference_events)
@@ -382,40 +344,33 @@ class MonitoringEngine:
                 win = state.windows[start] = _Window(start=start, profiled=profiled)
             self._add_window(state, win, chunk, ts if idx is None else ts[idx])
 
-    def _add_window(self, state: _VersionState, win: _Window, events: list[Prediction], ts: np.ndarray) -> None:
-        win.n += len(events)
+    def _add_window(self, state: _VersionState, win: _Window, batch: PredictionBatch, ts: np.ndarray) -> None:
+        win.n += batch.n
         spec = state.spec
         profile = state.profile if spec.on("drift") else None
         if spec.on("data_quality") or spec.on("drift"):
-            self._add_features(state, win, events, profile)
+            self._add_features(state, win, batch, profile)
         if spec.on("kpi"):
-            lat = np.array(list(map(_LATENCY, events)), dtype=np.float64)  # None -> NaN
+            lat = batch.latency()
             lat = lat[~np.isnan(lat)]
             if lat.size:
                 win.latency += np.bincount(np.searchsorted(_LAT_EDGES, lat), minlength=win.latency.size)
                 win.latency_n += int(lat.size)
-            kpis = list(map(_KPIS, events))
-            for name in set().union(*kpis):
-                try:
-                    win.kpi_sum[name] += sum(map(operator.itemgetter(name), kpis))
-                except KeyError:  # not every event has it
-                    win.kpi_sum[name] += sum(map(operator.methodcaller("get", name, 0.0), kpis))
+            for name, total in batch.kpi_sums().items():
+                win.kpi_sum[name] += total
         if spec.on("data_quality"):
-            for cls, count in _class_counts(list(map(_PREDICTION, events))).items():
+            for cls, count in _class_counts(batch.predictions()).items():
                 win.predicted[cls] += count
-            win.duplicates += int(state.duplicates.update_many(list(map(_EVENT_ID, events)), ts.tolist()).sum())
+            win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts.tolist()).sum())
 
     def _add_features(
-        self, state: _VersionState, win: _Window, events: list[Prediction], profile: ReferenceProfile | None
+        self, state: _VersionState, win: _Window, batch: PredictionBatch, profile: ReferenceProfile | None
     ) -> None:
         declared = state.spec.features
-        if state.profile is not None:
-            names = set(state.profile.features)
-        else:
-            names = set(declared) or {n for e in events for n in e.features}
-        targets = _target_columns(events, state.spec)
+        names = set(state.profile.features) if state.profile is not None else (set(declared) or batch.feature_names())
+        targets = _target_columns(batch, state.spec)
         ordered = sorted(n for n in names if n not in targets)
-        columns: dict[str, Sequence[Any]] = dict(zip(ordered, _columns(events, ordered), strict=True))
+        columns: dict[str, Sequence[Any]] = dict(zip(ordered, batch.feature_columns(ordered), strict=True))
         for name, col in targets.items():
             if name in names:
                 columns[name] = col

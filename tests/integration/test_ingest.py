@@ -236,3 +236,30 @@ def test_stopping_during_an_outage_commits_nothing_and_the_next_start_stores_eve
     assert sink.counts() == {"predictions": 0, "labels": 0, "dead_letters": 0}
     run_ingestor(BatchIngestor(settings, sink), ingested(n_pred + n_lab + sum(bad.values())))
     assert sink.counts() == {"predictions": n_pred, "labels": n_lab, "dead_letters": sum(bad.values())}
+
+
+def test_hooks_get_every_event_once_columnar_envelopes_as_columns(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    from driftline.events import ColumnarEvents
+
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    n_pred, n_lab, bad = produce_mix(settings, n=300)
+    as_objects: list[str] = []
+    as_columns: list[str] = []
+    labels: list[str] = []
+
+    def on_batch(predictions: Any, batch_labels: Any) -> None:
+        as_objects.extend(p.event_id for p in predictions)
+        labels.extend(lab.event_id for lab in batch_labels)
+
+    def on_columns(envelopes: list[ColumnarEvents]) -> None:
+        as_columns.extend(eid for e in envelopes for eid in e.columns.event_id)
+
+    ingestor = BatchIngestor(settings, sink, on_batch=on_batch, on_columns=on_columns)
+    run_ingestor(ingestor, ingested(n_pred + n_lab + sum(bad.values())))
+    assert len(as_columns) == 100  # the columnar third, never made into objects
+    assert sorted(as_objects + as_columns) == sorted(f"e{i}" for i in range(n_pred))
+    assert len(labels) == n_lab
+    assert sink.counts() == {"predictions": n_pred, "labels": n_lab, "dead_letters": sum(bad.values())}

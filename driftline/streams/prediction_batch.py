@@ -1,0 +1,246 @@
+"""One model version's predictions, as the monitoring engine reads them: column by column.
+
+Two forms give the same columns. `EventBatch` wraps Prediction objects (single JSON events,
+JSON arrays) and takes each column out of them with C-level getters; `ColumnBatch` holds
+the columns of columnar envelopes as they were decoded, so the engine never makes one
+object per event for them. The engine computes the same numbers from either (tested).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from driftline.events import ColumnarEvents, Prediction
+
+_FEATURES = operator.attrgetter("features")
+_TS = operator.attrgetter("ts")
+_EVENT_ID = operator.attrgetter("event_id")
+_PREDICTION = operator.attrgetter("prediction")
+_SCORE = operator.attrgetter("score")
+_LATENCY = operator.attrgetter("latency_ms")
+_KPIS = operator.attrgetter("kpis")
+_VERSION_KEY = operator.attrgetter("model", "version")
+
+VersionKey = tuple[str, str]
+
+
+def gather(values: Sequence[Any], index: list[int]) -> list[Any]:
+    """``[values[i] for i in index]`` with the loop in C."""
+    if len(index) == 1:
+        return [values[index[0]]]
+    return list(operator.itemgetter(*index)(values)) if index else []
+
+
+def _groups(keys: list[VersionKey]) -> dict[VersionKey, list[int] | None]:
+    """The positions of each key, in order; None: every position (one key only)."""
+    distinct = dict.fromkeys(keys)
+    if len(distinct) == 1:
+        return {keys[0]: None}
+    code = {key: i for i, key in enumerate(distinct)}
+    codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
+    return {key: order[bounds[i] : bounds[i + 1]].tolist() for key, i in code.items()}
+
+
+class PredictionBatch(Protocol):
+    """What the engine reads of a batch; every column is in the batch's event order."""
+
+    n: int
+
+    def ts(self) -> np.ndarray: ...
+    def take(self, index: list[int]) -> PredictionBatch: ...
+    def head(self, k: int) -> PredictionBatch: ...
+    def event_ids(self) -> list[str]: ...
+    def predictions(self) -> list[Any]: ...
+    def scores(self) -> list[float | None]: ...
+    def latency(self) -> np.ndarray: ...
+    def kpi_sums(self) -> dict[str, float]: ...
+    def feature_names(self) -> set[str]: ...
+    def feature_columns(self, names: list[str]) -> list[Sequence[Any]]: ...
+    def feature_rows(self) -> list[dict[str, Any]]: ...
+
+
+class EventBatch:
+    """Prediction objects; each column is taken out of them when asked for."""
+
+    def __init__(self, events: list[Prediction]):
+        self.events = events
+        self.n = len(events)
+
+    @staticmethod
+    def by_version(events: Sequence[Prediction]) -> dict[VersionKey, EventBatch]:
+        """The events of each (model, version), in arrival order (the loops over events run in C)."""
+        keys = list(map(_VERSION_KEY, events))
+        if not keys:
+            return {}
+        return {
+            key: EventBatch(list(events) if index is None else gather(events, index))
+            for key, index in _groups(keys).items()
+        }
+
+    def ts(self) -> np.ndarray:
+        return np.fromiter(map(_TS, self.events), dtype=np.float64, count=self.n)
+
+    def take(self, index: list[int]) -> EventBatch:
+        return EventBatch(gather(self.events, index))
+
+    def head(self, k: int) -> EventBatch:
+        return EventBatch(self.events[:k])
+
+    def event_ids(self) -> list[str]:
+        return list(map(_EVENT_ID, self.events))
+
+    def predictions(self) -> list[Any]:
+        return list(map(_PREDICTION, self.events))
+
+    def scores(self) -> list[float | None]:
+        return list(map(_SCORE, self.events))
+
+    def latency(self) -> np.ndarray:
+        return np.array(list(map(_LATENCY, self.events)), dtype=np.float64)  # None -> NaN
+
+    def kpi_sums(self) -> dict[str, float]:
+        kpis = list(map(_KPIS, self.events))
+        out: dict[str, float] = {}
+        for name in set().union(*kpis):
+            try:
+                out[name] = sum(map(operator.itemgetter(name), kpis))
+            except KeyError:  # not every event has it
+                out[name] = sum(map(operator.methodcaller("get", name, 0.0), kpis))
+        return out
+
+    def feature_names(self) -> set[str]:
+        return {n for e in self.events for n in e.features}
+
+    def feature_columns(self, names: list[str]) -> list[Sequence[Any]]:
+        """Feature columns (tuples, None where absent) in one pass over the events, with C-level getters."""
+        if not names:
+            return []
+        features = list(map(_FEATURES, self.events))
+        if len(names) == 1:
+            return [tuple(map(operator.methodcaller("get", names[0]), features))]
+        get = operator.itemgetter(*names)
+        try:
+            rows = list(map(get, features))
+        except KeyError:  # some event lacks a feature: the slower path that fills in None
+            rows = [tuple(map(f.get, names)) for f in features]
+        return list(zip(*rows, strict=True)) if rows else [() for _ in names]
+
+    def feature_rows(self) -> list[dict[str, Any]]:
+        return list(map(_FEATURES, self.events))
+
+
+class ColumnBatch:
+    """Columns of columnar envelopes (one model version's events); nothing per event is made."""
+
+    def __init__(
+        self,
+        ts: np.ndarray,
+        event_id: list[str],
+        prediction: list[Any],
+        score: list[float | None],
+        latency: list[float | None],
+        kpis: dict[str, list[float]],
+        features: dict[str, list[Any]],
+    ):
+        self.n = len(event_id)
+        self._ts, self._event_id, self._prediction, self._score = ts, event_id, prediction, score
+        self._latency, self._kpis, self._features = latency, kpis, features
+
+    @staticmethod
+    def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch]:
+        """The events of each (model, version) in the envelopes, in arrival order, as columns."""
+        if not envelopes:
+            return {}
+        # One batch first, then one gather per column and version (envelopes often mix versions).
+        parts = [ColumnBatch.of(e) for e in envelopes]
+        whole = parts[0] if len(parts) == 1 else ColumnBatch.concat(parts)
+        keys: list[VersionKey] = []
+        for envelope in envelopes:
+            keys += zip(envelope.columns.model, envelope.columns.version, strict=True)
+        if not keys:
+            return {}
+        return {key: whole if index is None else whole.take(index) for key, index in _groups(keys).items()}
+
+    @staticmethod
+    def of(envelope: ColumnarEvents) -> ColumnBatch:
+        cols, n = envelope.columns, envelope.n
+        return ColumnBatch(
+            np.asarray(cols.ts, dtype=np.float64), cols.event_id, cols.prediction,
+            cols.score if cols.score is not None else [None] * n,
+            cols.latency_ms if cols.latency_ms is not None else [None] * n,
+            cols.kpis, cols.features,
+        )  # fmt: skip
+
+    @staticmethod
+    def concat(parts: list[ColumnBatch]) -> ColumnBatch:
+        """The parts one after the other; a feature or KPI some part lacks is None (0.0 for a KPI) there."""
+
+        def joined(section: str, fill: Any) -> dict[str, list[Any]]:
+            names = dict.fromkeys(name for p in parts for name in getattr(p, section))
+            out: dict[str, list[Any]] = {}
+            for name in names:
+                column: list[Any] = []
+                for p in parts:
+                    values = getattr(p, section).get(name)
+                    column += values if values is not None else [fill] * p.n
+                out[name] = column
+            return out
+
+        def chain(attr: str) -> list[Any]:
+            out: list[Any] = []
+            for p in parts:
+                out += getattr(p, attr)
+            return out
+
+        return ColumnBatch(
+            np.concatenate([p._ts for p in parts]), chain("_event_id"), chain("_prediction"), chain("_score"),
+            chain("_latency"), joined("_kpis", 0.0), joined("_features", None),
+        )  # fmt: skip
+
+    def ts(self) -> np.ndarray:
+        return self._ts
+
+    def take(self, index: list[int]) -> ColumnBatch:
+        return ColumnBatch(
+            self._ts[index], gather(self._event_id, index), gather(self._prediction, index),
+            gather(self._score, index), gather(self._latency, index),
+            {k: gather(v, index) for k, v in self._kpis.items()},
+            {k: gather(v, index) for k, v in self._features.items()},
+        )  # fmt: skip
+
+    def head(self, k: int) -> ColumnBatch:
+        return self.take(list(range(min(k, self.n))))
+
+    def event_ids(self) -> list[str]:
+        return self._event_id
+
+    def predictions(self) -> list[Any]:
+        return self._prediction
+
+    def scores(self) -> list[float | None]:
+        return self._score
+
+    def latency(self) -> np.ndarray:
+        return np.array(self._latency, dtype=np.float64)  # None -> NaN
+
+    def kpi_sums(self) -> dict[str, float]:
+        return {name: sum(values) for name, values in self._kpis.items()}
+
+    def feature_names(self) -> set[str]:
+        return set(self._features)
+
+    def feature_columns(self, names: list[str]) -> list[Sequence[Any]]:
+        empty: list[None] = [None] * self.n
+        return [self._features.get(name, empty) for name in names]
+
+    def feature_rows(self) -> list[dict[str, Any]]:
+        names = list(self._features)
+        if not names:
+            return [{} for _ in range(self.n)]
+        return [dict(zip(names, values, strict=True)) for values in zip(*self._features.values(), strict=True)]
