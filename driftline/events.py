@@ -265,6 +265,11 @@ class ColumnarEvents:
         return _rows(self.columns, self.kind, self.n)
 
 
+def rows_of(envelopes: Sequence[ColumnarEvents]) -> list[Any]:
+    """The events of checked envelopes as objects, envelope after envelope."""
+    return [row for envelope in envelopes for row in envelope.rows()]
+
+
 def decode_columnar(payload: bytes, kind: Kind) -> ColumnarEvents | DeadLetter:
     """Check a columnar MessagePack envelope of `kind`: its columns, or why it is a dead letter."""
     try:

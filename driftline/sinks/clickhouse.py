@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from driftline.config import Settings, redact_dsn
-from driftline.events import ColumnarEvents, DeadLetter, Label, Prediction
+from driftline.events import ColumnarEvents, DeadLetter, Label, Prediction, rows_of
 from driftline.exceptions import SinkError
 from driftline.sinks import columnar
 from driftline.sinks.migrations import migrate
@@ -218,11 +218,9 @@ class ClickHouseSink:
             except OperationalError:
                 raise
             except DatabaseError:  # refused: find the refused events row by row
-                rows = [row for envelope in insert.events for row in envelope.rows()]
-                rejected += self._write_encoded(table, names, rows, part_token)
+                rejected += self._write_encoded(table, names, rows_of(insert.events), part_token)
         if rest:
-            rows = [row for envelope in rest for row in envelope.rows()]
-            rejected += self._write_encoded(table, names, rows, f"{token}/rows")
+            rejected += self._write_encoded(table, names, rows_of(rest), f"{token}/rows")
         return rejected
 
     def _insert_columns(self, table: str, insert: columnar.ColumnarInsert, token: str) -> None:

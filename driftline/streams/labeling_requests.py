@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from driftline.events import ColumnarEvents, Prediction
+from driftline.events import ColumnarEvents, Prediction, rows_of
 from driftline.exceptions import ConfigError
 from driftline.labeling.active import STRATEGIES, LabelingRequest, Strategy, WindowSelector
 from driftline.spec import MonitorSpec
@@ -90,7 +90,7 @@ class LabelingRequester:
     def select_columns(self, envelopes: Sequence[ColumnarEvents]) -> list[LabelingRequest]:
         """As `select`, for columnar envelopes: objects are made only for models that asked for labels."""
         wanted = [e for e in envelopes if any(self._selector(m) is not None for m in set(e.columns.model))]
-        return self.select([row for e in wanted for row in e.rows()]) if wanted else []
+        return self.select(rows_of(wanted)) if wanted else []
 
     def flush(self) -> list[LabelingRequest]:
         return [r for s in self._selectors.values() for r in s.flush()]
