@@ -23,6 +23,7 @@ problem, never an exception that stops a worker.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeAlias
@@ -40,6 +41,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 _TS = Annotated[float, msgspec.Meta(ge=946_684_800.0, le=4_102_444_800.0)]
 _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 _NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+#: Longest feature, attribute or KPI name (and model, version, annotator); the shortest has 1 character.
+MAX_NAME_CHARS = 256
 FeatureValue: TypeAlias = float | str | bool | None
 Target: TypeAlias = int | float | str | bool
 Route: TypeAlias = Literal["primary", "canary", "shadow"]
@@ -50,21 +53,51 @@ class Prediction(msgspec.Struct, kw_only=True, gc=False):
 
     ``ts`` is event time in seconds since the Unix epoch (UTC); ``score`` is the
     probability of the positive class; ``prediction`` is a class or a number.
+
+    The names in ``features``, ``attributes`` and ``kpis`` hold 1 to 256 characters, like
+    every name; decoders check them per batch with :func:`names_ok`, not per key (see there).
     """
 
     event_id: _ID
     model: _NAME
     version: _NAME
     ts: _TS
-    features: dict[_NAME, FeatureValue] = {}
+    features: dict[str, FeatureValue] = {}
     prediction: int | float | str | bool
     score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
-    attributes: dict[_NAME, str] = {}
+    attributes: dict[str, str] = {}
     route: Route = "primary"
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
-    kpis: dict[_NAME, float] = {}
+    kpis: dict[str, float] = {}
     request_id: _ID | None = None  # the same request's primary and shadow predictions share it
     schema_version: Literal[1] = 1
+
+
+class _NamedPrediction(Prediction, kw_only=True, gc=False):
+    """A Prediction whose names msgspec checks key by key: decoded only to say why a message
+    failed :func:`names_ok` (which key, in which section), never on the hot path."""
+
+    features: dict[_NAME, FeatureValue] = {}
+    attributes: dict[_NAME, str] = {}
+    kpis: dict[_NAME, float] = {}
+
+
+_SECTIONS = tuple(operator.attrgetter(name) for name in ("features", "attributes", "kpis"))
+
+
+def names_ok(predictions: Sequence[Prediction]) -> bool:
+    """Whether every feature, attribute and KPI name of `predictions` has 1 to 256 characters.
+
+    Prediction reads these names as plain ``str``: msgspec then shares one string object per
+    distinct key across all events, while a length-constrained key made a new string per key
+    and event (decoding a 12-feature event: 3.2 -> 2.2 us). The lengths are checked here
+    instead, on the set of distinct names of a whole batch (a few dozen for thousands of
+    events), so the check costs ~0.3 us/event where the per-key one cost 1.
+    """
+    keys: set[str] = set()
+    for section in _SECTIONS:
+        keys.update(*map(section, predictions))
+    return all(0 < len(key) <= MAX_NAME_CHARS for key in keys)
 
 
 class Label(msgspec.Struct, kw_only=True, gc=False):
@@ -128,6 +161,11 @@ class Decoded:
 
 
 _DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
+#: Decoders that check every name as they read it: only to find out why a message failed names_ok.
+_NAMED_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "prediction": msgspec.json.Decoder(_NamedPrediction),
+    "label": _DECODERS["label"],
+}
 _LIST_DECODERS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY_JSON = msgspec.json.Decoder()
@@ -183,14 +221,20 @@ def _name_key(text: str, payload: bytes) -> str:
 
 def _decode_one(payload: bytes, kind: str) -> Decoded:
     try:
-        return Decoded(events=[_DECODERS[kind].decode(payload)])
+        event = _DECODERS[kind].decode(payload)
+        if kind == "label" or names_ok([event]):  # type: ignore[list-item]
+            return Decoded(events=[event])
+        _NAMED_DECODERS[kind].decode(payload)  # raises, naming the section of the bad name
+        raise msgspec.ValidationError(f"a name is empty or longer than {MAX_NAME_CHARS} characters")
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Decoded(dead_letters=[_classify(exc, payload, kind)])
 
 
 def _decode_array(payload: bytes, kind: str) -> Decoded:
     try:
-        return Decoded(events=_LIST_DECODERS[kind].decode(payload))
+        events = _LIST_DECODERS[kind].decode(payload)
+        if kind == "label" or names_ok(events):
+            return Decoded(events=events)
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass
     # Slow path, only for arrays that hold at least one bad event: keep the good ones.

@@ -37,6 +37,7 @@ from driftline.events import (
     decode_message,
     encode_columnar,
     encode_json,
+    names_ok,
 )
 from driftline.exceptions import ConfigError, DeliveryError
 
@@ -98,8 +99,8 @@ class _Buffers:
     def _checked(self, kind: str, events: list[Event], payload: bytes) -> tuple[list[Event], bytes]:
         """Check the whole batch in one C call; only a failing batch is looked at event by event."""
         try:
-            _LIST_DECODERS[kind].decode(payload)
-            return events, payload
+            if kind == "label" or names_ok(_LIST_DECODERS[kind].decode(payload)):
+                return events, payload
         except msgspec.DecodeError:
             pass
         good = []

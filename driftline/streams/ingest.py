@@ -37,6 +37,7 @@ from driftline.events import (
     decode_message,
     encode_json,
     is_msgpack_map,
+    names_ok,
     rows_of,
 )
 from driftline.exceptions import SinkError
@@ -143,6 +144,19 @@ class DecodedBatch:
         self.messages += later.messages
         return self
 
+    def marks(self) -> tuple[int, ...]:
+        """How many items each list holds now: `rewind` goes back to it."""
+        return tuple(map(len, self._lists()))
+
+    def rewind(self, marks: tuple[int, ...]) -> None:
+        """Drop what was added to the lists since `marks()` (offsets and counts are not touched)."""
+        for items, mark in zip(self._lists(), marks, strict=True):
+            del items[mark:]
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        return (self.predictions, self.labels, self.prediction_json, self.label_json, self.prediction_columns,
+                self.label_columns, self.dead_letters)  # fmt: skip
+
     def add_span(self, key: tuple[str, int], first: int, last: int) -> None:
         """Offsets first..last of partition `key` are in the batch (after any it holds already)."""
         held = self.offsets.get(key)
@@ -161,53 +175,65 @@ def decode_records(
     ClickHouse more CPU than the JSON it replaces saves, BENCHMARKS.md).
     """
     out = DecodedBatch()
-    predictions_topic = settings.topic("predictions")
-    max_bytes = settings.max_message_bytes
     for part in records:
         if not part.values:
             continue
-        kind: Kind = "prediction" if part.topic == predictions_topic else "label"
-        target: list[Any] = out.predictions if kind == "prediction" else out.labels
-        as_json = out.prediction_json if kind == "prediction" else out.label_json
-        as_columns = out.prediction_columns if kind == "prediction" else out.label_columns
-        one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
-        for i, value in enumerate(part.values):
-            # Fast path: a well-formed JSON object or array is one C call, and is stored as it came.
-            if value and len(value) <= max_bytes:
-                try:
-                    if value[0] == 0x7B:  # "{"
-                        target.append(one(value))
-                        as_json.append(value)
-                        continue
-                    if value[0] == 0x5B:  # "["
-                        events = many(value)
-                        if events:
-                            target.extend(events)
-                            as_json.append(value.strip()[1:-1])
-                        continue
-                    if is_msgpack_map(value) and not objects:  # a columnar envelope, kept as columns
-                        checked = decode_columnar(value, kind)
-                        if isinstance(checked, DeadLetter):
-                            out.dead_letters.append(
-                                SourcedDeadLetter(checked, part.topic, part.partition, part.offsets[i], received_at)
-                            )
-                        elif checked.n:
-                            as_columns.append(checked)
-                        continue
-                except (msgspec.DecodeError, UnicodeDecodeError):
-                    pass
-            # Slow path: anything that failed (to find out exactly why).
-            decoded = decode_message(value, kind, max_bytes)
-            target.extend(decoded.events)
-            if decoded.events:
-                as_json.append(encode_json(decoded.events)[1:-1])
-            for letter in decoded.dead_letters:
-                out.dead_letters.append(
-                    SourcedDeadLetter(letter, part.topic, part.partition, part.offsets[i], received_at)
-                )
+        marks = out.marks()
+        if not _decode_partition(out, part, settings, received_at, objects, fast=True):
+            # A feature, attribute or KPI name of this partition's JSON events is empty or too long
+            # (events.names_ok checks them per batch): decode it again message by message.
+            out.rewind(marks)
+            _decode_partition(out, part, settings, received_at, objects, fast=False)
         out.add_span((part.topic, part.partition), part.offsets[0], part.offsets[-1])
         out.messages += len(part.values)
     return out
+
+
+def _decode_partition(
+    out: DecodedBatch, part: PartitionRecords, settings: Settings, received_at: float, objects: bool, fast: bool
+) -> bool:
+    """Add one partition's messages to `out`; False: names_ok failed on the fast path (nothing is
+    dead-lettered for it yet: the caller rewinds and decodes the partition with `fast=False`)."""
+    kind: Kind = "prediction" if part.topic == settings.topic("predictions") else "label"
+    max_bytes = settings.max_message_bytes
+    target: list[Any] = out.predictions if kind == "prediction" else out.labels
+    as_json = out.prediction_json if kind == "prediction" else out.label_json
+    as_columns = out.prediction_columns if kind == "prediction" else out.label_columns
+    first_event = len(target)
+    one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
+    for i, value in enumerate(part.values):
+        # Fast path: a well-formed JSON object or array is one C call, and is stored as it came.
+        if value and len(value) <= max_bytes:
+            try:
+                if value[0] == 0x7B and fast:  # "{"
+                    target.append(one(value))
+                    as_json.append(value)
+                    continue
+                if value[0] == 0x5B and fast:  # "["
+                    events = many(value)
+                    if events:
+                        target.extend(events)
+                        as_json.append(value.strip()[1:-1])
+                    continue
+                if is_msgpack_map(value) and not objects:  # a columnar envelope, kept as columns
+                    checked = decode_columnar(value, kind)
+                    if isinstance(checked, DeadLetter):
+                        out.dead_letters.append(
+                            SourcedDeadLetter(checked, part.topic, part.partition, part.offsets[i], received_at)
+                        )
+                    elif checked.n:
+                        as_columns.append(checked)
+                    continue
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                pass
+        # Slow path: anything that failed (to find out exactly why).
+        decoded = decode_message(value, kind, max_bytes)
+        target.extend(decoded.events)
+        if decoded.events:
+            as_json.append(encode_json(decoded.events)[1:-1])
+        for letter in decoded.dead_letters:
+            out.dead_letters.append(SourcedDeadLetter(letter, part.topic, part.partition, part.offsets[i], received_at))
+    return not fast or kind == "label" or names_ok(target[first_event:])
 
 
 #: How long a fetch waits for records while a write is in flight and a batch is gathered: the

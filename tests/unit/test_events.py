@@ -15,6 +15,7 @@ from driftline.events import (
     decode_message,
     encode_columnar,
     encode_json,
+    names_ok,
 )
 
 #: Recent enough that ClickHouse's TTL (90 days by default) keeps the rows.
@@ -187,3 +188,35 @@ def test_canonical_target(value: object, text: str) -> None:
 def test_unknown_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="kind"):
         decode_message(b"{}", "metric")
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "ok"),
+    [
+        ("features", "", False),
+        ("features", "x" * 256, True),
+        ("features", "x" * 257, False),
+        ("features", "é" * 256, True),  # characters, not bytes
+        ("attributes", "", False),
+        ("attributes", "a" * 257, False),
+        ("kpis", "", False),
+        ("kpis", "k" * 300, False),
+    ],
+)
+def test_names_are_checked_in_every_section(section: str, name: str, ok: bool) -> None:
+    values = {"features": 1.0, "attributes": "x", "kpis": 2.0}
+    bad = make_prediction(2, **{section: {"fine": values[section], name: values[section]}})
+    assert names_ok([make_prediction(1), bad]) is ok
+    single = decode_message(encode_json(bad), "prediction")
+    batch = decode_message(encode_json([make_prediction(1), bad, make_prediction(3)]), "prediction")
+    if ok:
+        assert single.events == [bad] and not single.dead_letters
+        assert [e.event_id for e in batch.events] == ["e1", "e2", "e3"]
+        return
+    [letter] = single.dead_letters
+    assert letter.code == "out_of_range"
+    assert f"`key` in `$.{section}`" in letter.reason and "length" in letter.reason
+    assert [e.event_id for e in batch.events] == ["e1", "e3"]
+    [letter] = batch.dead_letters
+    assert letter.index == 1 and f"`key` in `$.{section}`" in letter.reason
+    assert msgspec.json.decode(letter.payload)["event_id"] == "e2"

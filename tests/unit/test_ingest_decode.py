@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from driftline.config import Settings
-from driftline.events import Label, encode_columnar, encode_json
+from driftline.events import Label, decode_message, encode_columnar, encode_json
 from driftline.sinks.clickhouse import batch_token
 from driftline.streams.consumer import PartitionRecords, group_by_partition
 from driftline.streams.ingest import decode_records
@@ -92,3 +92,31 @@ def test_columnar_envelopes_stay_columns_unless_a_hook_needs_objects() -> None:
     made = decode_records(records, s, 0.0, objects=True)
     assert made.prediction_columns == [] and made.predictions == [*preds, preds[0]]  # in message order
     assert len(made.prediction_json) == 2 and made.n_predictions == 4
+
+
+def test_a_bad_name_sends_its_partition_down_the_exact_path() -> None:
+    """The fast path checks names per partition; one bad name re-decodes that partition message by
+    message: the batch then equals what decode_message finds for each message."""
+    s = Settings()
+    long_name = {"x" * 257: 1.0}
+    values = [
+        encode_json(make_prediction(1)),
+        encode_json(make_prediction(2, features=long_name)),
+        encode_json([make_prediction(3), make_prediction(4, kpis={"": 1.0}), make_prediction(5)]),
+        encode_columnar([make_prediction(6)]),
+        b"{oops",
+    ]
+    records = [
+        PartitionRecords("driftline.predictions", 0, [20, 21, 22, 23, 24], values),
+        PartitionRecords("driftline.predictions", 1, [7], [encode_json(make_prediction(9))]),
+    ]
+    batch = decode_records(records, s, received_at=1_700_000_100.0)
+    assert [p.event_id for p in batch.predictions] == ["e1", "e3", "e5", "e9"]
+    assert [p.event_id for p in batch.all_predictions()] == ["e1", "e3", "e5", "e9", "e6"]
+    per_message = [(20 + i, decode_message(v, "prediction").dead_letters) for i, v in enumerate(values)]
+    expected = [(offset, d.code, d.reason) for offset, letters in per_message for d in letters]
+    assert [(d.offset, d.letter.code, d.letter.reason) for d in batch.dead_letters] == expected
+    assert [d.letter.code for d in batch.dead_letters] == ["out_of_range", "out_of_range", "malformed"]
+    assert batch.messages == 6 and batch.offsets[("driftline.predictions", 0)] == (20, 24)
+    stored = b"\n".join(batch.prediction_json)
+    assert b"x" * 257 not in stored and b'"e4"' not in stored and b'"e3"' in stored
