@@ -28,8 +28,8 @@ def child(tree: Path, form: str, n: int) -> None:
     import clickhouse_connect
     import ingest_throughput as it
 
-    from driftline.broker import EmbeddedBroker
     from driftline.config import Settings
+    from driftline.dev.broker import EmbeddedBroker
     from driftline.streams.ingest import tune_gc
     from driftline.streams.topics import ensure_topics
 

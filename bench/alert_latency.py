@@ -31,17 +31,17 @@ import aiohttp
 from aiohttp import web
 
 from driftline.alerts.rules import AlertingConfig, AlertRule
+from driftline.alerts.store import AlertStore
 from driftline.alerts.subscriptions import Subscription
-from driftline.broker import EmbeddedBroker
 from driftline.config import Settings
 from driftline.control import ControlClient
+from driftline.dev.broker import EmbeddedBroker
+from driftline.metrics.rows import MetricRow
 from driftline.models.canary_spec import CanarySpec
 from driftline.models.routing import RoutingClient
-from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.migrations import migrate
 from driftline.spec import ModelSpec, MonitorSpec
-from driftline.streams.alerting import AlertingAgent
-from driftline.streams.monitor import MetricRow
+from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.topics import ensure_topics
 
 W = 60.0

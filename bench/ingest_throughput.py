@@ -26,8 +26,8 @@ from typing import Any
 
 from common import event, event_size, report
 
-from driftline.broker import EmbeddedBroker
 from driftline.config import Settings
+from driftline.dev.broker import EmbeddedBroker
 from driftline.events import encode_columnar, encode_json
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor, tune_gc

@@ -16,7 +16,7 @@ import uuid
 
 from common import event, event_size, median_rate, report
 
-from driftline.broker import EmbeddedBroker
+from driftline.dev.broker import EmbeddedBroker
 from driftline.events import encode_json
 from driftline.producer import AsyncProducer, Producer
 

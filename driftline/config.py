@@ -18,44 +18,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from driftline.events import DEFAULT_MAX_MESSAGE_BYTES
 from driftline.exceptions import ConfigError
 from driftline.spec import ModelSpec, MonitorSpec, Thresholds
-
-if TYPE_CHECKING:
-    from driftline.sinks.migrations import SchemaOptions
+from driftline.values import Secret
 
 #: ClickHouse DateTime overflows past 2106: a TTL longer than this drops rows on arrival.
 MAX_TTL_DAYS = 1825
-
-
-class Secret:
-    """A string that never shows itself in logs, reprs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def _env(name: str) -> str:
@@ -132,11 +104,6 @@ class Settings:
             raise ConfigError("Grafana Live needs DRIFTLINE_GRAFANA_TOKEN (a service-account token, Editor role)")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
-
-    def schema_options(self) -> SchemaOptions:
-        from driftline.sinks.migrations import SchemaOptions
-
-        return SchemaOptions(self.ttl_days, self.metrics_ttl_days, self.rollup_ttl_days, self.clickhouse_cluster)
 
     def monitor_spec(self) -> MonitorSpec:
         """The spec file if one is set, else defaults built from the monitor_* settings."""

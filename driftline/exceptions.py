@@ -5,7 +5,7 @@ DriftlineError
 ├── BrokerError          the embedded broker could not start or be found
 ├── EventError           an event or message that does not follow contract v1
 ├── SinkError            ClickHouse refused or could not be reached
-│   └── SinkBackpressure the sink is behind; retry after `retry_after` seconds
+├── BudgetExhausted      a private (DP) release would overspend its privacy budget
 └── DeliveryError        the producer SDK could not deliver one or more events
 """
 
@@ -39,6 +39,10 @@ class EventError(DriftlineError):
 
 class SinkError(DriftlineError):
     """ClickHouse could not store a batch."""
+
+
+class BudgetExhausted(DriftlineError):
+    """A differentially private release would spend more privacy than the budget has left."""
 
 
 class DeliveryError(DriftlineError):

@@ -30,7 +30,6 @@ driftline.exceptions.ConfigError: monitor spec, models.m.window: 'soon' is not a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,14 @@ import yaml
 
 from driftline.alerts.rules import AlertingConfig
 from driftline.exceptions import ConfigError
+from driftline.labeling.spec import LabelingSpec
+from driftline.metrics.private_fairness import PrivacySpec
 from driftline.models.canary_spec import CanarySpec
+from driftline.values import parse_duration
 
 FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi", "labeling")
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("numeric", "categorical", "boolean")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 @dataclass(frozen=True)
@@ -70,19 +70,11 @@ class ModelSpec:
     families: tuple[str, ...] = FAMILIES
     thresholds: Thresholds = field(default_factory=Thresholds)
     canary: CanarySpec = field(default_factory=CanarySpec)
-    privacy: Any = None  # PrivacySpec: publish fairness counts under DP (streams/metrics/private_fairness.py)
-    labeling: Any = None  # LabelingSpec: ask for labels of uncertain predictions (streams/labeling_requests.py)
+    privacy: PrivacySpec | None = None  # publish fairness counts under DP (metrics/private_fairness.py)
+    labeling: LabelingSpec | None = None  # ask for labels of uncertain predictions (labeling/spec.py)
 
     def on(self, family: str) -> bool:
         return family in self.families
-
-
-def parse_duration(value: Any, where: str) -> int:
-    """Seconds in '30s', '5m', '1h', '1d' or a bare number of seconds."""
-    match = _DURATION.match(str(value))
-    if not match or isinstance(value, bool):
-        raise ConfigError(f"monitor spec, {where}: {value!r} is not a duration; write e.g. 30s, 5m, 1h or 1d")
-    return int(float(match.group(1)) * _UNIT[match.group(2)])
 
 
 def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
@@ -141,12 +133,8 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
     if "canary" in raw:
         changes["canary"] = CanarySpec.from_dict(raw["canary"], f"{where}.canary")
     if "privacy" in raw:
-        from driftline.streams.metrics.private_fairness import PrivacySpec
-
         changes["privacy"] = PrivacySpec.from_dict(raw["privacy"], f"{where}.privacy")
     if "labeling" in raw:
-        from driftline.streams.labeling_requests import LabelingSpec
-
         changes["labeling"] = LabelingSpec.from_dict(raw["labeling"], f"{where}.labeling")
     return replace(base, **changes)
 

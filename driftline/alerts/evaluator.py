@@ -10,7 +10,7 @@ recomputations never count a window twice. A firing alert whose series stops rep
 past the series' last value, as Prometheus resolves alerts of vanished series.
 
 >>> from driftline.alerts.rules import AlertRule
->>> from driftline.streams.monitor import MetricRow
+>>> from driftline.metrics.rows import MetricRow
 >>> ev = AlertEvaluator([AlertRule("Drift", "psi", above=0.2, for_windows=2)])
 >>> row = lambda t, v: MetricRow(t, t + 60, "m", "v1", "drift", "psi", "age", "", v, 500)
 >>> [e.state for t, v in [(0, 0.3), (60, 0.4), (120, 0.1)] for e in ev.observe([row(t, v)])]
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.alerts.rules import AlertRule
-from driftline.streams.monitor import MetricRow
+from driftline.metrics.rows import MetricRow
 
 STATES = ("pending", "firing", "resolved")
 #: Series kept per rule; beyond this the oldest is forgotten (bounded memory).

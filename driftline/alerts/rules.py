@@ -54,6 +54,7 @@ from typing import Any
 
 from driftline.alerts.matchers import Matcher, parse_matchers
 from driftline.exceptions import ConfigError
+from driftline.values import parse_duration
 
 SEVERITIES = ("info", "warning", "critical")
 _RULE_KEYS = {
@@ -175,8 +176,6 @@ class AlertingConfig:
 
     @classmethod
     def from_dict(cls, raw: Any) -> AlertingConfig:
-        from driftline.spec import parse_duration
-
         if raw is None:
             return cls()
         if not isinstance(raw, dict):

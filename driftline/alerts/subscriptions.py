@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from driftline.alerts.matchers import Matcher, matches_all, parse_matchers
 from driftline.alerts.rules import SEVERITIES
-from driftline.config import Secret
 from driftline.exceptions import ConfigError
+from driftline.values import Secret
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 

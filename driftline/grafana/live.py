@@ -8,7 +8,7 @@ account token with the Editor role) to switch it on. Posting happens in the back
 a slow or absent Grafana never holds up metrics, and failures are logged, not retried
 (the next window's numbers supersede them).
 
->>> from driftline.streams.monitor import MetricRow
+>>> from driftline.metrics.rows import MetricRow
 >>> print(line_protocol([MetricRow(60.0, 120.0, "a b", "v1", "drift", "psi", "x,y", "", 0.25, 500)]).rsplit(" ", 2)[0])
 driftline_metric,model=a\\ b,version=v1,family=drift,metric=psi,feature=x\\,y
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from driftline.config import Secret
+from driftline.values import Secret
 
 log = logging.getLogger(__name__)
 MEASUREMENT = "driftline_metric"

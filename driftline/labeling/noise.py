@@ -9,7 +9,7 @@ confident joint and is a suspected label error. Suspects are ranked by self-conf
 (``P[i, y_i]``, lowest first), the order a reviewer should work in. This is cleanlab's
 ``filter_by="confident_learning"`` (tested to give the same items).
 
-The streaming counterpart is ``driftline.streams.metrics.label_noise.ConfidentDisagreement``.
+The streaming counterpart is ``driftline.metrics.label_noise.ConfidentDisagreement``.
 
 >>> probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.95, 0.05]])
 >>> find_label_issues(np.array([0, 0, 1, 1, 1]), probs).tolist()

@@ -38,9 +38,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftline.metrics.rows import MetricRow
 from driftline.models.canary_spec import CHECKS, CanarySpec
 from driftline.models.registry import ModelState
-from driftline.streams.monitor import MetricRow
 
 HISTORY_WINDOWS = 64
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from driftline.charts import Series, svg_chart
+from driftline.metrics.profiles import ReferenceProfile
 from driftline.offline.export import Variant, edge_variants
-from driftline.offline.lineage import Artefact, model_card, record
 from driftline.offline.train import TrainResult, _torch, agrawal, train
-from driftline.profile_io import write_artifact
-from driftline.profiles import ReferenceProfile
+from driftline.reports.charts import Series, svg_chart
+from driftline.sinks.lineage import Artefact, model_card, record
+from driftline.sinks.profiles import write_artifact
 
 
 def run_training(

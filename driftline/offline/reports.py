@@ -1,4 +1,4 @@
-"""The reports of the offline commands: Markdown + HTML with plots + JSON (``driftline.report_page``).
+"""The reports of the offline commands: Markdown + HTML with plots + JSON (``driftline.reports.page``).
 
 Each function takes a command's results, writes ``<name>.md/.html/.json`` into `out` and
 returns the Markdown (what the command prints).
@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from driftline.charts import Series, svg_bars, svg_chart
 from driftline.offline.distill import DistillResult
 from driftline.offline.energy import EnergyPoint
 from driftline.offline.fairness import MitigationResult
 from driftline.offline.gate import GateResult
 from driftline.offline.hybrid import CurvePoint
 from driftline.offline.tradeoff import TradeoffRow
-from driftline.report_page import ReportFiles, write_report
+from driftline.reports.charts import Series, svg_bars, svg_chart
+from driftline.reports.page import ReportFiles, write_report
 
 __all__ = [
     "distill_report",

@@ -30,7 +30,7 @@ from driftline.config import Settings, redact_dsn
 from driftline.events import ColumnarEvents, DeadLetter, Label, Prediction, rows_of
 from driftline.exceptions import SinkError
 from driftline.sinks import columnar
-from driftline.sinks.migrations import migrate
+from driftline.sinks.migrations import SchemaOptions, migrate
 
 _encode = msgspec.json.Encoder().encode
 
@@ -150,7 +150,7 @@ class ClickHouseSink:
         self._embedded = type(self.client).__name__ == "ChdbClient"  # chdb: the engine is in this process
 
     def migrate(self) -> list[int]:
-        return migrate(self.client, self.database, self.settings.schema_options())
+        return migrate(self.client, self.database, SchemaOptions.from_settings(self.settings))
 
     def _insert_json(self, table: str, names: list[str], body: bytes, token: str) -> None:
         self.client.raw_insert(

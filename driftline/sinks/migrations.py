@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from driftline.config import Settings
 from driftline.exceptions import SinkError
 
 _REPO_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse" / "migrations"
@@ -66,6 +67,10 @@ class SchemaOptions:
     metrics_ttl_days: int = 365  # metrics, drift sketches, alert history
     rollup_ttl_days: int = 1825  # hourly and daily rollups
     cluster: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchemaOptions:
+        return cls(settings.ttl_days, settings.metrics_ttl_days, settings.rollup_ttl_days, settings.clickhouse_cluster)
 
     def ttl_for(self, table: str) -> int:
         kind = TABLE_TTLS[table][1]

@@ -33,7 +33,7 @@ from driftline.labeling.agreement import (
     krippendorff_alpha,
     pairwise_cohen,
 )
-from driftline.streams.metrics.label_noise import ConfidentDisagreement
+from driftline.metrics.label_noise import ConfidentDisagreement
 
 Add = Callable[..., None]  # add(family, metric, value, feature="", segment="", k=0)
 

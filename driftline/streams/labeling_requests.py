@@ -20,39 +20,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from driftline.events import ColumnarEvents, Prediction, rows_of
-from driftline.exceptions import ConfigError
-from driftline.labeling.active import STRATEGIES, LabelingRequest, Strategy, WindowSelector
+from driftline.labeling.active import LabelingRequest, WindowSelector
+from driftline.labeling.spec import LabelingSpec
 from driftline.spec import MonitorSpec
 
 log = logging.getLogger(__name__)
 
 REQUEST_COLUMNS = ["event_id", "model", "version", "ts", "window_start", "strategy", "uncertainty", "requested_at"]
-
-
-@dataclass(frozen=True)
-class LabelingSpec:
-    budget_per_window: int = 20
-    strategy: Strategy = "margin"
-    diversity: int = 0  # > 0: shortlist diversity x budget, then pick far-apart ones
-
-    @classmethod
-    def from_dict(cls, raw: Any, where: str) -> LabelingSpec:
-        if not isinstance(raw, dict) or set(raw) - {"budget_per_window", "strategy", "diversity"}:
-            raise ConfigError(f"monitor spec, {where}: expected {{budget_per_window: 20, strategy: margin, "
-                              "diversity: 0}")  # fmt: skip
-        spec = cls(**raw)
-        if spec.strategy not in STRATEGIES:
-            raise ConfigError(f"monitor spec, {where}.strategy: {spec.strategy!r} is not one of {list(STRATEGIES)}")
-        if int(spec.budget_per_window) < 1 or int(spec.diversity) < 0:
-            raise ConfigError(f"monitor spec, {where}: need budget_per_window >= 1 and diversity >= 0")
-        return spec
 
 
 class LabelingRequester:

@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 
 from driftline.events import ColumnarEvents, Prediction, canonical_target
-from driftline.profiles import ReferenceProfile, reconstruction_errors
+from driftline.metrics.data_quality import DuplicateTracker
+from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
+from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
+from driftline.metrics.profiles import ReferenceProfile, reconstruction_errors
+from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.spec import ModelSpec, MonitorSpec
-from driftline.streams.metrics.data_quality import DuplicateTracker
-from driftline.streams.metrics.detectors import MeanShiftDetector, WindowSignalDetector
-from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
@@ -51,38 +52,6 @@ CHECKPOINT_FORMAT = 2
 MAX_PENDING_SKETCHES = 50_000
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricRow:
-    """One number in the long-format `metrics` table."""
-
-    window_start: float
-    window_end: float
-    model: str
-    version: str
-    family: str
-    metric: str
-    feature: str
-    segment: str
-    value: float
-    n: int
-    complete: bool = True
-
-
-@dataclass(frozen=True)
-class SketchRow:
-    """One feature's mergeable drift state for one window (a row of ``drift_sketches``)."""
-
-    window_start: float
-    window_end: float
-    model: str
-    version: str
-    feature: str
-    segment: str
-    n: int
-    complete: bool
-    state: dict[str, Any]
 
 
 @dataclass

@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from driftline.metrics.detectors import ErrorStreamDetector
+from driftline.metrics.fairness import GroupFairness
+from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+from driftline.metrics.rows import MetricRow
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.label_metrics import CONSENSUS_LABELS, agreement_by_window, agreement_rows, disagreement_rows
-from driftline.streams.metrics.detectors import ErrorStreamDetector
-from driftline.streams.metrics.fairness import GroupFairness
-from driftline.streams.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
-from driftline.streams.monitor import MetricRow
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +318,10 @@ class QualityJob:
     def _private_fairness(
         self, model: str, name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray, add: Any, spec: ModelSpec
     ) -> None:
-        from driftline.streams.metrics.private_fairness import BudgetExhausted, PrivacyBudget, private_group_metrics
+        from driftline.metrics.private_fairness import BudgetExhausted, PrivacyBudget, private_group_metrics
 
+        privacy = spec.privacy
+        assert privacy is not None  # the caller runs this only for models with a privacy section
         budget = self._budgets.get(model)
         if budget is None:
             # The spend survives restarts: it is the largest `dp_epsilon_spent` published so far.
@@ -330,10 +332,10 @@ class QualityJob:
                 "AND family = 'fairness' AND metric = 'dp_epsilon_spent'",
                 parameters={"m": model},
             )
-            budget = self._budgets[model] = PrivacyBudget(epsilon=spec.privacy.budget)
+            budget = self._budgets[model] = PrivacyBudget(epsilon=privacy.budget)
             budget.spent_epsilon = min(float(spent or 0.0), budget.epsilon)
         try:
-            fair = private_group_metrics(y, p, groups, spec.privacy, budget, spec.thresholds.min_group_size, self._rng)
+            fair = private_group_metrics(y, p, groups, privacy, budget, spec.thresholds.min_group_size, self._rng)
         except BudgetExhausted:
             add("fairness", "dp_budget_exhausted", 1.0, name)
             log.warning(

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from driftline.metrics.rows import MetricRow
 from driftline.spec import MonitorSpec
-from driftline.streams.monitor import MetricRow
 
 
 class ShadowJob:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from driftline.broker import EmbeddedBroker
 from driftline.config import Settings
+from driftline.dev.broker import EmbeddedBroker
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
 from driftline.streams.topics import ensure_topics

@@ -19,13 +19,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from driftline.alerts.stream import tail
+from driftline.alerts.live import tail
 from driftline.alerts.subscriptions import Subscription
 from driftline.alerts.webhook import verify
-from driftline.broker import free_port
 from driftline.config import Settings
 from driftline.control import ControlClient
-from driftline.demo import worker_stats
+from driftline.dev.broker import free_port
+from driftline.dev.demo import worker_stats
 from driftline.events import Label, Prediction
 from driftline.exceptions import DriftlineError
 from driftline.models.routing import RoutingClient

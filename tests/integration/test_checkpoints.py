@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftline.broker import free_port
 from driftline.config import Settings
-from driftline.demo import worker_stats
+from driftline.dev.broker import free_port
+from driftline.dev.demo import worker_stats
 from driftline.events import Prediction
+from driftline.metrics.rows import MetricRow
 from driftline.producer import Producer
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.spec import MonitorSpec
 from driftline.streams.checkpoints import CheckpointStore, signing_key
-from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.monitor import MonitoringEngine
 
 pytestmark = pytest.mark.integration
 W = 300

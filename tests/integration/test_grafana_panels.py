@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from driftline.alerts.rules import AlertingConfig, AlertRule
+from driftline.alerts.store import AlertStore
 from driftline.config import Settings
 from driftline.events import DeadLetter, Label, Prediction
 from driftline.exceptions import DriftlineError
@@ -24,10 +25,9 @@ from driftline.grafana.dashboards import annotation_queries, build, panels, push
 from driftline.grafana.macros import expand
 from driftline.models.canary import CanaryAnalyzer
 from driftline.models.registry import ModelState
-from driftline.sinks.alert_store import AlertStore
 from driftline.sinks.clickhouse import ClickHouseSink, SourcedDeadLetter
 from driftline.spec import MonitorSpec
-from driftline.streams.alerting import AlertingAgent
+from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.labeling_requests import _utc, request_store
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.quality_job import QualityJob

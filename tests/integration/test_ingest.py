@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer as RawProducer
 
 from driftline.config import Settings
-from driftline.demo import BAD_MESSAGES
+from driftline.dev.demo import BAD_MESSAGES
 from driftline.events import Label, encode_json
 from driftline.exceptions import SinkError
 from driftline.producer import Producer

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from driftline.broker import free_port
 from driftline.config import Settings
-from driftline.demo import worker_stats
+from driftline.dev.broker import free_port
+from driftline.dev.demo import worker_stats
 from driftline.producer import Producer
 from tests.unit.test_events import make_prediction
 

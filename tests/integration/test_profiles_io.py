@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from driftline.config import Settings
-from driftline.profile_io import load_profiles, profile_from_rows, rows_from_clickhouse, store_profile
-from driftline.profiles import ReferenceProfile
+from driftline.metrics.profiles import ReferenceProfile
 from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.profiles import load_profiles, profile_from_rows, rows_from_clickhouse, store_profile
 from tests.unit.test_events import BASE_TS, make_prediction
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
 def test_lineage_records_round_trip_through_clickhouse(
     settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink], tmp_path: Path
 ) -> None:
-    from driftline.offline.lineage import ClickHouseLineage, ancestry, record
+    from driftline.sinks.lineage import ClickHouseLineage, ancestry, record
 
     settings = settings_factory()
     sink = sink_factory(settings)

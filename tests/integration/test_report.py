@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from driftline.config import Settings
-from driftline.report import model_report
+from driftline.metrics.rows import MetricRow
+from driftline.reports.model_report import model_report
 from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.streams.monitor import MetricRow
 
 pytestmark = pytest.mark.integration
 

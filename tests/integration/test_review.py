@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 
 from driftline.alerts.evaluator import AlertEvent
+from driftline.alerts.store import AlertStore
 from driftline.alerts.subscriptions import Subscription
 from driftline.alerts.webhook import RetryPolicy, verify
 from driftline.config import Settings
+from driftline.metrics.rows import MetricRow
 from driftline.models.canary import Decision
-from driftline.offline.lineage import ClickHouseLineage
-from driftline.review_job import review_all, run_review
-from driftline.sinks.alert_store import AlertStore
+from driftline.reports.review_job import review_all, run_review
 from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.lineage import ClickHouseLineage
 from driftline.spec import MonitorSpec
-from driftline.streams.alerting import AlertingAgent
-from driftline.streams.monitor import MetricRow
+from driftline.streams.alert_job import AlertingAgent
 from tests.integration.test_webhooks_and_stream import Receiver, wait_for
 
 DAY = 86_400.0
@@ -117,8 +117,8 @@ def test_review_numbers_actions_lineage_and_announcement(
         base = await receiver.start()
         sub = Subscription.create("product", f"{base}/product", created_by="t", now=time.time(), models=["credit"])
         other = Subscription.create("other", f"{base}/other", created_by="t", now=time.time(), models=["fraud"])
-        from driftline.alerts.stream import AlertStream
-        from driftline.config import Secret
+        from driftline.alerts.live import AlertStream
+        from driftline.values import Secret
 
         stream = AlertStream(Secret("t"))
         agent = AlertingAgent(MonitorSpec(), stream=stream, retry=RetryPolicy(first_delay_s=0.05, deadline_s=5))

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftline.broker import free_port
 from driftline.config import Settings
-from driftline.demo import worker_stats
+from driftline.dev.broker import free_port
+from driftline.dev.demo import worker_stats
 from driftline.events import Prediction
 from driftline.producer import Producer
 

@@ -13,12 +13,13 @@ import pytest
 
 from driftline.config import Settings
 from driftline.events import Prediction
+from driftline.metrics.drift import psi
+from driftline.metrics.rows import MetricRow
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.sinks.migrations import SchemaOptions, load_migrations
 from driftline.sinks.sketch_queries import DRIFT_OVER_RANGE
 from driftline.spec import MonitorSpec
-from driftline.streams.metrics.drift import psi
-from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.monitor import MonitoringEngine
 
 pytestmark = pytest.mark.integration
 W = 600

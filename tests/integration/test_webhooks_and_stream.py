@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from driftline.alerts.live import AlertStream, tail
 from driftline.alerts.rules import AlertingConfig, AlertRule
-from driftline.alerts.stream import AlertStream, tail
 from driftline.alerts.subscriptions import Subscription
 from driftline.alerts.webhook import RetryPolicy, verify
-from driftline.config import Secret
 from driftline.exceptions import DriftlineError
+from driftline.metrics.rows import MetricRow
 from driftline.spec import MonitorSpec
-from driftline.streams.alerting import AlertingAgent
-from driftline.streams.monitor import MetricRow
+from driftline.streams.alert_job import AlertingAgent
+from driftline.values import Secret
 
 W = 60.0
 T0 = time.time() // W * W - 3600

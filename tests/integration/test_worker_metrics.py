@@ -19,9 +19,9 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from sklearn import metrics as skm
 
-from driftline.broker import free_port
 from driftline.config import Settings
-from driftline.demo import worker_stats
+from driftline.dev.broker import free_port
+from driftline.dev.demo import worker_stats
 from driftline.events import Label, Prediction
 from driftline.producer import Producer
 

@@ -10,8 +10,8 @@ from driftline.alerts.evaluator import AlertEvaluator, fingerprint
 from driftline.alerts.matchers import Matcher, parse_matchers
 from driftline.alerts.rules import AlertingConfig, AlertRule
 from driftline.exceptions import ConfigError
+from driftline.metrics.rows import MetricRow
 from driftline.spec import MonitorSpec
-from driftline.streams.monitor import MetricRow
 
 W = 300.0
 

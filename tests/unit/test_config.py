@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from driftline.config import MAX_TTL_DAYS, Secret, Settings, redact_dsn
+from driftline.config import MAX_TTL_DAYS, Settings, redact_dsn
 from driftline.exceptions import ConfigError
+from driftline.values import Secret
 
 
 def test_defaults_are_valid() -> None:

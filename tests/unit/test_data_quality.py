@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftline.streams.metrics.data_quality import DuplicateTracker
+from driftline.metrics.data_quality import DuplicateTracker
 from tests.unit.test_monitor import T0, run, stream
 
 

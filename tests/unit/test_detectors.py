@@ -6,9 +6,9 @@ import numpy as np
 from river import drift
 from river.drift import binary
 
-from driftline.profiles import profile_column
-from driftline.streams.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
-from driftline.streams.metrics.drift import NumericDrift
+from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
+from driftline.metrics.drift import NumericDrift
+from driftline.metrics.profiles import profile_column
 from tests.unit.test_monitor import T0, run, stream
 
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from driftline.profiles import ReferenceProfile, profile_column
-from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, drift_share, jensen_shannon, psi
+from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share, jensen_shannon, psi
+from driftline.metrics.profiles import ReferenceProfile, profile_column
 
 RNG = np.random.default_rng(7)
 

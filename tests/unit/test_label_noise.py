@@ -11,7 +11,7 @@ from cleanlab.filter import find_label_issues as cleanlab_issues
 from sklearn.datasets import load_breast_cancer, load_digits
 
 from driftline.labeling.noise import find_label_issues, out_of_fold_probabilities, score_detection
-from driftline.streams.metrics.label_noise import ConfidentDisagreement
+from driftline.metrics.label_noise import ConfidentDisagreement
 
 
 def flipped(loader: Callable[..., Any], share: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

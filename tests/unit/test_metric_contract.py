@@ -1,4 +1,4 @@
-"""Every metric and detector class in driftline.streams.metrics holds to one contract.
+"""Every metric and detector class in driftline.metrics holds to one contract.
 
 Engine state is pickled into checkpoints and copied when sliding windows merge panes, so a
 state that does not survive pickling or copying would silently change numbers after a
@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-import driftline.streams.metrics as metrics_pkg
-from driftline.profiles import profile_column
-from driftline.streams.metrics.data_quality import DuplicateTracker
-from driftline.streams.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
-from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift
-from driftline.streams.metrics.fairness import GroupFairness
-from driftline.streams.metrics.label_noise import ConfidentDisagreement
-from driftline.streams.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+import driftline.metrics as metrics_pkg
+from driftline.metrics.data_quality import DuplicateTracker
+from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
+from driftline.metrics.drift import CategoricalDrift, NumericDrift
+from driftline.metrics.fairness import GroupFairness
+from driftline.metrics.label_noise import ConfidentDisagreement
+from driftline.metrics.profiles import profile_column
+from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
 
 #: Classes in the package that are settings, not state.
 NOT_METRICS = {"PrivacySpec"}

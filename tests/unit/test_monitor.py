@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from driftline.events import Prediction
+from driftline.metrics.rows import MetricRow
 from driftline.spec import MonitorSpec
-from driftline.streams.monitor import MetricRow, MonitoringEngine
+from driftline.streams.monitor import MonitoringEngine
 
 T0 = 1_700_000_000.0 - (1_700_000_000.0 % 60)
 
@@ -205,7 +206,7 @@ def test_multivariate_signal_sees_a_broken_correlation_that_marginals_hide() -> 
 
 
 def test_profile_with_pca_round_trips() -> None:
-    from driftline.profiles import ReferenceProfile
+    from driftline.metrics.profiles import ReferenceProfile
 
     rng = np.random.default_rng(1)
     a = rng.normal(size=500)

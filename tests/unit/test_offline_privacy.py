@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from driftline.metrics.privacy import BudgetExhausted, PrivacyBudget, gaussian_sigma, release_counts
 from driftline.offline.federated import (
     MOD,
     SecureAggregation,
@@ -17,7 +18,6 @@ from driftline.offline.federated import (
     fedavg,
     non_iid_clients,
 )
-from driftline.offline.privacy import BudgetExhausted, PrivacyBudget, gaussian_sigma, release_counts
 
 
 def _noise(mechanism: str, epsilon: float, delta: float = 0.0, bound: int = 1) -> np.ndarray:
@@ -130,8 +130,8 @@ def test_hybrid_curve_ends_are_the_edge_and_the_server() -> None:
 def test_private_fairness_is_close_with_a_large_epsilon_and_spends_and_flags() -> None:
     from fairlearn.metrics import demographic_parity_difference
 
+    from driftline.metrics.private_fairness import private_group_metrics
     from driftline.spec import MonitorSpec
-    from driftline.streams.metrics.private_fairness import private_group_metrics
 
     spec = MonitorSpec.from_yaml("models: {m: {privacy: {epsilon_per_window: 0.5, budget: 1.0}}}")
     privacy = spec.for_model("m").privacy

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from driftline.offline.export import edge_variants, parameters, prune
-from driftline.offline.lineage import LocalLineage, ancestry
 from driftline.offline.pipeline import run_training
 from driftline.offline.train import Dataset, agrawal, train
+from driftline.sinks.lineage import LocalLineage, ancestry
 
 
 @pytest.fixture(scope="module")

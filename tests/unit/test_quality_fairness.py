@@ -15,8 +15,8 @@ from fairlearn.metrics import (
 )
 from sklearn import metrics as skm
 
-from driftline.streams.metrics.fairness import GroupFairness
-from driftline.streams.metrics.quality import BinaryQuality, RegressionQuality
+from driftline.metrics.fairness import GroupFairness
+from driftline.metrics.quality import BinaryQuality, RegressionQuality
 
 RNG = np.random.default_rng(11)
 
@@ -113,7 +113,7 @@ def test_bad_parameters() -> None:
 
 
 def test_multiclass_quality_matches_sklearn() -> None:
-    from driftline.streams.metrics.quality import MulticlassQuality
+    from driftline.metrics.quality import MulticlassQuality
 
     classes = np.array(["cat", "dog", "eel", "fox"])
     y = RNG.choice(classes, 3000, p=[0.4, 0.3, 0.2, 0.1])
@@ -132,7 +132,7 @@ def test_multiclass_quality_matches_sklearn() -> None:
 
 
 def test_multiclass_state_is_bounded() -> None:
-    from driftline.streams.metrics.quality import MulticlassQuality
+    from driftline.metrics.quality import MulticlassQuality
 
     q = MulticlassQuality(max_classes=5).update_many([f"c{i}" for i in range(100)], [f"c{i}" for i in range(100)])
     assert q._confusion.shape == (5, 5)

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 
 from driftline.exceptions import ConfigError
+from driftline.metrics.rows import MetricRow
 from driftline.models.canary import CanaryAnalyzer, CanarySpec
 from driftline.models.registry import ModelState
 from driftline.models.routing import bucket, route_for
 from driftline.spec import MonitorSpec
-from driftline.streams.monitor import MetricRow
 
 W = 300.0
 

@@ -8,8 +8,9 @@ import pytest
 
 from driftline.config import Settings
 from driftline.exceptions import ConfigError
-from driftline.spec import MonitorSpec, parse_duration
+from driftline.spec import MonitorSpec
 from driftline.streams.monitor import MonitoringEngine
+from driftline.values import parse_duration
 from tests.unit.test_monitor import T0, run, stream
 
 FULL = """
@@ -96,7 +97,7 @@ def test_engine_follows_families_features_and_thresholds() -> None:
 
 
 def test_engine_uses_a_registered_profile_from_the_first_event() -> None:
-    from driftline.profiles import ReferenceProfile
+    from driftline.metrics.profiles import ReferenceProfile
 
     events = stream(n_windows=3, per_window=500, shift_from=99)
     cols = {n: [e.features[n] for e in events[:500]] for n in ("income", "age", "plan")}

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from driftline.offline.lineage import Artefact, ClickHouseLineage, record
-from driftline.report_page import ReportFiles
-from driftline.review import build_review
-from driftline.review_report import write_review
+from driftline.reports.page import ReportFiles
+from driftline.reports.review import build_review
+from driftline.reports.review_page import write_review
+from driftline.sinks.lineage import Artefact, ClickHouseLineage, record
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from scipy import stats
 
 from driftline.labeling.guidelines import Guideline
 from driftline.labeling.noise import find_label_issues, out_of_fold_probabilities
-from driftline.profiles import profile_column
-from driftline.streams.metrics.drift import CategoricalDrift, NumericDrift, psi
+from driftline.metrics.drift import CategoricalDrift, NumericDrift, psi
+from driftline.metrics.profiles import profile_column
 
 
 @dataclass

@@ -21,15 +21,15 @@ import aiohttp
 
 from driftline.alerts.dispatcher import Dispatcher, Notification
 from driftline.alerts.evaluator import AlertEvaluator, AlertEvent, fingerprint
-from driftline.alerts.stream import AlertStream
+from driftline.alerts.live import AlertStream
+from driftline.alerts.store import AlertStore
 from driftline.alerts.webhook import Attempt, RetryPolicy, deliver, deliver_event
 from driftline.control import ControlClient
-from driftline.logs import context
+from driftline.metrics.rows import MetricRow
 from driftline.models.canary import CanaryAnalyzer, Decision
 from driftline.models.registry import ModelState
-from driftline.sinks.alert_store import AlertStore
 from driftline.spec import MonitorSpec
-from driftline.streams.monitor import MetricRow
+from driftline.streams.logs import context
 from driftline.streams.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)

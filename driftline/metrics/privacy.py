@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftline.exceptions import DriftlineError
+from driftline.exceptions import BudgetExhausted
 
-
-class BudgetExhausted(DriftlineError):
-    """A release would spend more privacy than the budget has left."""
+__all__ = ["BudgetExhausted", "NoisyRelease", "PrivacyBudget", "gaussian_sigma", "laplace_scale", "release_counts"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import msgspec
 from tqdm import tqdm
 
 from driftline.exceptions import ConfigError
-from driftline.profiles import ReferenceProfile
+from driftline.metrics.profiles import ReferenceProfile
 
 _decode = msgspec.json.Decoder().decode
 

@@ -1,6 +1,6 @@
 """A self-contained HTML report of a model's metrics over time, read from the `metrics` table.
 
-Charts are inline SVG (`driftline.charts`: no plotting dependency, opens in any browser, no
+Charts are inline SVG (`driftline.reports.charts`: no plotting dependency, opens in any browser, no
 network): one line per series, windows on the x axis, and markers where a detector
 fired. Untrusted names (models, features) are HTML-escaped.
 """
@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from driftline.charts import Series, svg_chart
+from driftline.reports.charts import Series, svg_chart
 
 
 def model_report(client: Any, database: str, model: str, version: str, path: Path, top_features: int = 6) -> Path:

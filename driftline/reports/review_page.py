@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from driftline.charts import Series, svg_chart
-from driftline.report_page import ReportFiles, write_report
+from driftline.reports.charts import Series, svg_chart
+from driftline.reports.page import ReportFiles, write_report
 
 
 def _n(x: float | None, digits: int = 3) -> str:

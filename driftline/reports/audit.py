@@ -1,13 +1,13 @@
-"""The audit's report: Markdown (printed), HTML with plots, JSON (``driftline.report_page``)."""
+"""The audit's report: Markdown (printed), HTML with plots, JSON (``driftline.reports.page``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from driftline.audit import AuditResult
-from driftline.charts import Series, svg_bars
-from driftline.report_page import ReportFiles, write_report
+from driftline.labeling.audit import AuditResult
+from driftline.reports.charts import Series, svg_bars
+from driftline.reports.page import ReportFiles, write_report
 
 
 def _verdict(passed: bool | None) -> str:

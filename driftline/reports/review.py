@@ -217,7 +217,7 @@ def _lineage(client: Any, database: str, q: _Q, versions: list[str]) -> dict[str
     """Per version: the artefacts recorded for it (params model and version, e.g. by `offline gate
     --register-canary --clickhouse`) and their ancestors in the lineage table, nearest first."""
     from driftline.exceptions import DriftlineError
-    from driftline.offline.lineage import ClickHouseLineage, ancestry
+    from driftline.sinks.lineage import ClickHouseLineage, ancestry
 
     roots: dict[str, list[str]] = defaultdict(list)
     for version, artefact in q.rows(

@@ -1,7 +1,7 @@
 """Fairness metrics published under differential privacy (opt-in per monitor: ``privacy:`` in the spec).
 
 Per sensitive attribute and window, the confusion counts of each group (TP, FP, FN, TN) are
-released once through the Laplace mechanism (`driftline.offline.privacy`; one person's
+released once through the Laplace mechanism (`driftline.metrics.privacy`; one person's
 prediction changes one count by at most `contribution_bound`), spending `epsilon_per_window`
 from the model's budget; per-group rates and the gaps across groups are computed from the
 noisy counts only. Groups whose noisy size is small or noisy are flagged and left out of the
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.exceptions import ConfigError
-from driftline.offline.privacy import BudgetExhausted, PrivacyBudget, release_counts
+from driftline.metrics.privacy import BudgetExhausted, PrivacyBudget, release_counts
 
 
 @dataclass(frozen=True)

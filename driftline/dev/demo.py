@@ -34,8 +34,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from driftline.broker import EmbeddedBroker, free_port
 from driftline.config import Settings
+from driftline.dev.broker import EmbeddedBroker, free_port
 from driftline.events import Label, Prediction
 from driftline.exceptions import DriftlineError
 
@@ -376,11 +376,11 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
         parameters={"m": MODEL},
     ).result_rows
     counts["metric_rows"] = int(sink.client.command(f"SELECT count() FROM {db}.metrics FINAL"))
-    from driftline.review_job import run_review
+    from driftline.reports.review_job import run_review
 
     review, files, _ = run_review(sink.client, db, MODEL, 86_400, Path(settings.data_dir).parent / "reviews")
     counts["review"] = (review["actions"], files.html)
-    from driftline.sinks.alert_store import AlertStore
+    from driftline.alerts.store import AlertStore
 
     counts["timeline"] = AlertStore(sink.client, db).timeline(MODEL)
     counts["labeling"] = sink.client.query(
@@ -391,7 +391,7 @@ def _clickhouse_counts(settings: Settings) -> dict[str, Any]:
             SETTINGS join_use_nulls = 0""",
         parameters={"m": MODEL},
     ).result_rows
-    from driftline.report import model_report
+    from driftline.reports.model_report import model_report
 
     counts["reports"] = [
         model_report(sink.client, db, MODEL, version, Path(settings.data_dir).parent / f"report-{version}.html")
@@ -461,7 +461,7 @@ def run_demo(options: DemoOptions) -> int:
             f"ClickHouse {settings.clickhouse}"
         )
         stack.wait_ready(timeout=120)
-        from driftline import demo_rollout
+        from driftline.dev import rollout as demo_rollout
 
         rollout = demo_rollout.set_up(settings, MODEL)
         router, receiver, subscription = rollout

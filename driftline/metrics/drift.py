@@ -20,7 +20,7 @@ fit against reference frequencies, which raises false alarms on unshifted column
 DESIGN.md), Jensen-Shannon, and the rate of categories the reference never saw.
 
 >>> import numpy as np
->>> from driftline.profiles import profile_column
+>>> from driftline.metrics.profiles import profile_column
 >>> ref = profile_column("x", np.random.default_rng(0).normal(size=5000))
 >>> d = NumericDrift(ref).update_many(np.random.default_rng(1).normal(0.5, 1, size=2000))
 >>> round(d.get()["ks"], 2), d.get()["ks_pvalue"] < 1e-6
@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from driftline.profiles import FeatureProfile
+from driftline.metrics.profiles import FeatureProfile
 
 #: Added to empty bins so that PSI stays finite (the usual convention).
 PSI_EPSILON = 1e-4

@@ -26,8 +26,8 @@ from aiohttp import web
 
 from driftline.alerts.matchers import Matcher, matches_all, parse_matchers
 from driftline.alerts.rules import SEVERITIES
-from driftline.config import Secret
 from driftline.exceptions import ConfigError, DriftlineError
+from driftline.values import Secret
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0

@@ -63,7 +63,7 @@ def set_up(settings: Settings, model: str) -> tuple[RoutingClient, WebhookReceiv
 
 
 def print_timeline(t: dict[str, Any], received: int, verified: int) -> None:
-    from driftline.cli_control import timeline_lines
+    from driftline.reports.timeline import timeline_lines
 
     print()
     for line in timeline_lines(t):

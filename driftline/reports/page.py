@@ -1,6 +1,6 @@
 """One report in three files: Markdown (for diffs and chat), HTML with plots (for people), JSON (for tools).
 
-Commands build their report as Markdown text plus SVG charts (``driftline.charts``) and
+Commands build their report as Markdown text plus SVG charts (``driftline.reports.charts``) and
 the data behind it; ``write_report`` writes ``<name>.md``, ``<name>.html`` and
 ``<name>.json`` side by side. The HTML is self-contained (no scripts, no network): the
 Markdown subset that reports use (headings, pipe tables, bullet lists, paragraphs,

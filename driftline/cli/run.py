@@ -1,0 +1,126 @@
+"""`driftline worker`, `broker`, `demo`, `simulate`: run the stack, the embedded broker, the demo's stream."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from driftline.cli.options import broker_option, clickhouse_option, data_dir_option, fail_cleanly, settings_from
+
+
+@click.command()
+@broker_option
+@clickhouse_option
+@data_dir_option
+@click.option("--partitions", type=int, envvar="DRIFTLINE_PARTITIONS", show_envvar=True, help="Partitions per topic.")
+@click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
+@click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML) to apply.")
+@click.option(
+    "--loglevel",
+    default="warn",
+    envvar="DRIFTLINE_LOGLEVEL",
+    show_envvar=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+)
+@click.option(
+    "--log-format",
+    default="text",
+    envvar="DRIFTLINE_LOG_FORMAT",
+    show_envvar=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one object per line with model/version context.",
+)
+@fail_cleanly
+def worker(loglevel: str, log_format: str, **flags: Any) -> None:
+    """Run the ingest worker against any Kafka cluster and ClickHouse."""
+    from driftline.streams.worker import run_worker
+
+    settings = settings_from(**flags)
+    settings.monitor_spec()  # check the spec before anything starts
+    from driftline.config import redact_dsn
+
+    banner = (
+        f"driftline worker: consuming {settings.topic('predictions')} and {settings.topic('labels')} from "
+        f"{settings.broker} (group {settings.group_id}); ClickHouse {redact_dsn(settings.clickhouse)} "
+        f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}"
+    )
+    if log_format == "json":
+        import json
+        import time
+
+        banner = json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "info",
+                             "logger": "driftline.cli", "msg": banner})  # fmt: skip
+    click.echo(
+        banner,
+        err=True,
+    )
+    # Faust parses sys.argv itself: hand it only what it understands.
+    sys.argv = [sys.argv[0], "worker"]
+    run_worker(settings, loglevel=loglevel, log_format=log_format)
+
+
+@click.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1 (0 = a free one).")
+@fail_cleanly
+def broker(port: int) -> None:
+    """Run the embedded Tansu broker (memory only) on 127.0.0.1 until Ctrl-C."""
+    import signal
+
+    from driftline.dev.broker import EmbeddedBroker
+
+    b = EmbeddedBroker(port=port or None).start()
+    click.echo(f"Tansu broker on {b.bootstrap} (memory only; Ctrl-C stops it)")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        b.stop()
+
+
+@click.command()
+@click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to replay.")
+@click.option("--rate", type=float, default=2_000.0, show_default=True, help="Predictions per second (0 = flat out).")
+@click.option("--data-dir", default=".driftline/demo", show_default=True, help="Wiped and refilled by each run.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@fail_cleanly
+def demo(events: int, rate: float, data_dir: str, seed: int) -> None:
+    """Start the embedded stack, replay a drifting model's predictions and labels, summarise."""
+    from driftline.dev.demo import DemoOptions, run_demo
+
+    if events < 100:
+        raise click.BadParameter("use at least 100 events", param_hint="--events")
+    if rate < 0:
+        raise click.BadParameter("must be 0 (flat out) or positive", param_hint="--rate")
+    code = run_demo(DemoOptions(events=events, rate=rate, data_dir=data_dir, seed=seed))
+    if code == 130:
+        # Interrupted and cleaned up (worker and broker stopped). Leave now: a Kafka client interrupted
+        # mid-call can turn interpreter shutdown into a second SIGINT exit (-2) instead of 130.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
+@click.command()
+@broker_option
+@click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option("--events", type=int, default=60_000, show_default=True, help="Predictions to send.")
+@click.option("--rate", type=float, default=1_000.0, show_default=True, help="Predictions per second (0 = flat out).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@fail_cleanly
+def simulate(events: int, rate: float, seed: int, **flags: Any) -> None:
+    """Send the demo's stream (a drifting model, a worse canary, late labels) to a running Kafka.
+
+    For a stack you run yourself (e.g. docker compose --profile demo): registers v1 and a 10 %
+    canary v2 unless the model is in the registry already and routes with the routing client.
+    Event time spans 100 simulated minutes ending at the last full hour, whatever --events is.
+    """
+    from driftline.dev.demo import DemoOptions, run_simulation
+
+    if events < 100:
+        raise click.BadParameter("use at least 100 events", param_hint="--events")
+    run_simulation(DemoOptions(events=events, rate=rate, seed=seed), settings_from(**flags))
