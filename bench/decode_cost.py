@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from common import event, report
 
-from driftline.events import _DECODERS, _NAMED_DECODERS, encode_json, names_ok
+from driftline.events import DECODERS, NAMED_DECODERS, encode_json, names_ok
 from driftline.streams.ingest import tune_gc
 
 
@@ -39,7 +39,7 @@ def main() -> None:
 
     now = time.time() - 3600
     values = [encode_json(event(i, now)) for i in range(args.events)]
-    one, named = _DECODERS["prediction"].decode, _NAMED_DECODERS["prediction"].decode
+    one, named = DECODERS["prediction"].decode, NAMED_DECODERS["prediction"].decode
 
     def worker() -> None:
         assert names_ok([one(v) for v in values])  # type: ignore[misc]

@@ -160,13 +160,13 @@ class Decoded:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-_DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
+DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in EVENT_TYPES.items()}
 #: Decoders that check every name as they read it: only to find out why a message failed names_ok.
-_NAMED_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+NAMED_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "prediction": msgspec.json.Decoder(_NamedPrediction),
-    "label": _DECODERS["label"],
+    "label": DECODERS["label"],
 }
-_LIST_DECODERS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
+LIST_DECODERS = {kind: msgspec.json.Decoder(list[cls]) for kind, cls in EVENT_TYPES.items()}  # type: ignore[valid-type]
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY_JSON = msgspec.json.Decoder()
 _ENVELOPE = msgspec.msgpack.Decoder(ColumnarEnvelope)
@@ -221,10 +221,10 @@ def _name_key(text: str, payload: bytes) -> str:
 
 def _decode_one(payload: bytes, kind: str) -> Decoded:
     try:
-        event = _DECODERS[kind].decode(payload)
+        event = DECODERS[kind].decode(payload)
         if kind == "label" or names_ok([event]):  # type: ignore[list-item]
             return Decoded(events=[event])
-        _NAMED_DECODERS[kind].decode(payload)  # raises, naming the section of the bad name
+        NAMED_DECODERS[kind].decode(payload)  # raises, naming the section of the bad name
         raise msgspec.ValidationError(f"a name is empty or longer than {MAX_NAME_CHARS} characters")
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Decoded(dead_letters=[_classify(exc, payload, kind)])
@@ -232,7 +232,7 @@ def _decode_one(payload: bytes, kind: str) -> Decoded:
 
 def _decode_array(payload: bytes, kind: str) -> Decoded:
     try:
-        events = _LIST_DECODERS[kind].decode(payload)
+        events = LIST_DECODERS[kind].decode(payload)
         if kind == "label" or names_ok(events):
             return Decoded(events=events)
     except (msgspec.DecodeError, UnicodeDecodeError):

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import msgspec
 
 from driftline.events import (
-    _LIST_DECODERS,
+    LIST_DECODERS,
     Event,
     FeatureValue,
     Label,
@@ -99,7 +99,7 @@ class _Buffers:
     def _checked(self, kind: str, events: list[Event], payload: bytes) -> tuple[list[Event], bytes]:
         """Check the whole batch in one C call; only a failing batch is looked at event by event."""
         try:
-            if kind == "label" or names_ok(_LIST_DECODERS[kind].decode(payload)):
+            if kind == "label" or names_ok(LIST_DECODERS[kind].decode(payload)):
                 return events, payload
         except msgspec.DecodeError:
             pass

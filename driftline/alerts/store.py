@@ -21,6 +21,7 @@ from driftline.alerts.webhook import Attempt
 from driftline.exceptions import SinkError
 from driftline.models.canary import Decision
 from driftline.models.registry import ModelState
+from driftline.sinks.client import ClickHouseClient
 
 _SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 
@@ -34,7 +35,7 @@ def safe_url(url: str) -> str:
 
 
 class AlertStore:
-    def __init__(self, client: Any, database: str):
+    def __init__(self, client: ClickHouseClient, database: str):
         self.client = client
         self.database = database
 

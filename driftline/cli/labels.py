@@ -11,6 +11,7 @@ import click
 from driftline.cli.options import clickhouse_option, fail_cleanly
 from driftline.config import Settings
 from driftline.exceptions import ConfigError
+from driftline.sinks.client import ClickHouseClient
 
 
 def _names(text: str | None) -> list[str]:
@@ -37,7 +38,7 @@ def _need_audit_extra() -> None:
         raise ConfigError("the audit needs pandas and scikit-learn: pip install 'driftline[audit]'") from None
 
 
-def _window_frame(client: Any, database: str, model: str, since: str, until: str) -> Any:
+def _window_frame(client: ClickHouseClient, database: str, model: str, since: str, until: str) -> Any:
     """A production window as a table: features, attributes, score, and the label where one arrived."""
     import pandas as pd
 

@@ -230,7 +230,7 @@ def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, w
 
     from driftline.offline.distill import distill
     from driftline.offline.reports import distill_report
-    from driftline.offline.train import _torch, load_dataset
+    from driftline.offline.train import load_dataset, require_torch
     from driftline.sinks.lineage import content_hash, record
 
     with _progress(2 if energy else 1, "distill: teacher, students, energy") as bar:
@@ -248,7 +248,7 @@ def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, w
                                   meter=Meter(watts_per_core=watts_per_core))  # fmt: skip
             bar.update()
     files = distill_report(data.parent, result, points)
-    _torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
+    require_torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
     record(data.parent / "model-student.pt", "model", params={"hidden": hidden, "temperature": temperature,
            "teacher": "HistGradientBoostingClassifier"}, metrics=asdict(result.student),
            parents=[content_hash(data)])  # fmt: skip

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.exceptions import DriftlineError
-from driftline.offline.train import AGRAWAL_NUMERIC, Dataset, _torch
+from driftline.offline.train import AGRAWAL_NUMERIC, Dataset, require_torch
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,13 @@ def _scores(y: npt.NDArray[np.int64], p: npt.NDArray[np.float64], teacher_pred: 
 
 
 def _student(inputs: int, hidden: int) -> Any:
-    nn = _torch().nn
+    nn = require_torch().nn
     return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
 
 def _fit(model: Any, x: npt.NDArray[np.float32], target: npt.NDArray[np.float32], epochs: int, seed: int) -> Any:
     """Cross-entropy against probability targets (hard labels are one-hot targets)."""
-    torch = _torch()
+    torch = require_torch()
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(target)), batch_size=256, shuffle=True,
@@ -93,7 +93,7 @@ def _fit(model: Any, x: npt.NDArray[np.float32], target: npt.NDArray[np.float32]
 
 
 def _proba(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    torch = _torch()
+    torch = require_torch()
     with torch.no_grad():
         out: npt.NDArray[np.float64] = torch.softmax(model(torch.from_numpy(x)), dim=1)[:, 1].numpy().astype(float)
     return out

@@ -93,9 +93,9 @@ def model_energy(teacher: Any, student: Any, onnx_fp32: Path, onnx_int8: Path, x
     from threadpoolctl import threadpool_limits
 
     from driftline.offline.export import session
-    from driftline.offline.train import _torch
+    from driftline.offline.train import require_torch
 
-    torch = _torch()
+    torch = require_torch()
     meter = meter or Meter()
     saved = torch.get_num_threads()
     out = []

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from driftline.offline.train import Dataset, _torch, accuracy
+from driftline.offline.train import Dataset, accuracy, require_torch
 
 
 def export_onnx(model: Any, path: Path, inputs: int) -> Path:
-    torch = _torch()
+    torch = require_torch()
     model.eval()
     torch.onnx.export(
         model, (torch.zeros(1, inputs),), str(path), input_names=["x"], output_names=["logits"],
@@ -69,7 +69,7 @@ def onnx_logits(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float3
 
 def parity(model: Any, path: Path, x: npt.NDArray[np.float32]) -> float:
     """The largest absolute difference between the framework's and ONNX Runtime's logits."""
-    torch = _torch()
+    torch = require_torch()
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     return float(np.max(np.abs(expected - onnx_logits(path, x))))
@@ -95,7 +95,7 @@ def latency_ms(path: Path, batch: int, threads: int, repeats: int = 50) -> float
 
 def prune(model: Any, data: Dataset, keep: float = 0.5, epochs: int = 3, lr: float = 0.005) -> Any:
     """Remove hidden units (smallest L1 of incoming weights) from every hidden layer, then fine-tune."""
-    torch = _torch()
+    torch = require_torch()
     nn = torch.nn
     linears = [m for m in model if isinstance(m, nn.Linear)]
     kept: list[Any] = []
@@ -164,7 +164,7 @@ def edge_variants(model: Any, data: Dataset, out: Path, threads: tuple[int, ...]
             parity(framework, path, data.x_test[:2048]) if framework is not None else None, lat,
         ))  # fmt: skip
     torch_lat = {}
-    torch = _torch()
+    torch = require_torch()
     for b in (1, 1024):
         x = torch.from_numpy(data.x_test[:b].copy() if b <= len(data.x_test) else data.x_test[:1].repeat(b, 0))
         with torch.no_grad():

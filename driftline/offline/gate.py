@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.offline.export import export_onnx, parity
-from driftline.offline.train import Dataset, _torch, mlp
+from driftline.offline.train import Dataset, mlp, require_torch
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class GateResult:
 
 
 def load_model(path: Path, inputs: int, hidden: int = 64) -> Any:
-    torch = _torch()
+    torch = require_torch()
     model = mlp(inputs, hidden)
     model.load_state_dict(torch.load(path, weights_only=True))
     model.eval()
@@ -68,14 +68,14 @@ def load_model(path: Path, inputs: int, hidden: int = 64) -> Any:
 
 
 def _scores(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    torch = _torch()
+    torch = require_torch()
     with torch.no_grad():
         probs: npt.NDArray[np.float64] = torch.softmax(model(torch.from_numpy(x)), dim=1)[:, 1].numpy().astype(float)
     return probs
 
 
 def _latency_ms(model: Any, x: npt.NDArray[np.float32], repeats: int = 200) -> float:
-    torch = _torch()
+    torch = require_torch()
     row = torch.from_numpy(x[:1])
     with torch.no_grad():
         for _ in range(10):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from driftline.metrics.profiles import ReferenceProfile
 from driftline.offline.export import Variant, edge_variants
-from driftline.offline.train import TrainResult, _torch, agrawal, train
+from driftline.offline.train import TrainResult, agrawal, require_torch, train
 from driftline.reports.charts import Series, svg_chart
 from driftline.sinks.lineage import Artefact, model_card, record
 from driftline.sinks.profiles import write_artifact
@@ -34,7 +34,7 @@ def run_training(
     version: str = "offline-1",
     quiet: bool = False,
 ) -> dict[str, Any]:
-    torch = _torch()
+    torch = require_torch()
     out.mkdir(parents=True, exist_ok=True)
     steps = tqdm(total=3 + len(epsilons), desc="offline train", disable=quiet)
     data = agrawal(rows)

@@ -77,9 +77,9 @@ def _dp_sgd(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], test: tuple[
     """Logistic regression with Opacus DP-SGD: (accuracy, epsilon spent, delta, noise multiplier, q, steps)."""
     from opacus import PrivacyEngine
 
-    from driftline.offline.train import _torch
+    from driftline.offline.train import require_torch
 
-    torch = _torch()
+    torch = require_torch()
     torch.manual_seed(seed)
     model = torch.nn.Linear(x.shape[1], 1)
     data = torch.utils.data.TensorDataset(

@@ -26,7 +26,7 @@ AGRAWAL_CATEGORICAL = {"elevel": 5, "car": 20, "zipcode": 9}
 AGRAWAL_NUMERIC = ("salary", "commission", "age", "hvalue", "hyears", "loan")
 
 
-def _torch() -> Any:
+def require_torch() -> Any:
     try:
         import torch
     except ImportError:
@@ -101,7 +101,7 @@ def load_dataset(path: Path) -> Dataset:
 
 
 def mlp(inputs: int, hidden: int = 64) -> Any:
-    nn = _torch().nn
+    nn = require_torch().nn
     return nn.Sequential(
         nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2)
     )
@@ -123,7 +123,7 @@ class TrainResult:
 
 
 def accuracy(model: Any, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64]) -> float:
-    torch = _torch()
+    torch = require_torch()
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(dim=1).numpy()
     return float(np.mean(pred == y))
@@ -142,7 +142,7 @@ def train(
     seed: int = 0,
 ) -> TrainResult:
     """Train the MLP; with `target_epsilon`, privately with DP-SGD."""
-    torch = _torch()
+    torch = require_torch()
     torch.manual_seed(seed)
     model = mlp(data.x_train.shape[1], hidden)
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train))

@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from driftline.reports.charts import Series, svg_chart
+from driftline.sinks.client import ClickHouseClient
 
 
-def model_report(client: Any, database: str, model: str, version: str, path: Path, top_features: int = 6) -> Path:
+def model_report(
+    client: ClickHouseClient, database: str, model: str, version: str, path: Path, top_features: int = 6
+) -> Path:
     """Write an HTML report of one model version's metrics; returns its path."""
     rows = client.query(
         f"""SELECT formatDateTime(window_start, '%Y-%m-%d %H:%i', 'UTC') AS w, family, metric, feature, segment, value

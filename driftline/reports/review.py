@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from driftline.sinks.client import ClickHouseClient
+
 
 @dataclass(frozen=True)
 class ReviewThresholds:
@@ -52,7 +54,7 @@ def _nan_none(x: float | None) -> float | None:
 class _Q:
     """Parameterised queries over one model and the two periods."""
 
-    def __init__(self, client: Any, database: str, model: str, start: float, end: float, previous: float):
+    def __init__(self, client: ClickHouseClient, database: str, model: str, start: float, end: float, previous: float):
         self.client, self.db, self.model = client, database, model
         self.params = {"m": model, "a": int(previous * 1000), "s": int(start * 1000), "e": int(end * 1000)}
 
@@ -64,31 +66,32 @@ class _Q:
         return list(self.client.query(text, parameters=self.params).result_rows)
 
 
-def build_review(client: Any, database: str, model: str, period_s: float, end: float | None = None,
-                 thresholds: ReviewThresholds | None = None) -> dict[str, Any]:  # fmt: skip
-    """Everything the review shows, as plain data (see the module docstring)."""
-    t = thresholds or ReviewThresholds()
-    end = time.time() if end is None else end
-    start, previous = end - period_s, end - 2 * period_s
-    q = _Q(client, database, model, start, end, previous)
-    stats: dict[str, dict[tuple[str, ...], dict[str, float]]] = {"current": {}, "previous": {}}
-    for period, version, family, metric, feature, segment, mean, mx, mn, total, n in q.rows(
-        """SELECT if(window_start >= @start, 'current', 'previous'), version, family, metric, feature, segment,
-                  avg(value), max(value), min(value), sum(value), count()
-           FROM {db}.metrics FINAL
-           WHERE model = {m:String} AND window_start >= @prev AND window_start < @end AND isFinite(value)
-           GROUP BY 1, version, family, metric, feature, segment"""
-    ):
-        stats[period][(version, family, metric, feature, segment)] = {"mean": mean, "max": mx, "min": mn,
-                                                                      "sum": total, "windows": n}  # fmt: skip
-    versions = sorted({k[0] for k in stats["current"]})
+Stats = dict[str, dict[tuple[str, ...], dict[str, float]]]
 
-    def pair(version: str, family: str, metric: str, feature: str = "", segment: str = "", agg: str = "mean"
-             ) -> dict[str, float | None]:  # fmt: skip
-        cur = stats["current"].get((version, family, metric, feature, segment), {}).get(agg)
-        prev = stats["previous"].get((version, family, metric, feature, segment), {}).get(agg)
+
+class _Pairs:
+    """Aggregates per (version, family, metric, feature, segment) in the current and previous period."""
+
+    def __init__(self, q: _Q):
+        self.stats: Stats = {"current": {}, "previous": {}}
+        for period, version, family, metric, feature, segment, mean, mx, mn, total, n in q.rows(
+            """SELECT if(window_start >= @start, 'current', 'previous'), version, family, metric, feature, segment,
+                      avg(value), max(value), min(value), sum(value), count()
+               FROM {db}.metrics FINAL
+               WHERE model = {m:String} AND window_start >= @prev AND window_start < @end AND isFinite(value)
+               GROUP BY 1, version, family, metric, feature, segment"""
+        ):
+            self.stats[period][(version, family, metric, feature, segment)] = {"mean": mean, "max": mx, "min": mn,
+                                                                          "sum": total, "windows": n}  # fmt: skip
+
+    def __call__(self, version: str, family: str, metric: str, feature: str = "", segment: str = "",
+                 agg: str = "mean") -> dict[str, float | None]:  # fmt: skip
+        cur = self.stats["current"].get((version, family, metric, feature, segment), {}).get(agg)
+        prev = self.stats["previous"].get((version, family, metric, feature, segment), {}).get(agg)
         return {"current": _nan_none(cur), "previous": _nan_none(prev)}
 
+
+def _daily(q: _Q) -> dict[str, list[tuple[str, float]]]:
     daily: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for day, version, family, metric, feature, value in q.rows(
         """SELECT toString(toDate(window_start)), version, family, metric, feature, avg(value)
@@ -101,8 +104,11 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
            GROUP BY 1, version, family, metric, feature ORDER BY 1"""
     ):
         daily[f"{version}|{family}|{metric}|{feature}"].append((day, float(value)))
+    return dict(daily)
 
-    # drift: features flagged `drifted`, by windows flagged, with their first flagged window
+
+def _drift(q: _Q) -> list[dict[str, Any]]:
+    """Features flagged `drifted`, by windows flagged, with their first flagged window."""
     drift = [
         {"version": v, "feature": f, "windows": int(n), "first": _iso(_ts(first)), "max_psi": _nan_none(psi)}
         for v, f, n, first, psi in q.rows(
@@ -115,6 +121,10 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
                ORDER BY 3 DESC, 5 DESC LIMIT 10"""
         )
     ]
+    return drift
+
+
+def _fairness(q: _Q, t: ReviewThresholds, pair: _Pairs) -> list[dict[str, Any]]:
     fairness = []
     for version, attr, days_above, mean_gap in q.rows(
         f"""SELECT version, feature, countIf(g > {float(t.fairness_gap)}), avg(g)
@@ -124,11 +134,15 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
             GROUP BY version, feature ORDER BY version, feature"""
     ):
         gap = pair(version, "fairness", "demographic_parity_difference", attr)
-        groups = sorted({k[4] for p in stats.values() for k in p
+        groups = sorted({k[4] for p in pair.stats.values() for k in p
                          if k[:4] == (version, "fairness", "selection_rate", attr) and k[4]})  # fmt: skip
         by_group = {g: pair(version, "fairness", "selection_rate", attr, g) for g in groups}
         fairness.append({"version": version, "attribute": attr, "days_above": int(days_above), "mean": mean_gap,
                          **gap, "selection_rate": by_group})  # fmt: skip
+    return fairness
+
+
+def _data_quality(q: _Q, t: ReviewThresholds) -> list[dict[str, Any]]:
     dq = [
         {"version": v, "metric": metric, "feature": f, "windows": int(n), "max": mx}
         for v, metric, f, n, mx in q.rows(
@@ -141,6 +155,10 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
                 ORDER BY 4 DESC LIMIT 15"""
         )
     ]
+    return dq
+
+
+def _alerts(q: _Q) -> dict[str, Any]:
     alerts = {
         "fired": [{"alertname": a, "version": v, "severity": s, "count": int(n)} for a, v, s, n in q.rows(
             """SELECT alertname, version, severity, count() FROM {db}.alert_events FINAL
@@ -154,6 +172,11 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
         "notifications": dict(q.rows("""SELECT status, count() FROM {db}.alert_notifications FINAL
                                         WHERE at >= @start AND at < @end GROUP BY status""")),
     }  # fmt: skip
+    return alerts
+
+
+def _rollouts(q: _Q) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rollout decisions other than hold in the period, and the registry's history up to its end."""
     rollouts = [
         {"at": _iso(_ts(w)), "action": a, "canary": c, "weight_before": wb, "weight_after": wa, "reason": r}
         for w, a, c, wb, wa, r in q.rows(
@@ -167,13 +190,26 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
             """SELECT revision, action, changed_version, changed_by, reason FROM {db}.model_registry FINAL
                WHERE model = {m:String} AND at < @end ORDER BY revision""")
     ]  # fmt: skip
+    return rollouts, registry
+
+
+def build_review(client: ClickHouseClient, database: str, model: str, period_s: float, end: float | None = None,
+                 thresholds: ReviewThresholds | None = None) -> dict[str, Any]:  # fmt: skip
+    """Everything the review shows, as plain data (see the module docstring)."""
+    t = thresholds or ReviewThresholds()
+    end = time.time() if end is None else end
+    start, previous = end - period_s, end - 2 * period_s
+    q = _Q(client, database, model, start, end, previous)
+    pair = _Pairs(q)
+    versions = sorted({k[0] for k in pair.stats["current"]})
+    rollouts, registry = _rollouts(q)
     state = q.rows("""SELECT argMax(versions, revision) FROM {db}.model_registry FINAL WHERE model = {m:String}
                       AND at < @end""")  # fmt: skip
     in_production = _production_versions(state[0][0] if state and state[0][0] else "")
     lineage = _lineage(client, database, q, sorted(set(in_production) | set(versions)))
     dead = q.rows("""SELECT countIf(received_at >= @start), countIf(received_at < @start) FROM {db}.dead_letters
                      WHERE received_at >= @prev AND received_at < @end""")[0]  # fmt: skip
-    kpi_names = sorted({k[3] for p in stats.values() for k in p if k[1] == "kpi" and k[2] == "sum"})
+    kpi_names = sorted({k[3] for p in pair.stats.values() for k in p if k[1] == "kpi" and k[2] == "sum"})
     review: dict[str, Any] = {
         "model": model,
         "period": {"start": _iso(start), "end": _iso(end), "seconds": period_s},
@@ -183,11 +219,11 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
             "predictions": {v: pair(v, "volume", "predictions", agg="sum") for v in versions},
             "latency_ms": {v: {f"p{p}": pair(v, "kpi", f"latency_p{p}_ms") for p in (50, 95, 99)} for v in versions},
             "dead_letters": {"current": int(dead[0]), "previous": int(dead[1])},
-            "data_quality_incidents": dq,
-            "alerts": alerts,
+            "data_quality_incidents": _data_quality(q, t),
+            "alerts": _alerts(q),
         },
         "data_science": {
-            "drift": drift,
+            "drift": _drift(q),
             "drift_share": {v: pair(v, "drift", "drift_share") for v in versions},
             "quality": {
                 v: {
@@ -197,7 +233,7 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
                 }
                 for v in versions
             },
-            "fairness": fairness,
+            "fairness": _fairness(q, t, pair),
             "labeling": {v: pair(v, "labeling", "krippendorff_alpha") for v in versions},
         },
         "product": {
@@ -207,13 +243,13 @@ def build_review(client: Any, database: str, model: str, period_s: float, end: f
             "in_production": in_production,
             "lineage": lineage,
         },
-        "daily": dict(daily),
+        "daily": _daily(q),
     }
     review["actions"] = [asdict(a) for a in suggested_actions(review, t)]
     return review
 
 
-def _lineage(client: Any, database: str, q: _Q, versions: list[str]) -> dict[str, list[dict[str, str]]]:
+def _lineage(client: ClickHouseClient, database: str, q: _Q, versions: list[str]) -> dict[str, list[dict[str, str]]]:
     """Per version: the artefacts recorded for it (params model and version, e.g. by `offline gate
     --register-canary --clickhouse`) and their ancestors in the lineage table, nearest first."""
     from driftline.exceptions import DriftlineError

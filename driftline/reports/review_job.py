@@ -12,12 +12,13 @@ from typing import Any
 from driftline.reports.page import ReportFiles
 from driftline.reports.review import build_review
 from driftline.reports.review_page import write_review
+from driftline.sinks.client import ClickHouseClient
 from driftline.sinks.lineage import Artefact, ClickHouseLineage, record
 
 log = logging.getLogger(__name__)
 
 
-def run_review(client: Any, database: str, model: str, period_s: float, out: Path,
+def run_review(client: ClickHouseClient, database: str, model: str, period_s: float, out: Path,
                end: float | None = None) -> tuple[dict[str, Any], ReportFiles, Artefact]:  # fmt: skip
     review = build_review(client, database, model, period_s, end)
     files = write_review(out, review)
@@ -44,7 +45,7 @@ def review_event(review: dict[str, Any], files: ReportFiles, artefact: Artefact)
     }
 
 
-def models_with_metrics(client: Any, database: str, period_s: float) -> list[str]:
+def models_with_metrics(client: ClickHouseClient, database: str, period_s: float) -> list[str]:
     since = f"now64(3) - toIntervalSecond({int(period_s)})"
     rows = client.query(f"SELECT DISTINCT model FROM {database}.metrics WHERE window_start >= {since}").result_rows
     return sorted(str(r[0]) for r in rows)
@@ -53,7 +54,9 @@ def models_with_metrics(client: Any, database: str, period_s: float) -> list[str
 Announce = Callable[[str, dict[str, Any], dict[str, str]], Awaitable[int]]
 
 
-async def review_all(client: Any, database: str, period_s: float, out: Path, announce: Announce) -> list[Path]:
+async def review_all(
+    client: ClickHouseClient, database: str, period_s: float, out: Path, announce: Announce
+) -> list[Path]:
     """What the worker's schedule runs: a review of every model with metrics in the period, each announced."""
     written = []
     for model in await asyncio.to_thread(models_with_metrics, client, database, period_s):

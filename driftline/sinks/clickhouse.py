@@ -29,7 +29,9 @@ import numpy as np
 from driftline.config import Settings, redact_dsn
 from driftline.events import ColumnarEvents, DeadLetter, Label, Prediction, rows_of
 from driftline.exceptions import SinkError
+from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.sinks import columnar
+from driftline.sinks.client import ClickHouseClient, is_embedded
 from driftline.sinks.migrations import SchemaOptions, migrate
 
 _encode = msgspec.json.Encoder().encode
@@ -73,25 +75,29 @@ class SourcedDeadLetter:
     received_at: float
 
 
-class EventSink(Protocol):
-    """What the ingest loop needs from a store. `token` makes a retried write a no-op.
+@dataclass(frozen=True, slots=True)
+class SinkBatch:
+    """What one `EventSink.write` stores. `token` makes a retried write a no-op.
 
     `*_json` are the events' JSON as received (objects, or objects joined by commas), when
-    the caller has them; `*_columns` are more events, as checked columnar envelopes. Returns
-    the events the store refused, as dead letters.
+    the caller has them; `*_columns` are more events, as checked columnar envelopes.
     """
 
-    def write(
-        self,
-        predictions: Sequence[Prediction],
-        labels: Sequence[Label],
-        dead_letters: Sequence[SourcedDeadLetter],
-        token: str,
-        prediction_json: Sequence[bytes] | None = None,
-        label_json: Sequence[bytes] | None = None,
-        prediction_columns: Sequence[ColumnarEvents] = (),
-        label_columns: Sequence[ColumnarEvents] = (),
-    ) -> list[SourcedDeadLetter]: ...
+    predictions: Sequence[Prediction]
+    labels: Sequence[Label]
+    dead_letters: Sequence[SourcedDeadLetter]
+    token: str
+    prediction_json: Sequence[bytes] | None = None
+    label_json: Sequence[bytes] | None = None
+    prediction_columns: Sequence[ColumnarEvents] = ()
+    label_columns: Sequence[ColumnarEvents] = ()
+
+
+class EventSink(Protocol):
+    """What the ingest loop needs from a store: write a batch (returning the events the store
+    refused, as dead letters), and close."""
+
+    def write(self, batch: SinkBatch) -> list[SourcedDeadLetter]: ...
 
     def close(self) -> None: ...
 
@@ -114,7 +120,7 @@ def dead_letter_columns(letters: Sequence[SourcedDeadLetter]) -> list[list[Any]]
     ]
 
 
-def connect(settings: Settings) -> Any:
+def connect(settings: Settings) -> ClickHouseClient:
     """A clickhouse-connect client for the configured DSN (password from settings, never logged)."""
     import clickhouse_connect
 
@@ -143,11 +149,11 @@ def connect(settings: Settings) -> Any:
 class ClickHouseSink:
     """Stores events in ClickHouse. Each `write` is one insert per table, deduplicated by token."""
 
-    def __init__(self, settings: Settings, client: Any | None = None):
+    def __init__(self, settings: Settings, client: ClickHouseClient | None = None):
         self.settings = settings
         self.database = settings.clickhouse_database
-        self.client = client if client is not None else connect(settings)
-        self._embedded = type(self.client).__name__ == "ChdbClient"  # chdb: the engine is in this process
+        self.client: ClickHouseClient = client if client is not None else connect(settings)
+        self._embedded = is_embedded(self.client)  # chdb: the engine is in this process
 
     def migrate(self) -> list[int]:
         return migrate(self.client, self.database, SchemaOptions.from_settings(self.settings))
@@ -235,23 +241,16 @@ class ClickHouseSink:
         finally:
             os.unlink(path)
 
-    def write(
-        self,
-        predictions: Sequence[Prediction],
-        labels: Sequence[Label],
-        dead_letters: Sequence[SourcedDeadLetter],
-        token: str,
-        prediction_json: Sequence[bytes] | None = None,
-        label_json: Sequence[bytes] | None = None,
-        prediction_columns: Sequence[ColumnarEvents] = (),
-        label_columns: Sequence[ColumnarEvents] = (),
-    ) -> list[SourcedDeadLetter]:
+    def write(self, batch: SinkBatch) -> list[SourcedDeadLetter]:
+        b, token = batch, batch.token
         try:
-            rejected = self._write_events("predictions", PREDICTION_COLUMNS, predictions, prediction_json, token)
-            rejected += self._write_columns("predictions", PREDICTION_COLUMNS, "prediction", prediction_columns, token)
-            rejected += self._write_events("labels", LABEL_COLUMNS, labels, label_json, token)
-            rejected += self._write_columns("labels", LABEL_COLUMNS, "label", label_columns, token)
-            letters = [*dead_letters, *rejected]
+            rejected = self._write_events("predictions", PREDICTION_COLUMNS, b.predictions, b.prediction_json, token)
+            rejected += self._write_columns(
+                "predictions", PREDICTION_COLUMNS, "prediction", b.prediction_columns, token
+            )
+            rejected += self._write_events("labels", LABEL_COLUMNS, b.labels, b.label_json, token)
+            rejected += self._write_columns("labels", LABEL_COLUMNS, "label", b.label_columns, token)
+            letters = [*b.dead_letters, *rejected]
             if letters:
                 self.client.insert(
                     "dead_letters",
@@ -265,11 +264,11 @@ class ClickHouseSink:
             raise SinkError(f"ClickHouse insert failed: {exc}") from exc
         return rejected
 
-    def write_metrics(self, rows: Sequence[Any]) -> None:
-        """Store MetricRow objects (see driftline.streams.monitor)."""
+    def write_metrics(self, rows: Sequence[MetricRow]) -> None:
+        """Store metric rows."""
         if not rows:
             return
-        columns = [
+        columns: list[list[Any]] = [
             _ms([r.window_start for r in rows]),
             _ms([r.window_end for r in rows]),
             [r.model for r in rows],
@@ -289,8 +288,8 @@ class ClickHouseSink:
         except Exception as exc:
             raise SinkError(f"ClickHouse insert of metrics failed: {exc}") from exc
 
-    def write_sketches(self, rows: Sequence[Any]) -> None:
-        """Store SketchRow objects (driftline.streams.monitor) in ``drift_sketches``."""
+    def write_sketches(self, rows: Sequence[SketchRow]) -> None:
+        """Store the windows' drift sketches in ``drift_sketches``."""
         if not rows:
             return
         body = b"\n".join(

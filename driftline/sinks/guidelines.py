@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from driftline.exceptions import ConfigError
 from driftline.labeling.guidelines import Guideline
+from driftline.sinks.client import ClickHouseClient
 from driftline.sinks.lineage import Artefact, ClickHouseLineage, code_version
 
 
 class GuidelineStore:
     """Guidelines in ClickHouse `labeling_guidelines`; their lineage in the `lineage` table."""
 
-    def __init__(self, client: Any, database: str):
+    def __init__(self, client: ClickHouseClient, database: str):
         self.client = client
         self.database = database
 

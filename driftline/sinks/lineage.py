@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from driftline.exceptions import DriftlineError
+from driftline.sinks.client import ClickHouseClient
 
 KINDS = ("dataset", "model", "onnx", "profile", "report", "federated_model", "gate", "guideline")
 
@@ -130,7 +131,7 @@ class LocalLineage:
 class ClickHouseLineage:
     """The ``lineage`` table."""
 
-    def __init__(self, client: Any, database: str):
+    def __init__(self, client: ClickHouseClient, database: str):
         self.client = client
         self.database = database
 
@@ -159,7 +160,7 @@ class ClickHouseLineage:
         return Artefact(r[0], r[1], r[2], r[3], float(r[4]), r[5], json.loads(r[6]), json.loads(r[7]), tuple(r[8]))
 
 
-def store_chain(artefact: Artefact, roots: Sequence[Path], client: Any, database: str) -> int:
+def store_chain(artefact: Artefact, roots: Sequence[Path], client: ClickHouseClient, database: str) -> int:
     """Store `artefact` and every ancestor found in the sidecars below `roots` in the lineage table."""
     local: dict[str, Artefact] = {}
     for root in dict.fromkeys(r.resolve() for r in roots):

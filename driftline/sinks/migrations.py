@@ -29,10 +29,10 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from driftline.config import Settings
 from driftline.exceptions import SinkError
+from driftline.sinks.client import ClickHouseClient
 
 _REPO_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -147,7 +147,9 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return out
 
 
-def migrate(client: Any, database: str, ttl: int | SchemaOptions, directory: Path | None = None) -> list[int]:
+def migrate(
+    client: ClickHouseClient, database: str, ttl: int | SchemaOptions, directory: Path | None = None
+) -> list[int]:
     """Apply pending migrations and the configured TTLs; return the versions applied now.
 
     `ttl` is the raw events' TTL in days, or the full `SchemaOptions`.
@@ -188,7 +190,7 @@ def migrate(client: Any, database: str, ttl: int | SchemaOptions, directory: Pat
     return done
 
 
-def _apply_ttl(client: Any, database: str, options: SchemaOptions) -> None:
+def _apply_ttl(client: ClickHouseClient, database: str, options: SchemaOptions) -> None:
     """Change a table's TTL when its configured number of days changed."""
     for table, (column, _) in TABLE_TTLS.items():
         days = options.ttl_for(table)

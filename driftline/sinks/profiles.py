@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from driftline.exceptions import ConfigError
 from driftline.metrics.profiles import ReferenceProfile
+from driftline.sinks.client import ClickHouseClient
 
 _decode = msgspec.json.Decoder().decode
 
@@ -78,7 +79,7 @@ def profile_from_rows(
 
 
 def rows_from_clickhouse(
-    client: Any, database: str, model: str, version: str, since: str, until: str
+    client: ClickHouseClient, database: str, model: str, version: str, since: str, until: str
 ) -> Iterator[dict[str, Any]]:
     """Feature rows of the predictions of one model version in [since, until) (ISO times, UTC)."""
     result = client.query(
@@ -91,7 +92,7 @@ def rows_from_clickhouse(
         yield _decode(features)
 
 
-def store_profile(client: Any, database: str, profile: ReferenceProfile, source: str) -> None:
+def store_profile(client: ClickHouseClient, database: str, profile: ReferenceProfile, source: str) -> None:
     client.insert(
         "reference_profiles",
         [[profile.model, profile.version, source, profile.to_json()]],
@@ -100,7 +101,7 @@ def store_profile(client: Any, database: str, profile: ReferenceProfile, source:
     )
 
 
-def load_profiles(client: Any, database: str) -> list[ReferenceProfile]:
+def load_profiles(client: ClickHouseClient, database: str) -> list[ReferenceProfile]:
     """The newest profile of every model version."""
     rows = client.query(
         f"SELECT argMax(profile, created_at) FROM {database}.reference_profiles GROUP BY model, version"

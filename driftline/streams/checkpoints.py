@@ -19,10 +19,10 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any
 
 from driftline.config import Settings
 from driftline.exceptions import SinkError
+from driftline.sinks.client import ClickHouseClient
 
 log = logging.getLogger(__name__)
 _MAC = 32
@@ -46,7 +46,7 @@ def verified(key: bytes, blob: bytes) -> bytes | None:
 
 
 class CheckpointStore:
-    def __init__(self, client: Any, database: str, group_id: str, key: bytes):
+    def __init__(self, client: ClickHouseClient, database: str, group_id: str, key: bytes):
         self.client = client
         self.database = database
         self.group_id = group_id

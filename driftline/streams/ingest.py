@@ -26,8 +26,8 @@ import msgspec
 
 from driftline.config import Settings
 from driftline.events import (
-    _DECODERS,
-    _LIST_DECODERS,
+    DECODERS,
+    LIST_DECODERS,
     ColumnarEvents,
     DeadLetter,
     Kind,
@@ -41,7 +41,7 @@ from driftline.events import (
     rows_of,
 )
 from driftline.exceptions import SinkError
-from driftline.sinks.clickhouse import EventSink, SourcedDeadLetter, batch_token
+from driftline.sinks.clickhouse import EventSink, SinkBatch, SourcedDeadLetter, batch_token
 from driftline.streams.consumer import BatchConsumer, PartitionRecords
 from driftline.streams.observability import WorkerMetrics
 
@@ -200,7 +200,7 @@ def _decode_partition(
     as_json = out.prediction_json if kind == "prediction" else out.label_json
     as_columns = out.prediction_columns if kind == "prediction" else out.label_columns
     first_event = len(target)
-    one, many = _DECODERS[kind].decode, _LIST_DECODERS[kind].decode
+    one, many = DECODERS[kind].decode, LIST_DECODERS[kind].decode
     for i, value in enumerate(part.values):
         # Fast path: a well-formed JSON object or array is one C call, and is stored as it came.
         if value and len(value) <= max_bytes:
@@ -430,14 +430,16 @@ class BatchIngestor:
                 t0 = time.perf_counter()
                 rejected = await asyncio.to_thread(
                     self.sink.write,
-                    batch.predictions,
-                    batch.labels,
-                    batch.dead_letters,
-                    token,
-                    batch.prediction_json,
-                    batch.label_json,
-                    batch.prediction_columns,
-                    batch.label_columns,
+                    SinkBatch(
+                        batch.predictions,
+                        batch.labels,
+                        batch.dead_letters,
+                        token,
+                        batch.prediction_json,
+                        batch.label_json,
+                        batch.prediction_columns,
+                        batch.label_columns,
+                    ),
                 )
                 if self.metrics is not None:
                     self.metrics.sink_seconds.observe(time.perf_counter() - t0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from driftline.labeling.agreement import (
     pairwise_cohen,
 )
 from driftline.metrics.label_noise import ConfidentDisagreement
+from driftline.sinks.client import ClickHouseClient
 
 Add = Callable[..., None]  # add(family, metric, value, feature="", segment="", k=0)
 
@@ -47,7 +47,7 @@ CONSENSUS_LABELS = """
 
 
 def agreement_by_window(
-    client: Any, database: str, model: str, version: str, window_s: int, starts: list[float]
+    client: ClickHouseClient, database: str, model: str, version: str, window_s: int, starts: list[float]
 ) -> dict[float, list[tuple[str, str, str]]]:
     """(event_id, annotator, label) per window start, for labels that name their annotator."""
     w = int(window_s)

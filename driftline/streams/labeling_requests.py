@@ -29,6 +29,7 @@ import msgspec
 from driftline.events import ColumnarEvents, Prediction, rows_of
 from driftline.labeling.active import LabelingRequest, WindowSelector
 from driftline.labeling.spec import LabelingSpec
+from driftline.sinks.client import ClickHouseClient
 from driftline.spec import MonitorSpec
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class LabelingRequester:
     async def publish(self, requests: list[LabelingRequest]) -> None:
         if not requests:
             return
-        now = _utc(time.time())
-        rows = [[r.event_id, r.model, r.version, _utc(r.ts), _utc(r.window_start), r.strategy, r.uncertainty, now]
+        now = utc(time.time())
+        rows = [[r.event_id, r.model, r.version, utc(r.ts), utc(r.window_start), r.strategy, r.uncertainty, now]
                 for r in requests]  # fmt: skip
         try:
             await asyncio.to_thread(self.store, rows)
@@ -91,11 +92,11 @@ class LabelingRequester:
         self.requested += len(requests)
 
 
-def _utc(ts: float) -> datetime:
+def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-def request_store(client: Any, database: str) -> Callable[[list[list[Any]]], None]:
+def request_store(client: ClickHouseClient, database: str) -> Callable[[list[list[Any]]], None]:
     def store(rows: list[list[Any]]) -> None:
         client.insert("labeling_requests", rows, column_names=REQUEST_COLUMNS, database=database)
 

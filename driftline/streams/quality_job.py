@@ -31,6 +31,7 @@ from driftline.metrics.detectors import ErrorStreamDetector
 from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
 from driftline.metrics.rows import MetricRow
+from driftline.sinks.client import ClickHouseClient
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams.label_metrics import CONSENSUS_LABELS, agreement_by_window, agreement_rows, disagreement_rows
 
@@ -45,7 +46,7 @@ class QualityJob:
 
     def __init__(
         self,
-        client: Any,
+        client: ClickHouseClient,
         database: str,
         spec: MonitorSpec | None = None,
         label_ttl_s: int = 7 * 86_400,

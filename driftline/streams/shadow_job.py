@@ -11,14 +11,14 @@ only measures them.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from driftline.metrics.rows import MetricRow
+from driftline.sinks.client import ClickHouseClient
 from driftline.spec import MonitorSpec
 
 
 class ShadowJob:
-    def __init__(self, client: Any, database: str, spec: MonitorSpec):
+    def __init__(self, client: ClickHouseClient, database: str, spec: MonitorSpec):
         self.client = client
         self.database = database
         self.spec = spec

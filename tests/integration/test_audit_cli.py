@@ -107,8 +107,8 @@ import sys, time
 import numpy as np
 from driftline.config import Settings
 from driftline.events import Label, Prediction
-from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.streams.labeling_requests import request_store, _utc
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
+from driftline.streams.labeling_requests import request_store, utc
 sink = ClickHouseSink(Settings(clickhouse=sys.argv[1]))
 sink.migrate()
 rng = np.random.default_rng(0)
@@ -122,9 +122,9 @@ for i in range(400):
                             prediction=int(score >= 0.5), score=score, attributes={"region": "ns"[i % 2]}))
     label = 1 - y if i % 25 == 0 else y  # every 25th label is wrong: 16 of them
     labels.append(Label(event_id=f"p{i}", label=label, ts=t0 + i * 10 + 60, annotator="ann", guideline_version="v1"))
-sink.write(preds, labels, [], token="w")
-request_store(sink.client, "driftline")([[f"p{i}", "credit", "v1", _utc(t0 + i * 10), _utc(t0), "margin", 0.5,
-                                          _utc(time.time())] for i in range(0, 400, 40)])
+sink.write(SinkBatch(preds, labels, [], token="w"))
+request_store(sink.client, "driftline")([[f"p{i}", "credit", "v1", utc(t0 + i * 10), utc(t0), "margin", 0.5,
+                                          utc(time.time())] for i in range(0, 400, 40)])
 """
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from driftline.config import Settings
 from driftline.events import ColumnarEvents, Label, Prediction, decode_columnar, encode_columnar, encode_json
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 from driftline.sinks.columnar import plan
 from tests.unit.test_events import make_prediction
 
@@ -60,11 +60,12 @@ def test_columnar_envelopes_store_the_rows_json_events_store(
     as_json = sink_factory(settings_factory())
     as_columns = sink_factory(settings_factory())
     every = [e for g in groups for e in g]
-    as_json.write(every, labels, [], "t", [encode_json(e) for e in every], [encode_json(x) for x in labels])
+    as_json.write(SinkBatch(every, labels, [], "t", [encode_json(e) for e in every], [encode_json(x) for x in labels]))
     envelopes = [envelope(g) for g in groups]
     inserts, rest = plan("prediction", envelopes)
     assert (len(inserts), len(rest)) == (2, 1)  # the feature with a text and numbers goes row by row
-    assert as_columns.write([], [], [], "t", prediction_columns=envelopes, label_columns=[envelope(labels)]) == []
+    batch = SinkBatch([], [], [], "t", prediction_columns=envelopes, label_columns=[envelope(labels)])
+    assert as_columns.write(batch) == []
     assert rows(as_columns, PREDICTION_QUERY) == rows(as_json, PREDICTION_QUERY)
     assert len(rows(as_columns, PREDICTION_QUERY)) == len(every)
     assert rows(as_columns, LABEL_QUERY) == rows(as_json, LABEL_QUERY)
@@ -76,7 +77,7 @@ def test_a_replayed_columnar_batch_is_stored_once(
     sink = sink_factory(settings_factory())
     envelopes = [envelope(g) for g in varied_predictions()]
     for _ in range(2):
-        sink.write([], [], [], "same", prediction_columns=envelopes)
+        sink.write(SinkBatch([], [], [], "same", prediction_columns=envelopes))
     raw = sink.client.command(f"SELECT count() FROM {sink.database}.predictions")
     assert int(raw) == sum(e.n for e in envelopes)  # without FINAL: the second insert never landed
 
@@ -86,7 +87,8 @@ def test_a_refused_event_of_an_envelope_becomes_a_dead_letter_and_the_rest_is_st
 ) -> None:
     sink = sink_factory(settings_factory())
     sink.client.command(f"ALTER TABLE {sink.database}.predictions ADD CONSTRAINT no_poison CHECK event_id != 'e13'")
-    rejected = sink.write([], [], [], "t", prediction_columns=[envelope([make_prediction(i) for i in range(40)])])
+    batch = SinkBatch([], [], [], "t", prediction_columns=[envelope([make_prediction(i) for i in range(40)])])
+    rejected = sink.write(batch)
     assert [r.letter.code for r in rejected] == ["rejected_by_clickhouse"]
     assert json.loads(rejected[0].letter.payload)["event_id"] == "e13"
     assert sink.counts() == {"predictions": 39, "labels": 0, "dead_letters": 1}

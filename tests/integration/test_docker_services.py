@@ -14,7 +14,7 @@ import pytest
 
 from driftline.config import Settings
 from driftline.producer import Producer
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 from driftline.streams.ingest import BatchIngestor
 from driftline.streams.topics import ensure_topics
 from tests.integration.conftest import ingested, run_ingestor
@@ -96,7 +96,7 @@ def test_compose_users_writer_least_privilege_and_grafana_read_only() -> None:
                                      clickhouse_password="writer-pw")  # fmt: skip
         sink = ClickHouseSink(settings)
         sink.migrate()  # CREATE DATABASE/TABLE, ALTER on driftline.* are enough
-        sink.write([make_prediction(1)], [], [], token="t")
+        sink.write(SinkBatch([make_prediction(1)], [], [], token="t"))
         reader = clickhouse_connect.get_client(host=host, port=port, username="grafana", password="reader-pw")
         assert reader.command("SELECT count() FROM driftline.predictions") == 1
         with pytest.raises(Exception, match=r"(?i)readonly|not enough privileges"):

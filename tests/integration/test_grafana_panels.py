@@ -25,10 +25,10 @@ from driftline.grafana.dashboards import annotation_queries, build, panels, push
 from driftline.grafana.macros import expand
 from driftline.models.canary import CanaryAnalyzer
 from driftline.models.registry import ModelState
-from driftline.sinks.clickhouse import ClickHouseSink, SourcedDeadLetter
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch, SourcedDeadLetter
 from driftline.spec import MonitorSpec
 from driftline.streams.alert_job import AlertingAgent
-from driftline.streams.labeling_requests import _utc, request_store
+from driftline.streams.labeling_requests import request_store, utc
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.shadow_job import ShadowJob
@@ -60,9 +60,9 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
             second = y if rng.uniform() < 0.9 else 1 - y
             labels.append(Label(event_id=f"e{i}", label=second, ts=ts + 40, annotator="bob", guideline_version="g1"))
     bad = SourcedDeadLetter(DeadLetter("malformed", "bad", b"{"), settings.topic("predictions"), 0, 1, time.time())
-    sink.write(preds, labels, [bad], token="grafana-test")
+    sink.write(SinkBatch(preds, labels, [bad], token="grafana-test"))
     request_store(sink.client, settings.clickhouse_database)([
-        [p.event_id, "loan", p.version, _utc(p.ts), _utc(p.ts // W * W), "margin", 0.5, _utc(time.time())]
+        [p.event_id, "loan", p.version, utc(p.ts), utc(p.ts // W * W), "margin", 0.5, utc(time.time())]
         for p in preds[::50] if p.route != "shadow"
     ])  # fmt: skip
     engine = MonitoringEngine(MonitorSpec(), reference_events=1000, window_s=W, allowed_lateness_s=0)

@@ -17,7 +17,7 @@ from driftline.dev.demo import BAD_MESSAGES
 from driftline.events import Label, encode_json
 from driftline.exceptions import SinkError
 from driftline.producer import Producer
-from driftline.sinks.clickhouse import ClickHouseSink, SourcedDeadLetter
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch, SourcedDeadLetter
 from driftline.streams.ingest import BatchIngestor
 from tests.integration.conftest import ingested, run_ingestor
 from tests.unit.test_events import BASE_TS, make_prediction
@@ -182,8 +182,8 @@ def test_identical_retry_is_deduplicated_by_token(
     settings = settings_factory()
     sink = sink_factory(settings)
     preds = [make_prediction(i) for i in range(50)]
-    sink.write(preds, [], [], token="abc")
-    sink.write(preds, [], [], token="abc")
+    sink.write(SinkBatch(preds, [], [], token="abc"))
+    sink.write(SinkBatch(preds, [], [], token="abc"))
     raw = sink.client.command(f"SELECT count() FROM {settings.clickhouse_database}.predictions")
     assert int(raw) == 50  # without FINAL: the second insert never landed
 
@@ -197,7 +197,7 @@ def test_json_that_clickhouse_reads_differently_is_stored_from_the_checked_event
     # msgspec keeps the last of two equal keys; ClickHouse refuses the row: the sink re-encodes the checked events
     twice = good.replace(b'"model":"churn"', b'"model":"first","model":"churn"')
     preds = [make_prediction(1), make_prediction(2)]
-    rejected = sink.write(preds, [], [], token="t", prediction_json=[twice, encode_json(make_prediction(2))])
+    rejected = sink.write(SinkBatch(preds, [], [], token="t", prediction_json=[twice, encode_json(make_prediction(2))]))
     assert rejected == []
     db = settings.clickhouse_database
     assert sink.client.query(f"SELECT event_id, model FROM {db}.predictions ORDER BY event_id").result_rows == [

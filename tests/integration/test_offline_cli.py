@@ -105,7 +105,7 @@ import sys, time
 from river.datasets import synth
 from driftline.config import Settings
 from driftline.events import Prediction
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 sink = ClickHouseSink(Settings(clickhouse=sys.argv[1]))
 sink.migrate()
 t0 = time.time() - 3600
@@ -115,7 +115,7 @@ for i, (x, y) in enumerate(synth.Agrawal(classification_function=2, seed=99).tak
     x["age"] = 45.0  # production sends a constant age: the model cannot use it any more
     events.append(Prediction(event_id=f"p{i}", model="loan-approval", version="v1", ts=t0 + i,
                              features={k: float(v) for k, v in x.items()}, prediction=int(y)))
-sink.write(events, [], [], token="explain")
+sink.write(SinkBatch(events, [], [], token="explain"))
 """
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from driftline.config import Settings
 from driftline.metrics.profiles import ReferenceProfile
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 from driftline.sinks.profiles import load_profiles, profile_from_rows, rows_from_clickhouse, store_profile
 from tests.unit.test_events import BASE_TS, make_prediction
 
@@ -27,7 +27,7 @@ def test_profile_from_a_clickhouse_window_equals_one_from_the_same_rows(
     settings = settings_factory()
     sink = sink_factory(settings)
     preds = [make_prediction(i) for i in range(400)]
-    sink.write(preds, [], [], token="p")
+    sink.write(SinkBatch(preds, [], [], token="p"))
     since = datetime.fromtimestamp(BASE_TS + 100, UTC).isoformat()
     until = datetime.fromtimestamp(BASE_TS + 300, UTC).isoformat()
     rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, "churn", "v1", since, until)

@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from driftline.config import Settings
 from driftline.events import Label, Prediction
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 from driftline.spec import MonitorSpec
 from driftline.streams.quality_job import QualityJob
 
@@ -53,7 +53,7 @@ def test_quality_and_fairness_per_window_match_references(
     t0 = float(int(time.time() // W * W) - 3600)
     preds, labels = _data(3000, t0)
     late = labels[-50:]
-    sink.write(preds, labels[:-50], [], token="a")
+    sink.write(SinkBatch(preds, labels[:-50], [], token="a"))
     spec = MonitorSpec.from_dict({"defaults": {"window": W, "thresholds": {"min_group_size": 10}}})
     job = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0)
     rows = job.run_once()
@@ -85,7 +85,7 @@ def test_quality_and_fairness_per_window_match_references(
     # nothing new: nothing recomputed; a late label: only its window is recomputed, with more coverage
     assert job.run_once() == []
     time.sleep(0.01)
-    sink.write([], late, [], token="b")
+    sink.write(SinkBatch([], late, [], token="b"))
     rows2 = job.run_once()
     assert {r.window_start for r in rows2} == {t0 + 2 * W}
     before = got[(t0 + 2 * W, "quality", "label_coverage", "", "")]
@@ -102,7 +102,7 @@ def test_sliding_windows_hold_every_prediction_of_their_range(
     sink = sink_factory(settings)
     t0 = float(int(time.time() // W * W) - 3600)
     preds, labels = _data(3000, t0, prefix="s")
-    sink.write(preds, labels, [], token="a")
+    sink.write(SinkBatch(preds, labels, [], token="a"))
     spec = MonitorSpec.from_dict({"defaults": {"window": W, "slide": 60, "thresholds": {"min_group_size": 10}}})
     rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
     got = {(r.window_start, r.window_end, r.family, r.metric, r.feature): r.value for r in rows}
@@ -132,7 +132,7 @@ def test_error_stream_alarm_after_labels_turn_against_the_model(
     sink = sink_factory(settings)
     t0 = float(int(time.time() // W * W) - 7200)
     preds, labels = _data(3000, t0)
-    sink.write(preds, labels, [], token="a")
+    sink.write(SinkBatch(preds, labels, [], token="a"))
     job = QualityJob(sink.client, settings.clickhouse_database, window_s=W, overlap_s=0)
     assert [r for r in job.run_once() if r.metric == "error_drift_alarm"] == []  # a stable ~25 % error rate
 
@@ -142,7 +142,7 @@ def test_error_stream_alarm_after_labels_turn_against_the_model(
     ]
     wrong = [Label(event_id=p.event_id, label=0, ts=p.ts + 1) for p in later]
     time.sleep(0.01)
-    sink.write(later, wrong, [], token="b")
+    sink.write(SinkBatch(later, wrong, [], token="b"))
     alarms = [r for r in job.run_once() if r.metric == "error_drift_alarm"]
     assert alarms and min(r.window_start for r in alarms) == t0 + 3 * W
 
@@ -168,7 +168,7 @@ def test_multiclass_and_regression_models(
     labels = [Label(event_id=f"c{i}", label=str(t), ts=t0 + 300) for i, t in enumerate(truth)] + [
         Label(event_id=f"r{i}", label=float(v), ts=t0 + 300) for i, v in enumerate(values)
     ]
-    sink.write(preds, labels, [], token="m")
+    sink.write(SinkBatch(preds, labels, [], token="m"))
     spec = MonitorSpec.from_dict({"defaults": {"window": W}, "models": {"species": {"task": "multiclass"}}})
     rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
     got = {(r.model, r.window_start, r.metric): r.value for r in rows}
@@ -192,7 +192,7 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     sink = sink_factory(settings)
     t0 = float(int(time.time() // W * W) - 3600)
     preds, labels = _data(3000, t0)
-    sink.write(preds, labels, [], token="dp")
+    sink.write(SinkBatch(preds, labels, [], token="dp"))
     spec = MonitorSpec.from_dict({"models": {"credit": {"window": W, "privacy": {"epsilon_per_window": 1.0,
                                                                                   "budget": 2.0}}}})  # fmt: skip
     rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
@@ -203,7 +203,7 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     sink.write_metrics(rows)
     # a restarted worker reads what was spent and publishes no more noisy numbers for new labels
     more_preds, more_labels = _data(1000, t0 + 3 * W, prefix="r")
-    sink.write(more_preds, more_labels, [], token="dp-after-restart")
+    sink.write(SinkBatch(more_preds, more_labels, [], token="dp-after-restart"))
     again = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
     after = {r.metric for r in again if r.family == "fairness"}
     assert after == {"dp_budget_exhausted"}, after
@@ -223,10 +223,10 @@ def test_a_prediction_stored_after_its_label_updates_its_window(
     preds, labels = _data(600, t0)
     spec = MonitorSpec.from_dict({"defaults": {"window": W}})
     job = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0)
-    sink.write(preds[:300], labels, [], token="first")  # every label, but only half of the predictions
+    sink.write(SinkBatch(preds[:300], labels, [], token="first"))  # every label, but only half of the predictions
     first = {r.window_start: r.value for r in job.run_once() if r.metric == "label_coverage"}
     time.sleep(0.05)
-    sink.write(preds[300:], [], [], token="second")  # the rest of the predictions land after their labels
+    sink.write(SinkBatch(preds[300:], [], [], token="second"))  # the rest of the predictions land after their labels
     second = {r.window_start: r.value for r in job.run_once() if r.metric == "label_coverage"}
     late_windows = {p.ts // W * W for p in preds[300:]}
     assert late_windows and late_windows <= set(second)

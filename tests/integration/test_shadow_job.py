@@ -10,7 +10,7 @@ import pytest
 
 from driftline.config import Settings
 from driftline.events import Prediction, decode_message, encode_columnar
-from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.sinks.clickhouse import ClickHouseSink, SinkBatch
 from driftline.spec import MonitorSpec
 from driftline.streams.shadow_job import ShadowJob
 
@@ -38,7 +38,7 @@ def test_shadow_disagreement_divergence_and_latency(
     # the columnar envelope carries request_id too
     decoded = decode_message(encode_columnar(shadow), "prediction")
     assert [e.request_id for e in decoded.events] == [e.request_id for e in shadow]
-    sink.write(primary + decoded.events, [], [], token="shadow-test")  # type: ignore[arg-type]
+    sink.write(SinkBatch(primary + decoded.events, [], [], token="shadow-test"))  # type: ignore[arg-type]
     job = ShadowJob(sink.client, settings.clickhouse_database, MonitorSpec())
     rows = job.run_once()
     assert job.run_once() == []  # nothing new since
