@@ -1,0 +1,20 @@
+"""Pure metric math, no I/O: drift, quality, fairness, data quality, detectors, label noise, profiles, DP mechanisms, rows.
+
+Every class here follows one contract (`update_many` over numpy columns, `merge`, `get`), checked by
+``tests/unit/test_metric_contract.py``; nothing here imports the stream runtime, storage or an I/O library
+(an import-linter contract in pyproject.toml).
+
+`__all__` names the public modules; import what you need from them (a package import stays cheap)."""
+
+__all__ = [
+    "data_quality",
+    "detectors",
+    "drift",
+    "fairness",
+    "label_noise",
+    "privacy",
+    "private_fairness",
+    "profiles",
+    "quality",
+    "rows",
+]

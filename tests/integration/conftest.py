@@ -18,7 +18,17 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor
 from driftline.streams.topics import ensure_topics
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in this folder is an integration test, marked or not: `-m "not integration"` leaves them all out.
+
+    (A `pytestmark` in a conftest marks nothing: pytest reads it from test modules only.)
+    """
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
