@@ -1,9 +1,10 @@
-# One entry point for people and CI: `make demo`, `make test`, `make bench`.
+# One entry point for people and CI: `make demo`, `make check`, `make test-unit`, `make test`, `make bench`.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+SOURCES := driftline tests bench
 
-.PHONY: setup setup-offline demo test lint bench clean
+.PHONY: setup setup-offline demo check lint test-unit test bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,11 +25,21 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/driftline demo
 
-lint: setup-offline
-	$(BIN)/ruff check driftline tests bench
+# Lint, format, types and the architecture's import contracts: no offline extras needed, under a minute.
+check: setup
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-test: lint
+lint: check
+
+# Unit tests and doctests: no broker, no database.
+test-unit: setup-offline
+	$(BIN)/pytest -m "not integration"
+
+# Everything: the README's test command and CI.
+test: check setup-offline
 	$(BIN)/pytest
 
 bench: setup
@@ -38,4 +49,4 @@ bench: setup
 	$(BIN)/python bench/alert_latency.py
 
 clean:
-	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .driftline .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

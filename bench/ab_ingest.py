@@ -65,16 +65,28 @@ def main() -> None:
         trees = {}
         for rev in (args.old, args.new):
             trees[rev] = Path(tmp) / rev.replace("/", "_")
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(trees[rev]), rev],
-                           check=True)  # fmt: skip
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(trees[rev]), rev], check=True
+            )
         try:
             for r in range(args.rounds):
                 for rev, tree in trees.items():
                     out = subprocess.run(
-                        [sys.executable, __file__, rev, "--child", str(tree), "--form", args.form,
-                         "--events", str(args.events)],
-                        check=True, capture_output=True, text=True,
-                    ).stdout  # fmt: skip
+                        [
+                            sys.executable,
+                            __file__,
+                            rev,
+                            "--child",
+                            str(tree),
+                            "--form",
+                            args.form,
+                            "--events",
+                            str(args.events),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
                     for line in out.splitlines():
                         if line.startswith("{"):
                             row = json.loads(line)

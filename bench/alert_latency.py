@@ -173,8 +173,10 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         res = asyncio.run(run(args.rounds, broker.bootstrap, Path(tmp), args.poll_interval))
-    print(f"\n### alert and rollback latency ({len(res['webhook'])} rounds, routing poll interval "
-          f"{args.poll_interval:g} s, {time.strftime('%Y-%m-%d')})\n")  # fmt: skip
+    print(
+        f"\n### alert and rollback latency ({len(res['webhook'])} rounds, routing poll interval "
+        f"{args.poll_interval:g} s, {time.strftime('%Y-%m-%d')})\n"
+    )
     print("| path | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
     rows: list[tuple[str, Any]] = [
         ("window close -> webhook received (driftline)", res["webhook"]),

@@ -36,8 +36,13 @@ def active(seeds: int) -> None:
         xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
         target = 0.98 * LogisticRegression(max_iter=2000).fit(xtr, ytr).score(xte, yte)
         means = {}
-        plans: list[tuple[Strategy, int]] = [("random", 0), ("least_confidence", 0), ("margin", 0), ("entropy", 0),
-                                             ("margin", 3)]  # fmt: skip
+        plans: list[tuple[Strategy, int]] = [
+            ("random", 0),
+            ("least_confidence", 0),
+            ("margin", 0),
+            ("entropy", 0),
+            ("margin", 3),
+        ]
         for strategy, diversity in plans:
             runs = [replay(xtr, ytr, xte, yte, strategy, rounds=100, diversity=diversity, seed=s) for s in range(seeds)]
             need = [r.labels_to_reach(target) for r in runs]

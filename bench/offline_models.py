@@ -27,8 +27,10 @@ def main() -> None:
     print("| model | epsilon spent | delta | noise multiplier | accuracy |\n|---|---:|---:|---:|---:|")
     print(f"| no privacy | - | - | - | {s['baseline']['accuracy']:.4f} |")
     for r in s["private"]:
-        print(f"| DP-SGD ({r['accountant']}) | {r['epsilon']:.2f} | {r['delta']:.1e} | {r['noise_multiplier']:.2f} | "
-              f"{r['accuracy']:.4f} |")  # fmt: skip
+        print(
+            f"| DP-SGD ({r['accountant']}) | {r['epsilon']:.2f} | {r['delta']:.1e} | {r['noise_multiplier']:.2f} | "
+            f"{r['accuracy']:.4f} |"
+        )
     keys = ["batch=1,threads=1", "batch=1,threads=2", "batch=1024,threads=1", "batch=1024,threads=2"]
     print("\n### Edge variants (latency in ms)\n")
     print("| variant | accuracy | bytes | " + " | ".join(keys) + " |\n|---|---:|---:|" + "---:|" * len(keys))
@@ -69,20 +71,36 @@ def _distillation(rows: int) -> None:
         fp32 = to_onnx(r.student_model, Path(tmp) / "s.onnx", data.x_test.shape[1])
         int8 = quantize_dynamic(fp32, Path(tmp) / "s8.onnx")
         rows_out = [
-            ("teacher: HistGradientBoosting (pickled)", r.teacher, len(pickle.dumps(r.teacher_model)),
-             median_ms(r.teacher_model.predict_proba, data.x_test[:1]),
-             median_ms(r.teacher_model.predict_proba, data.x_test[:1024])),
-            ("student: MLP 40-16-2, ONNX fp32", r.student, fp32.stat().st_size, latency_ms(fp32, 1, 1),
-             latency_ms(fp32, 1024, 1)),
-            ("student: ONNX int8 dynamic", r.student, int8.stat().st_size, latency_ms(int8, 1, 1),
-             latency_ms(int8, 1024, 1)),
-        ]  # fmt: skip
+            (
+                "teacher: HistGradientBoosting (pickled)",
+                r.teacher,
+                len(pickle.dumps(r.teacher_model)),
+                median_ms(r.teacher_model.predict_proba, data.x_test[:1]),
+                median_ms(r.teacher_model.predict_proba, data.x_test[:1024]),
+            ),
+            (
+                "student: MLP 40-16-2, ONNX fp32",
+                r.student,
+                fp32.stat().st_size,
+                latency_ms(fp32, 1, 1),
+                latency_ms(fp32, 1024, 1),
+            ),
+            (
+                "student: ONNX int8 dynamic",
+                r.student,
+                int8.stat().st_size,
+                latency_ms(int8, 1, 1),
+                latency_ms(int8, 1024, 1),
+            ),
+        ]
     print("\n### Distillation (latency in ms, 1 thread)\n")
     print("| model | accuracy | fidelity | ECE | bytes | batch 1 | batch 1024 |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, sc, size, b1, b1024 in rows_out:
         print(f"| {name} | {sc.accuracy:.4f} | {sc.fidelity:.4f} | {sc.ece:.4f} | {size:,} | {b1:.3f} | {b1024:.3f} |")
-    print(f"| student on hard labels (reference) | {r.hard_student.accuracy:.4f} | {r.hard_student.fidelity:.4f} | "
-          f"{r.hard_student.ece:.4f} | - | - | - |")  # fmt: skip
+    print(
+        f"| student on hard labels (reference) | {r.hard_student.accuracy:.4f} | {r.hard_student.fidelity:.4f} | "
+        f"{r.hard_student.ece:.4f} | - | - | - |"
+    )
 
 
 if __name__ == "__main__":

@@ -94,10 +94,17 @@ def main() -> None:
             with Producer(bootstrap, topic_prefix=prefix) as p:
                 for e in events:
                     p.log_prediction(
-                        model=e.model, version=e.version, features=e.features, prediction=e.prediction,
-                        score=e.score, event_id=e.event_id, ts=e.ts, attributes=e.attributes,
-                        latency_ms=e.latency_ms, kpis=e.kpis,
-                    )  # fmt: skip
+                        model=e.model,
+                        version=e.version,
+                        features=e.features,
+                        prediction=e.prediction,
+                        score=e.score,
+                        event_id=e.event_id,
+                        ts=e.ts,
+                        attributes=e.attributes,
+                        latency_ms=e.latency_ms,
+                        kpis=e.kpis,
+                    )
             return n, time.perf_counter() - start
 
         def sdk_async() -> tuple[int, float]:

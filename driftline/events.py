@@ -358,14 +358,35 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
 
     empty: list[None] = [None] * n
     return [
-        Prediction(event_id=e, model=m, version=v, ts=t, features=f, prediction=p, score=s, attributes=a, route=r,
-                   latency_ms=lat, kpis=k, request_id=q)
-        for e, m, v, t, f, p, s, a, r, lat, k, q in zip(  # noqa: B905
-            columns.event_id, columns.model, columns.version, columns.ts, rows_of(columns.features),
-            columns.prediction, columns.score or empty, rows_of(columns.attributes), columns.route or ["primary"] * n,
-            columns.latency_ms or empty, rows_of(columns.kpis), columns.request_id or empty,
+        Prediction(
+            event_id=e,
+            model=m,
+            version=v,
+            ts=t,
+            features=f,
+            prediction=p,
+            score=s,
+            attributes=a,
+            route=r,
+            latency_ms=lat,
+            kpis=k,
+            request_id=q,
         )
-    ]  # fmt: skip
+        for e, m, v, t, f, p, s, a, r, lat, k, q in zip(  # noqa: B905
+            columns.event_id,
+            columns.model,
+            columns.version,
+            columns.ts,
+            rows_of(columns.features),
+            columns.prediction,
+            columns.score or empty,
+            rows_of(columns.attributes),
+            columns.route or ["primary"] * n,
+            columns.latency_ms or empty,
+            rows_of(columns.kpis),
+            columns.request_id or empty,
+        )
+    ]
 
 
 def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Decoded:

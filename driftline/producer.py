@@ -402,5 +402,10 @@ class AsyncProducer:
 
 def _label(event_id: str, label: Target, ts: float | None, annotator: str | None, guideline: str | None) -> Label:
     """The label event both producers send (`ts` defaults to now)."""
-    return Label(event_id=event_id, label=label, ts=time.time() if ts is None else ts, annotator=annotator,
-                 guideline_version=guideline)  # fmt: skip
+    return Label(
+        event_id=event_id,
+        label=label,
+        ts=time.time() if ts is None else ts,
+        annotator=annotator,
+        guideline_version=guideline,
+    )

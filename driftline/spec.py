@@ -82,8 +82,20 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         return base
     if not isinstance(raw, dict):
         raise ConfigError(f"monitor spec, {where}: expected a mapping of settings, got {type(raw).__name__}")
-    known = {"task", "positive_class", "features", "sensitive_attributes", "window", "slide", "allowed_lateness",
-             "families", "thresholds", "canary", "privacy", "labeling"}  # fmt: skip
+    known = {
+        "task",
+        "positive_class",
+        "features",
+        "sensitive_attributes",
+        "window",
+        "slide",
+        "allowed_lateness",
+        "families",
+        "thresholds",
+        "canary",
+        "privacy",
+        "labeling",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")

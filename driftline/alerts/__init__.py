@@ -1,4 +1,5 @@
-"""Alerting: rules, the alert lifecycle, grouping, silences, matchers, notifiers (webhooks, the live stream) and the alert store.
+"""Alerting: rules, the alert lifecycle, grouping, silences, matchers, notifiers (webhooks, the live stream)
+and the alert store.
 
 `__all__` names the public modules; import what you need from them (a package import stays cheap)."""
 

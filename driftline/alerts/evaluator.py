@@ -124,8 +124,20 @@ class AlertEvaluator:
             if model_end is not None and model_end - last_end >= STALE_WINDOWS * series.width:
                 series.state = "resolved"
                 e = series.last
-                out.append(AlertEvent(e.fingerprint, "resolved", e.labels, e.annotations, e.value, e.window_start,
-                                      e.window_end, e.starts_at, last_end, self.clock()))  # fmt: skip
+                out.append(
+                    AlertEvent(
+                        e.fingerprint,
+                        "resolved",
+                        e.labels,
+                        e.annotations,
+                        e.value,
+                        e.window_start,
+                        e.window_end,
+                        e.starts_at,
+                        last_end,
+                        self.clock(),
+                    )
+                )
         return out
 
     def firing(self) -> list[dict[str, str]]:

@@ -58,9 +58,23 @@ from driftline.values import parse_duration
 
 SEVERITIES = ("info", "warning", "critical")
 _RULE_KEYS = {
-    "name", "model", "version", "family", "metric", "feature", "segment", "above", "below", "outside",
-    "relative", "detector", "for", "severity", "labels", "annotations",
-}  # fmt: skip
+    "name",
+    "model",
+    "version",
+    "family",
+    "metric",
+    "feature",
+    "segment",
+    "above",
+    "below",
+    "outside",
+    "relative",
+    "detector",
+    "for",
+    "severity",
+    "labels",
+    "annotations",
+}
 CONDITIONS = ("above", "below", "outside", "relative", "detector")
 
 
@@ -257,9 +271,17 @@ def _rule(raw: Any, where: str) -> AlertRule:
         kw["outside"] = (low, high)
     if "relative" in raw:
         rel = raw["relative"]
-        if not isinstance(rel, dict) or not rel.keys() & {"below", "above"} or set(rel) - {
-            "below", "above", "windows", "reference",
-        }:  # fmt: skip
+        if (
+            not isinstance(rel, dict)
+            or not rel.keys() & {"below", "above"}
+            or set(rel)
+            - {
+                "below",
+                "above",
+                "windows",
+                "reference",
+            }
+        ):
             raise ConfigError(
                 f"monitor spec, {where}.relative: expected {{below: 0.1, windows: 3}} "
                 "or {below: 0.1, reference: 0.93}"

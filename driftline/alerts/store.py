@@ -44,8 +44,9 @@ class AlertStore:
             return
         body = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
         try:
-            self.client.raw_insert(f"{self.database}.{table}", list(rows[0]), insert_block=body,
-                                   settings=_SETTINGS, fmt="JSONEachRow")  # fmt: skip
+            self.client.raw_insert(
+                f"{self.database}.{table}", list(rows[0]), insert_block=body, settings=_SETTINGS, fmt="JSONEachRow"
+            )
         except Exception as exc:
             raise SinkError(f"ClickHouse insert into {table} failed: {exc}") from exc
 

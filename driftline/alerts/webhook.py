@@ -167,8 +167,17 @@ async def deliver(
 ) -> bool:
     """POST one notification until it is accepted, permanently refused, or the deadline passes."""
     body = msgspec.json.encode(payload(notification, external_url))
-    return await _post(session, notification.subscription, notification.id, body, notification.group_key_text(),
-                       len(notification.alerts), policy, on_attempt, rng or random.Random())  # fmt: skip
+    return await _post(
+        session,
+        notification.subscription,
+        notification.id,
+        body,
+        notification.group_key_text(),
+        len(notification.alerts),
+        policy,
+        on_attempt,
+        rng or random.Random(),
+    )
 
 
 async def deliver_event(
@@ -232,9 +241,18 @@ async def _post(
         if not error and not ok:
             error = f"HTTP {status}"
         record = Attempt(
-            msg_id, sub.id, sub.name, group_key, attempt + 1, time.time(), outcome,
-            status, error, (time.monotonic() - t0) * 1000, alerts,
-        )  # fmt: skip
+            msg_id,
+            sub.id,
+            sub.name,
+            group_key,
+            attempt + 1,
+            time.time(),
+            outcome,
+            status,
+            error,
+            (time.monotonic() - t0) * 1000,
+            alerts,
+        )
         if on_attempt is not None:
             result = on_attempt(record)
             if result is not None:

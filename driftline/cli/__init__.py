@@ -25,12 +25,25 @@ def main() -> None:
 
 
 for _command in (
-    run.worker, run.broker, run.demo, run.simulate,
-    data.migrate, data.counts, data.profile, data.metrics, data.report,
-    control.models, control.silences, control.subscriptions, control.alerts, control.grafana,
-    labels.audit_cmd, labels.review_cmd, labels.labels,
+    run.worker,
+    run.broker,
+    run.demo,
+    run.simulate,
+    data.migrate,
+    data.counts,
+    data.profile,
+    data.metrics,
+    data.report,
+    control.models,
+    control.silences,
+    control.subscriptions,
+    control.alerts,
+    control.grafana,
+    labels.audit_cmd,
+    labels.review_cmd,
+    labels.labels,
     offline.offline,
-):  # fmt: skip
+):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -57,9 +57,11 @@ def _show_model(state: Any) -> None:
 
 """Add the control-plane commands to the `driftline` group."""
 
+
 @click.group()
 def models() -> None:
     """Model registry: versions, stages, traffic weights; promote, roll back, lock."""
+
 
 @models.command("list")
 @broker_option
@@ -74,6 +76,7 @@ def models_list(**flags: Any) -> None:
         for name in sorted(state.models):
             _show_model(state.models[name])
 
+
 @models.command("register")
 @click.argument("model")
 @click.argument("version")
@@ -84,13 +87,17 @@ def models_list(**flags: Any) -> None:
 @broker_option
 @_topic_prefix
 @fail_cleanly
-def models_register(model: str, version: str, stage: str, weight: float, by: str | None, reason: str,
-                    **flags: Any) -> None:  # fmt: skip
+def models_register(
+    model: str, version: str, stage: str, weight: float, by: str | None, reason: str, **flags: Any
+) -> None:
     """Add a version (or move it) to a stage."""
     with _control(flags) as control:
-        _show_model(control.change_model(
-            model, lambda s: s.register(version, stage, weight=weight, by=_user(by), reason=reason, now=time.time())
-        ))  # fmt: skip
+        _show_model(
+            control.change_model(
+                model, lambda s: s.register(version, stage, weight=weight, by=_user(by), reason=reason, now=time.time())
+            )
+        )
+
 
 @models.command("set-weight")
 @click.argument("model")
@@ -104,9 +111,12 @@ def models_register(model: str, version: str, stage: str, weight: float, by: str
 def models_weight(model: str, version: str, weight: float, by: str | None, reason: str, **flags: Any) -> None:
     """Set a canary's share of traffic (percent)."""
     with _control(flags) as control:
-        _show_model(control.change_model(
-            model, lambda s: s.set_weight(version, weight, by=_user(by), reason=reason, now=time.time())
-        ))  # fmt: skip
+        _show_model(
+            control.change_model(
+                model, lambda s: s.set_weight(version, weight, by=_user(by), reason=reason, now=time.time())
+            )
+        )
+
 
 for action, doc in (
     ("promote", "Make VERSION production (the old production version is retired)."),
@@ -121,12 +131,14 @@ for action, doc in (
     @broker_option
     @_topic_prefix
     @fail_cleanly
-    def models_move(model: str, version: str, by: str | None, reason: str, _action: str = action,
-                    **flags: Any) -> None:  # fmt: skip
+    def models_move(model: str, version: str, by: str | None, reason: str, _action: str = action, **flags: Any) -> None:
         with _control(flags) as control:
-            _show_model(control.change_model(
-                model, lambda s: getattr(s, _action)(version, by=_user(by), reason=reason, now=time.time())
-            ))  # fmt: skip
+            _show_model(
+                control.change_model(
+                    model, lambda s: getattr(s, _action)(version, by=_user(by), reason=reason, now=time.time())
+                )
+            )
+
 
 for action, doc in (
     ("lock", "Freeze MODEL: canary analysis leaves it alone."),
@@ -142,13 +154,15 @@ for action, doc in (
     @fail_cleanly
     def models_lock(model: str, by: str | None, reason: str, _action: str = action, **flags: Any) -> None:
         with _control(flags) as control:
-            _show_model(control.change_model(
-                model, lambda s: getattr(s, _action)(by=_user(by), reason=reason, now=time.time())
-            ))  # fmt: skip
+            _show_model(
+                control.change_model(model, lambda s: getattr(s, _action)(by=_user(by), reason=reason, now=time.time()))
+            )
+
 
 @click.group()
 def silences() -> None:
     """Mute notifications of matching alerts for a while."""
+
 
 @silences.command("create")
 @click.argument("matchers", nargs=-1, required=True)
@@ -158,8 +172,7 @@ def silences() -> None:
 @broker_option
 @_topic_prefix
 @fail_cleanly
-def silences_create(matchers: tuple[str, ...], duration: str, author: str | None, comment: str,
-                    **flags: Any) -> None:  # fmt: skip
+def silences_create(matchers: tuple[str, ...], duration: str, author: str | None, comment: str, **flags: Any) -> None:
     """Silence alerts matching MATCHERS (name=value, name!=value, name=~regex, name!~regex)."""
     from driftline.alerts.matchers import parse_matchers
     from driftline.alerts.silences import Silence
@@ -167,11 +180,13 @@ def silences_create(matchers: tuple[str, ...], duration: str, author: str | None
 
     now = time.time()
     seconds = parse_duration(duration, "--duration")
-    silence = Silence.create(parse_matchers(list(matchers)), ends_at=now + seconds, created_by=_user(author),
-                             comment=comment, now=now)  # fmt: skip
+    silence = Silence.create(
+        parse_matchers(list(matchers)), ends_at=now + seconds, created_by=_user(author), comment=comment, now=now
+    )
     with _control(flags) as control:
         control.put_silence(silence)
     click.echo(f"{silence.id}  until {when(silence.ends_at)}")
+
 
 @silences.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
@@ -186,8 +201,11 @@ def silences_list(show_all: bool, **flags: Any) -> None:
     for s in items:
         if show_all or s.ends_at > now:
             state = "active" if s.active(now) else ("pending" if s.starts_at > now else "expired")
-            click.echo(f"{s.id}  {state:<8}{' '.join(map(str, s.matchers))}  until {when(s.ends_at)}  "
-                       f"{s.created_by}: {s.comment}")  # fmt: skip
+            click.echo(
+                f"{s.id}  {state:<8}{' '.join(map(str, s.matchers))}  until {when(s.ends_at)}  "
+                f"{s.created_by}: {s.comment}"
+            )
+
 
 @silences.command("expire")
 @click.argument("silence_id")
@@ -200,9 +218,11 @@ def silences_expire(silence_id: str, **flags: Any) -> None:
         control.expire_silence(silence_id, time.time())
     click.echo(f"{silence_id} expired")
 
+
 @click.group()
 def subscriptions() -> None:
     """Webhook receivers of alert notifications."""
+
 
 @subscriptions.command("add")
 @click.argument("name")
@@ -215,8 +235,16 @@ def subscriptions() -> None:
 @broker_option
 @_topic_prefix
 @fail_cleanly
-def subscriptions_add(name: str, url: str, models_: tuple[str, ...], severity: str, matchers: tuple[str, ...],
-                      secret_env: str | None, by: str | None, **flags: Any) -> None:  # fmt: skip
+def subscriptions_add(
+    name: str,
+    url: str,
+    models_: tuple[str, ...],
+    severity: str,
+    matchers: tuple[str, ...],
+    secret_env: str | None,
+    by: str | None,
+    **flags: Any,
+) -> None:
     """Send alerts to URL as signed Alertmanager-v4 webhooks."""
     from driftline.alerts.subscriptions import Subscription
 
@@ -225,13 +253,22 @@ def subscriptions_add(name: str, url: str, models_: tuple[str, ...], severity: s
         secret = os.environ.get(secret_env)
         if not secret:
             raise ConfigError(f"--secret-env {secret_env}: that environment variable is empty or unset")
-    sub = Subscription.create(name, url, created_by=_user(by), now=time.time(), models=models_,
-                              min_severity=severity, matchers=matchers, secret=secret)  # fmt: skip
+    sub = Subscription.create(
+        name,
+        url,
+        created_by=_user(by),
+        now=time.time(),
+        models=models_,
+        min_severity=severity,
+        matchers=matchers,
+        secret=secret,
+    )
     with _control(flags) as control:
         control.put_subscription(sub)
     click.echo(f"{sub.id}  {name} -> {url}")
     if secret is None:
         click.echo(f"signing secret (shown once; verify webhook-signature with it): {sub.reveal()}")
+
 
 @subscriptions.command("list")
 @broker_option
@@ -248,6 +285,7 @@ def subscriptions_list(**flags: Any) -> None:
         extra = " ".join(map(str, s.matchers))
         click.echo(f"{s.id}  {s.name:<16}{safe_url(s.url)}  models={scope} severity>={s.min_severity} {extra}")
 
+
 @subscriptions.command("delete")
 @click.argument("subscription_id")
 @broker_option
@@ -259,9 +297,11 @@ def subscriptions_delete(subscription_id: str, **flags: Any) -> None:
         control.delete_subscription(subscription_id)
     click.echo(f"{subscription_id} deleted")
 
+
 @click.group()
 def alerts() -> None:
     """Live alerts."""
+
 
 @alerts.command("history")
 @click.option("--model", required=True, help="Model name.")
@@ -281,6 +321,7 @@ def alerts_history(model: str, **flags: Any) -> None:
     finally:
         sink.close()
 
+
 @alerts.command("tail")
 @click.option("--url", default=None, help="A worker's web address, e.g. http://127.0.0.1:6066.")
 @click.option("--model", "models_", multiple=True, help="Only these models (repeat).")
@@ -288,8 +329,9 @@ def alerts_history(model: str, **flags: Any) -> None:
 @click.option("--match", "labels", multiple=True, help="Label matcher, e.g. team=risk (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @fail_cleanly
-def alerts_tail(url: str | None, models_: tuple[str, ...], severity: str, labels: tuple[str, ...],
-                as_json: bool) -> None:  # fmt: skip
+def alerts_tail(
+    url: str | None, models_: tuple[str, ...], severity: str, labels: tuple[str, ...], as_json: bool
+) -> None:
     """Follow alert state changes and rollout decisions as they happen (reconnects and resumes)."""
     from driftline.alerts.live import tail
 
@@ -300,8 +342,10 @@ def alerts_tail(url: str | None, models_: tuple[str, ...], severity: str, labels
     if not token and token_file.exists():
         token = token_file.read_text().strip()
     if not token:
-        raise ConfigError(f"no token: set DRIFTLINE_ALERTS_TOKEN (or DRIFTLINE_DATA_DIR to the worker's, "
-                          f"which holds alerts-token; looked in {token_file})")  # fmt: skip
+        raise ConfigError(
+            f"no token: set DRIFTLINE_ALERTS_TOKEN (or DRIFTLINE_DATA_DIR to the worker's, "
+            f"which holds alerts-token; looked in {token_file})"
+        )
     for event in tail(url, token, models=models_, severity=severity, labels=labels):
         if as_json:
             click.echo(json.dumps({"id": event.id, "kind": event.kind, **event.data}))
@@ -313,20 +357,33 @@ def alerts_tail(url: str | None, models_: tuple[str, ...], severity: str, labels
 def grafana() -> None:
     """Grafana dashboards built from the monitor spec."""
 
+
 spec_option = click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML).")
-db_option = click.option("--database", envvar="DRIFTLINE_CLICKHOUSE_DATABASE", default="driftline",
-                         show_default=True, help="ClickHouse database the panels query.")  # fmt: skip
+db_option = click.option(
+    "--database",
+    envvar="DRIFTLINE_CLICKHOUSE_DATABASE",
+    default="driftline",
+    show_default=True,
+    help="ClickHouse database the panels query.",
+)
+
 
 def _spec(path: str | None) -> Any:
     from driftline.spec import MonitorSpec
 
     return MonitorSpec.load(path) if path else MonitorSpec()
 
+
 @grafana.command("build")
 @spec_option
 @db_option
-@click.option("--out", type=click.Path(path_type=Path), default=Path("infra/grafana/dashboards"),
-              show_default=True, help="Directory for the dashboard JSON (Grafana file provisioning).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("infra/grafana/dashboards"),
+    show_default=True,
+    help="Directory for the dashboard JSON (Grafana file provisioning).",
+)
 @fail_cleanly
 def grafana_build(spec: str | None, database: str, out: Path) -> None:
     """Write the dashboards as provisioning JSON."""
@@ -335,10 +392,16 @@ def grafana_build(spec: str | None, database: str, out: Path) -> None:
     for path in write(_spec(spec), out, database):
         click.echo(str(path))
 
+
 @grafana.command("push")
 @click.option("--url", required=True, envvar="DRIFTLINE_GRAFANA_URL", show_envvar=True, help="Grafana's URL.")
-@click.option("--token", required=True, envvar="DRIFTLINE_GRAFANA_TOKEN", show_envvar=True,
-              help="A service-account token (prefer the env var: flags end up in shell history).")  # fmt: skip
+@click.option(
+    "--token",
+    required=True,
+    envvar="DRIFTLINE_GRAFANA_TOKEN",
+    show_envvar=True,
+    help="A service-account token (prefer the env var: flags end up in shell history).",
+)
 @click.option("--folder", default=None, help="Folder uid to put the dashboards in.")
 @spec_option
 @db_option

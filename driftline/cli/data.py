@@ -129,8 +129,19 @@ def metrics(model: str, version_: str | None, family: str | None, metric: str | 
         " ORDER BY version, family, metric, feature, segment, window_start",
         parameters={"m": model, "v": version_ or "", "f": family or "", "x": metric or ""},
     )
-    names = ["window_start", "window_end", "model", "version", "family", "metric", "feature", "segment", "value",
-             "n", "complete"]  # fmt: skip
+    names = [
+        "window_start",
+        "window_end",
+        "model",
+        "version",
+        "family",
+        "metric",
+        "feature",
+        "segment",
+        "value",
+        "n",
+        "complete",
+    ]
     for row in result.result_rows:
         click.echo(json.dumps(dict(zip(names, row, strict=True))))
 

@@ -55,8 +55,16 @@ def _window_frame(client: ClickHouseClient, database: str, model: str, since: st
     ).result_rows
     import json
 
-    records = [{"event_id": e, **json.loads(f or "{}"), **{f"attr.{k}": v for k, v in dict(a).items()},
-                "score": s, "label": lab} for e, f, a, s, lab in rows]  # fmt: skip
+    records = [
+        {
+            "event_id": e,
+            **json.loads(f or "{}"),
+            **{f"attr.{k}": v for k, v in dict(a).items()},
+            "score": s,
+            "label": lab,
+        }
+        for e, f, a, s, lab in rows
+    ]
     return pd.DataFrame.from_records(records).set_index("event_id") if records else pd.DataFrame()
 
 
@@ -91,47 +99,34 @@ def _window_frame(client: ClickHouseClient, database: str, model: str, since: st
 @click.option("--reference-until", help="Reference window end.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/audit"), show_default=True)
 @fail_cleanly
-def audit_cmd(data: Path | None, reference: Path | None, label: str | None, scores: str | None, keys: str | None,
-              near: str | None, tolerance: float, segment: str | None, population: str | None,
-              guideline: Path | None, ignore: str | None, max_missing: float, max_psi: float,
-              max_duplicates: float, min_class_share: float, max_share_gap: float, max_label_noise: float,
-              augment: Path | None, augment_target: float, max_synthetic: float, clickhouse: str | None,
-              model: str | None, since: str | None, until: str | None, reference_since: str | None,
-              reference_until: str | None, out: Path) -> None:  # fmt: skip
+def audit_cmd(
+    data: Path | None,
+    reference: Path | None,
+    label: str | None,
+    scores: str | None,
+    out: Path,
+    augment: Path | None,
+    augment_target: float,
+    max_synthetic: float,
+    **opts: Any,
+) -> None:
     """Audit DATA (CSV, TSV, Parquet, JSON lines) or a production window; exit 1 when a check fails."""
     _need_audit_extra()
-    from driftline.labeling.audit import AuditConfig, audit, read_table
-    from driftline.labeling.guidelines import Guideline
+    from driftline.labeling.audit import audit, read_table
     from driftline.reports.audit import audit_report
 
-    if data is None and not (clickhouse and model and since and until):
+    window = {k: opts.pop(k) for k in ("clickhouse", "model", "since", "until", "reference_since", "reference_until")}
+    if data is None and not (window["clickhouse"] and window["model"] and window["since"] and window["until"]):
         raise ConfigError("give DATA (a file), or --clickhouse with --model, --since and --until")
     ref = read_table(reference) if reference else None
     if data is not None:
         df, source = read_table(data), str(data)
     else:
-        from driftline.sinks.clickhouse import ClickHouseSink
-
-        settings = Settings.from_env(clickhouse=clickhouse)
-        sink = ClickHouseSink(settings)
-        try:
-            df = _window_frame(sink.client, settings.clickhouse_database, str(model), str(since), str(until))
-            if reference_since and reference_until:
-                ref = _window_frame(sink.client, settings.clickhouse_database, str(model), reference_since,
-                                    reference_until)  # fmt: skip
-        finally:
-            sink.close()
-        if df.empty:
-            raise ConfigError(f"no predictions of {model} in [{since}, {until})")
-        source = f"{model} predictions {since} .. {until}"
+        df, window_ref, source = _production_frames(**window)
+        ref = window_ref if window_ref is not None else ref
         label = label or "label"
         scores = scores or ("score" if df["score"].notna().all() else None)
-    cfg = AuditConfig(label=label, scores=scores, keys=_names(keys) or None, near_keys=_names(near),
-                      near_tolerance=tolerance, segment=segment, population=_shares(population),
-                      guideline=Guideline.from_yaml(guideline) if guideline else None, ignore=_names(ignore),
-                      max_missing=max_missing, max_psi=max_psi, max_duplicates=max_duplicates,
-                      min_class_share=min_class_share, max_share_gap=max_share_gap,
-                      max_label_noise=max_label_noise)  # fmt: skip
+    cfg = _audit_config(label, scores, **opts)
     result = audit(df, ref, cfg)
     augmented = _augment(df, label, augment, augment_target, max_synthetic, cfg.ignore) if augment else None
     files = audit_report(out, source, result, augmented)
@@ -139,6 +134,56 @@ def audit_cmd(data: Path | None, reference: Path | None, label: str | None, scor
     click.echo(f"report: {files.html} (+ .md, .json)")
     if not result.passed:
         sys.exit(1)
+
+
+def _production_frames(
+    clickhouse: str, model: str, since: str, until: str, reference_since: str | None, reference_until: str | None
+) -> tuple[Any, Any, str]:
+    """A model's predictions (and labels) in [since, until) and, if asked, a reference window, as frames."""
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    settings = Settings.from_env(clickhouse=clickhouse)
+    sink = ClickHouseSink(settings)
+    try:
+        df = _window_frame(sink.client, settings.clickhouse_database, model, since, until)
+        ref = None
+        if reference_since and reference_until:
+            ref = _window_frame(sink.client, settings.clickhouse_database, model, reference_since, reference_until)
+    finally:
+        sink.close()
+    if df.empty:
+        raise ConfigError(f"no predictions of {model} in [{since}, {until})")
+    return df, ref, f"{model} predictions {since} .. {until}"
+
+
+def _audit_config(
+    label: str | None,
+    scores: str | None,
+    keys: str | None,
+    near: str | None,
+    tolerance: float,
+    segment: str | None,
+    population: str | None,
+    guideline: Path | None,
+    ignore: str | None,
+    **limits: float,
+) -> Any:
+    from driftline.labeling.audit import AuditConfig
+    from driftline.labeling.guidelines import Guideline
+
+    return AuditConfig(
+        label=label,
+        scores=scores,
+        keys=_names(keys) or None,
+        near_keys=_names(near),
+        near_tolerance=tolerance,
+        segment=segment,
+        population=_shares(population),
+        guideline=Guideline.from_yaml(guideline) if guideline else None,
+        ignore=_names(ignore),
+        **limits,
+    )
+
 
 @click.command("review")
 @click.option("--model", required=True)
@@ -149,8 +194,9 @@ def audit_cmd(data: Path | None, reference: Path | None, label: str | None, scor
 @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Announce it on the alerts topic.")
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of topic names.")
 @fail_cleanly
-def review_cmd(model: str, period: str, until: str | None, out: Path, broker: str | None,
-               topic_prefix: str | None, **flags: Any) -> None:  # fmt: skip
+def review_cmd(
+    model: str, period: str, until: str | None, out: Path, broker: str | None, topic_prefix: str | None, **flags: Any
+) -> None:
     """A review of MODEL for data science, engineering and product: this period against the one before."""
     import json
     from datetime import datetime
@@ -186,13 +232,16 @@ def review_cmd(model: str, period: str, until: str | None, out: Path, broker: st
             producer.close()
         click.echo(f"announced on {settings.topic('alerts')}")
 
+
 @click.group()
 def labels() -> None:
     """Labeling: guidelines, suspected label errors, the active-learning request loop."""
 
+
 @labels.group("guideline")
 def guideline_group() -> None:
     """Versioned labeling guidelines (label set, definitions, examples) with lineage."""
+
 
 @guideline_group.command("publish")
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
@@ -213,8 +262,10 @@ def guideline_publish(path: Path, **flags: Any) -> None:
     finally:
         sink.close()
     state = "published" if new else "already published (same content)"
-    click.echo(f"{guideline.task} {guideline.version}: {state}; content hash {digest[:16]}; "
-               f"labels {guideline.label_set}")  # fmt: skip
+    click.echo(
+        f"{guideline.task} {guideline.version}: {state}; content hash {digest[:16]}; labels {guideline.label_set}"
+    )
+
 
 @guideline_group.command("show")
 @click.argument("task")
@@ -238,6 +289,7 @@ def guideline_show(task: str, version_: str | None, **flags: Any) -> None:
         raise ConfigError(f"no guideline {task} {version_ or ''} published; `driftline labels guideline publish`")
     click.echo(found.markdown())
     click.echo(f"versions: {', '.join(versions)}")
+
 
 @labels.command("suspects")
 @click.option("--model", required=True)
@@ -268,8 +320,11 @@ def labels_suspects(model: str, confidence: float, limit: int, **flags: Any) -> 
         click.echo(f"no confident disagreements for {model}")
     for event_id, version, score, pred, lab, annotator, guide in rows:
         who = f" by {annotator}" if annotator else ""
-        click.echo(f"{event_id:<24}{version:<8}score {score:.3f}  predicted {pred}  labelled {lab}{who}"
-                   + (f" (guideline {guide})" if guide else ""))  # fmt: skip
+        click.echo(
+            f"{event_id:<24}{version:<8}score {score:.3f}  predicted {pred}  labelled {lab}{who}"
+            + (f" (guideline {guide})" if guide else "")
+        )
+
 
 @labels.command("requests")
 @click.option("--model", required=True)
@@ -300,8 +355,10 @@ def labels_requests(model: str, **flags: Any) -> None:
     if not rows:
         click.echo(f"no labeling requests for {model}: add `labeling:` to its monitor spec")
     for version, strategy, asked, answered, delay, accuracy in rows:
-        click.echo(f"{model} {version} ({strategy}): {asked} asked, {answered} answered ({answered / asked:.0%}), "
-                   f"median time to answer {delay:.0f} s, model accuracy on them {accuracy:.3f}")  # fmt: skip
+        click.echo(
+            f"{model} {version} ({strategy}): {asked} asked, {answered} answered ({answered / asked:.0%}), "
+            f"median time to answer {delay:.0f} s, model accuracy on them {accuracy:.3f}"
+        )
 
 
 def _augment(df: Any, label: str | None, path: Path, target: float, cap: float, ignore: list[str]) -> dict[str, Any]:
@@ -317,12 +374,20 @@ def _augment(df: Any, label: str | None, path: Path, target: float, cap: float, 
     cols = [c for c in data.columns if c not in (label, *ignore)]
     numeric = [bool(pd.api.types.is_numeric_dtype(data[c])) for c in cols]
     codes, y = np.unique(data[label].astype(str), return_inverse=True)
-    x = np.column_stack([data[c].to_numpy(dtype=np.float64) if n else pd.factorize(data[c])[0].astype(np.float64)
-                         for c, n in zip(cols, numeric, strict=True)])  # fmt: skip
+    x = np.column_stack(
+        [
+            data[c].to_numpy(dtype=np.float64) if n else pd.factorize(data[c])[0].astype(np.float64)
+            for c, n in zip(cols, numeric, strict=True)
+        ]
+    )
     out = smote(np.nan_to_num(x), y, target_share=target, max_synthetic_share=cap, numeric=numeric)
     extra = out.x[out.synthetic]
-    made = pd.DataFrame({c: (extra[:, j] if n else data[c].to_numpy()[out.parents[out.synthetic]])
-                         for j, (c, n) in enumerate(zip(cols, numeric, strict=True))})  # fmt: skip
+    made = pd.DataFrame(
+        {
+            c: (extra[:, j] if n else data[c].to_numpy()[out.parents[out.synthetic]])
+            for j, (c, n) in enumerate(zip(cols, numeric, strict=True))
+        }
+    )
     made[label] = codes[out.y[out.synthetic]]
     result = pd.concat([data.assign(synthetic=False), made.assign(synthetic=True)], ignore_index=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +396,11 @@ def _augment(df: Any, label: str | None, path: Path, target: float, cap: float, 
     else:
         result.to_csv(path, index=False)
     after = result[label].astype(str).value_counts(normalize=True)
-    return {"method": "SMOTE", "path": str(path), "synthetic": int(out.synthetic.sum()),
-            "synthetic_share": float(out.synthetic.mean()), "cap": cap,
-            "after": {str(k): float(v) for k, v in after.items()}}  # fmt: skip
+    return {
+        "method": "SMOTE",
+        "path": str(path),
+        "synthetic": int(out.synthetic.sum()),
+        "synthetic_share": float(out.synthetic.mean()),
+        "cap": cap,
+        "after": {str(k): float(v) for k, v in after.items()},
+    }

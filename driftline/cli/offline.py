@@ -48,11 +48,14 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
     summary = run_training(out, rows=rows, epochs=epochs, epsilons=eps)
     click.echo(f"baseline accuracy {summary['baseline']['accuracy']:.4f}")
     for r in summary["private"]:
-        click.echo(f"DP-SGD epsilon {r['epsilon']:.2f} (target {r['target_epsilon']:g}, delta {r['delta']:.1e}, "
-                   f"{r['accountant']}): accuracy {r['accuracy']:.4f}")  # fmt: skip
+        click.echo(
+            f"DP-SGD epsilon {r['epsilon']:.2f} (target {r['target_epsilon']:g}, delta {r['delta']:.1e}, "
+            f"{r['accountant']}): accuracy {r['accuracy']:.4f}"
+        )
     for note in summary["notes"]:
         click.echo(f"- {note}")
     click.echo(f"report: {out / 'report.html'} and {out / 'report.json'}; model card {out / 'MODEL_CARD.md'}")
+
 
 @offline.command("federated")
 @click.option("--clients", type=int, default=10, show_default=True)
@@ -63,8 +66,9 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/federated"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @fail_cleanly
-def offline_federated(clients: int, rounds: int, dropout: float, clip: float | None, noise_multiplier: float,
-                      out: Path, seed: int) -> None:  # fmt: skip
+def offline_federated(
+    clients: int, rounds: int, dropout: float, clip: float | None, noise_multiplier: float, out: Path, seed: int
+) -> None:
     """FedAvg over simulated non-IID clients, each round summed by secure aggregation."""
     import numpy as np
 
@@ -80,19 +84,40 @@ def offline_federated(clients: int, rounds: int, dropout: float, clip: float | N
     data, test = non_iid_clients(clients, 400, seed=seed)
     pooled = centralized_accuracy(data, test, seed=seed)
     with _progress(rounds, "federated rounds") as bar:
-        result = fedavg(data, rounds=rounds, dropout=dropout, clip=clip, noise_multiplier=noise_multiplier,
-                        test=test, seed=seed, on_round=lambda _: bar.update())  # fmt: skip
+        result = fedavg(
+            data,
+            rounds=rounds,
+            dropout=dropout,
+            clip=clip,
+            noise_multiplier=noise_multiplier,
+            test=test,
+            seed=seed,
+            on_round=lambda _: bar.update(),
+        )
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "weights.npy", result.weights)
     final = result.history[-1]["accuracy"]
-    summary = {"clients": clients, "rounds": rounds, "dropout": dropout, "pooled_accuracy": pooled,
-               "federated_accuracy": final, "history": result.history,
-               "privacy": gaussian_client_dp_note(noise_multiplier)}  # fmt: skip
-    art = record(out / "weights.npy", "federated_model", params={k: v for k, v in summary.items()
-                 if k != "history"}, metrics={"accuracy": final})  # fmt: skip
+    summary = {
+        "clients": clients,
+        "rounds": rounds,
+        "dropout": dropout,
+        "pooled_accuracy": pooled,
+        "federated_accuracy": final,
+        "history": result.history,
+        "privacy": gaussian_client_dp_note(noise_multiplier),
+    }
+    art = record(
+        out / "weights.npy",
+        "federated_model",
+        params={k: v for k, v in summary.items() if k != "history"},
+        metrics={"accuracy": final},
+    )
     files = federated_report(out, summary, art.artefact_id)
-    click.echo(f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
-               f"report {files.html} (+ .md, .json)")  # fmt: skip
+    click.echo(
+        f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
+        f"report {files.html} (+ .md, .json)"
+    )
+
 
 @offline.command("privacy")
 @click.option("--clients", type=int, default=50, show_default=True)
@@ -103,8 +128,9 @@ def offline_federated(clients: int, rounds: int, dropout: float, clip: float | N
 @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/privacy"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @fail_cleanly
-def offline_privacy(clients: int, rounds: int, participation: float, noise_multipliers: str, epsilons: str,
-                    out: Path, seed: int) -> None:  # fmt: skip
+def offline_privacy(
+    clients: int, rounds: int, participation: float, noise_multipliers: str, epsilons: str, out: Path, seed: int
+) -> None:
     """Privacy (epsilon, delta), communication and accuracy of DP-SGD and federated variants, side by side."""
     from driftline.offline.reports import tradeoff_report
     from driftline.offline.tradeoff import tradeoff
@@ -117,35 +143,73 @@ def offline_privacy(clients: int, rounds: int, participation: float, noise_multi
     if clients < 2 or rounds < 1 or not 0 < participation <= 1 or min((*sigmas, *eps), default=1) <= 0:
         raise ConfigError("need --clients >= 2, --rounds >= 1, 0 < --participation <= 1, positive sigmas/epsilons")
     with _progress(1 + len(eps) + 1 + len(sigmas), "privacy trade-off") as bar:
-        rows, target = tradeoff(clients=clients, rounds=rounds, participation=participation,
-                                noise_multipliers=sigmas, dp_sgd_epsilons=eps, seed=seed,
-                                progress=bar.update)  # fmt: skip
-    settings = {"clients": clients, "per_client": 200, "rounds": rounds, "participation": participation,
-                "target_ratio": 0.97, "seed": seed}  # fmt: skip
+        rows, target = tradeoff(
+            clients=clients,
+            rounds=rounds,
+            participation=participation,
+            noise_multipliers=sigmas,
+            dp_sgd_epsilons=eps,
+            seed=seed,
+            progress=bar.update,
+        )
+    settings = {
+        "clients": clients,
+        "per_client": 200,
+        "rounds": rounds,
+        "participation": participation,
+        "target_ratio": 0.97,
+        "seed": seed,
+    }
     files = tradeoff_report(out, rows, target, settings)
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
 
+
 @offline.command("gate")
 @click.option("--candidate", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
 @click.option("--production", type=click.Path(path_type=Path, exists=True), required=True, help="Model (.pt).")
-@click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
-              show_default=True, help="Holdout: a dataset snapshot from `driftline offline train`.")  # fmt: skip
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path(".driftline/offline/dataset.npz"),
+    show_default=True,
+    help="Holdout: a dataset snapshot from `driftline offline train`.",
+)
 @click.option("--max-quality-drop", type=float, default=0.01, show_default=True)
 @click.option("--max-fairness-increase", type=float, default=0.02, show_default=True)
 @click.option("--max-latency-ratio", type=float, default=1.5, show_default=True)
-@click.option("--register-canary", "canary", default=None, metavar="MODEL/VERSION",
-              help="If it passes, register the candidate as a 10 % canary of MODEL as VERSION.")  # fmt: skip
+@click.option(
+    "--register-canary",
+    "canary",
+    default=None,
+    metavar="MODEL/VERSION",
+    help="If it passes, register the candidate as a 10 % canary of MODEL as VERSION.",
+)
 @click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, help="Kafka, for --register-canary.")
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of topic names.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Report directory (default: --data's).")
-@click.option("--clickhouse", envvar="DRIFTLINE_CLICKHOUSE", show_envvar=True, default=None,
-              help="With --register-canary: store the candidate's lineage chain in this ClickHouse, so that "
-              "`driftline review` shows where the version came from.")  # fmt: skip
+@click.option(
+    "--clickhouse",
+    envvar="DRIFTLINE_CLICKHOUSE",
+    show_envvar=True,
+    default=None,
+    help="With --register-canary: store the candidate's lineage chain in this ClickHouse, so that "
+    "`driftline review` shows where the version came from.",
+)
 @fail_cleanly
-def offline_gate(candidate: Path, production: Path, data: Path, max_quality_drop: float,
-                 max_fairness_increase: float, max_latency_ratio: float, canary: str | None, broker: str | None,
-                 topic_prefix: str | None, out: Path | None, clickhouse: str | None) -> None:  # fmt: skip
+def offline_gate(
+    candidate: Path,
+    production: Path,
+    data: Path,
+    max_quality_drop: float,
+    max_fairness_increase: float,
+    max_latency_ratio: float,
+    canary: str | None,
+    broker: str | None,
+    topic_prefix: str | None,
+    out: Path | None,
+    clickhouse: str | None,
+) -> None:
     """Compare a candidate with production on a holdout; exit 1 when it is worse beyond the tolerances."""
     import sys
 
@@ -160,47 +224,72 @@ def offline_gate(candidate: Path, production: Path, data: Path, max_quality_drop
     holdout = load_dataset(data)
     inputs = holdout.x_test.shape[1]
     with _progress(1, "gate: scoring both models") as bar:
-        result = gate(load_model(candidate, inputs), load_model(production, inputs), holdout,
-                      Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio))  # fmt: skip
+        result = gate(
+            load_model(candidate, inputs),
+            load_model(production, inputs),
+            holdout,
+            Tolerances(max_quality_drop, max_fairness_increase, max_latency_ratio),
+        )
         bar.update()
     files = gate_report(out or data.parent, result, candidate.name, production.name)
     target = dict(zip(("model", "version"), canary.split("/", 1), strict=True)) if canary else {}
-    gate_art = record(files.markdown, "gate", params=target, metrics={"passed": result.passed},
-                      parents=[content_hash(candidate), content_hash(production), content_hash(data)])  # fmt: skip
+    gate_art = record(
+        files.markdown,
+        "gate",
+        params=target,
+        metrics={"passed": result.passed},
+        parents=[content_hash(candidate), content_hash(production), content_hash(data)],
+    )
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
     if not result.passed:
         sys.exit(1)
     if canary is not None:
-        from driftline.config import Settings
-        from driftline.control import ControlClient
-
         model, version = canary.split("/", 1)
-        settings = Settings.from_env(broker=broker, topic_prefix=topic_prefix)
-        control = ControlClient(settings.broker, settings.topic("control"))
-        try:
-            control.change_model(model, lambda s: s.register(version, "canary", weight=10, by="offline-gate",
-                                                             reason=f"gate passed: {candidate.name}",
-                                                             now=time.time()))  # fmt: skip
-        finally:
-            control.close()
-        click.echo(f"registered {model} {version} as a 10 % canary")
+        _register_canary(model, version, candidate.name, broker, topic_prefix)
         if clickhouse:
-            from driftline.sinks.clickhouse import ClickHouseSink
-            from driftline.sinks.lineage import store_chain
-
-            sink = ClickHouseSink(Settings.from_env(clickhouse=clickhouse))
-            try:
-                sink.migrate()
-                roots = [candidate.parent, production.parent, data.parent, files.markdown.parent]
-                stored = store_chain(gate_art, roots, sink.client, sink.settings.clickhouse_database)
-            finally:
-                sink.close()
+            roots = [candidate.parent, production.parent, data.parent, files.markdown.parent]
+            stored = _store_lineage(gate_art, roots, clickhouse)
             click.echo(f"lineage of {model} {version}: {stored} artefact(s) stored in ClickHouse")
 
+
+def _register_canary(model: str, version: str, candidate: str, broker: str | None, topic_prefix: str | None) -> None:
+    """Register a candidate that passed the gate as a 10 % canary on the control topic."""
+    from driftline.config import Settings
+    from driftline.control import ControlClient
+
+    settings = Settings.from_env(broker=broker, topic_prefix=topic_prefix)
+    control = ControlClient(settings.broker, settings.topic("control"))
+    try:
+        control.change_model(
+            model,
+            lambda s: s.register(
+                version, "canary", weight=10, by="offline-gate", reason=f"gate passed: {candidate}", now=time.time()
+            ),
+        )
+    finally:
+        control.close()
+    click.echo(f"registered {model} {version} as a 10 % canary")
+
+
+def _store_lineage(artefact: Any, roots: list[Path], clickhouse: str) -> int:
+    """The artefact and every ancestor found in `roots`, stored in ClickHouse ``lineage``; how many."""
+    from driftline.config import Settings
+    from driftline.sinks.clickhouse import ClickHouseSink
+    from driftline.sinks.lineage import store_chain
+
+    sink = ClickHouseSink(Settings.from_env(clickhouse=clickhouse))
+    try:
+        sink.migrate()
+        return store_chain(artefact, roots, sink.client, sink.settings.clickhouse_database)
+    finally:
+        sink.close()
+
+
 @offline.command("fairness")
-@click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"), show_default=True
+)
 @fail_cleanly
 def offline_fairness(data: Path) -> None:
     """Demographic-parity mitigation (ExponentiatedGradient, ThresholdOptimizer) and what it costs."""
@@ -215,14 +304,21 @@ def offline_fairness(data: Path) -> None:
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
 
+
 @offline.command("distill")
-@click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"), show_default=True
+)
 @click.option("--hidden", type=int, default=16, show_default=True, help="Units of the student's hidden layer.")
 @click.option("--temperature", type=float, default=2.0, show_default=True)
 @click.option("--energy/--no-energy", default=True, show_default=True, help="Measure energy per inference.")
-@click.option("--watts-per-core", type=float, default=3.5, show_default=True,
-              help="Power of a busy core, for the estimate where no RAPL counters can be read.")  # fmt: skip
+@click.option(
+    "--watts-per-core",
+    type=float,
+    default=3.5,
+    show_default=True,
+    help="Power of a busy core, for the estimate where no RAPL counters can be read.",
+)
 @fail_cleanly
 def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, watts_per_core: float) -> None:
     """Gradient-boosting teacher -> small MLP student on soft labels; accuracy, AUC, fidelity, calibration."""
@@ -244,23 +340,40 @@ def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, w
 
             fp32 = export_onnx(result.student_model, data.parent / "student-fp32.onnx", holdout.x_test.shape[1])
             int8 = quantize_dynamic(fp32, data.parent / "student-int8.onnx")
-            points = model_energy(result.teacher_model, result.student_model, fp32, int8, holdout.x_test,
-                                  meter=Meter(watts_per_core=watts_per_core))  # fmt: skip
+            points = model_energy(
+                result.teacher_model,
+                result.student_model,
+                fp32,
+                int8,
+                holdout.x_test,
+                meter=Meter(watts_per_core=watts_per_core),
+            )
             bar.update()
     files = distill_report(data.parent, result, points)
     require_torch().save(result.student_model.state_dict(), data.parent / "model-student.pt")
-    record(data.parent / "model-student.pt", "model", params={"hidden": hidden, "temperature": temperature,
-           "teacher": "HistGradientBoostingClassifier"}, metrics=asdict(result.student),
-           parents=[content_hash(data)])  # fmt: skip
+    record(
+        data.parent / "model-student.pt",
+        "model",
+        params={"hidden": hidden, "temperature": temperature, "teacher": "HistGradientBoostingClassifier"},
+        metrics=asdict(result.student),
+        parents=[content_hash(data)],
+    )
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
 
+
 @offline.command("hybrid")
-@click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"), show_default=True
+)
 @click.option("--threshold", type=float, default=0.9, show_default=True, help="Edge confidence to answer locally.")
-@click.option("--broker", envvar="DRIFTLINE_BROKER", show_envvar=True, default=None,
-              help="Log every routing decision as a prediction event to this Kafka.")  # fmt: skip
+@click.option(
+    "--broker",
+    envvar="DRIFTLINE_BROKER",
+    show_envvar=True,
+    default=None,
+    help="Log every routing decision as a prediction event to this Kafka.",
+)
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, default=None)
 @fail_cleanly
 def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefix: str | None) -> None:
@@ -277,8 +390,10 @@ def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefi
     bar = _progress(3, "hybrid: distil, export, measure")
     result = distill(holdout)
     bar.update()
-    edge_path = quantize_dynamic(export_onnx(result.student_model, data.parent / "edge-fp32.onnx",
-                                             holdout.x_test.shape[1]), data.parent / "edge-int8.onnx")  # fmt: skip
+    edge_path = quantize_dynamic(
+        export_onnx(result.student_model, data.parent / "edge-fp32.onnx", holdout.x_test.shape[1]),
+        data.parent / "edge-int8.onnx",
+    )
     edge = session(edge_path)
     bar.update()
 
@@ -308,11 +423,18 @@ def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefi
         edge_n = sum(e.version == "edge" for e in events)
         click.echo(f"logged {len(events):,} routing decisions ({edge_n:,} edge, {len(events) - edge_n:,} server)")
 
+
 @offline.command("explain")
-@click.option("--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"),
-              show_default=True)  # fmt: skip
-@click.option("--clickhouse", envvar="DRIFTLINE_CLICKHOUSE", show_envvar=True, default=None,
-              help="Compare importances with a production window read from this ClickHouse.")  # fmt: skip
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"), show_default=True
+)
+@click.option(
+    "--clickhouse",
+    envvar="DRIFTLINE_CLICKHOUSE",
+    show_envvar=True,
+    default=None,
+    help="Compare importances with a production window read from this ClickHouse.",
+)
 @click.option("--model", "model_name", default="loan-approval", show_default=True)
 @click.option("--version", "version_", default="v1", show_default=True)
 @click.option("--since", default=None, help="Production window start (ISO time, UTC).")
@@ -320,8 +442,16 @@ def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefi
 @click.option("--threshold", type=float, default=0.1, show_default=True, help="Share change that flags a feature.")
 @click.option("--lime-samples", type=int, default=5000, show_default=True, help="Perturbed samples LIME draws.")
 @fail_cleanly
-def offline_explain(data: Path, clickhouse: str | None, model_name: str, version_: str, since: str | None,
-                    until: str | None, threshold: float, lime_samples: int) -> None:  # fmt: skip
+def offline_explain(
+    data: Path,
+    clickhouse: str | None,
+    model_name: str,
+    version_: str,
+    since: str | None,
+    until: str | None,
+    threshold: float,
+    lime_samples: int,
+) -> None:
     """SHAP importance (global, one prediction), partial dependence, a counterfactual, importance shift."""
     from driftline.offline import explain as ex
     from driftline.offline.distill import distill
@@ -335,26 +465,20 @@ def offline_explain(data: Path, clickhouse: str | None, model_name: str, version
     with _progress(4 + bool(clickhouse), "explain") as bar:
         model = distill(holdout).teacher_model  # the gradient-boosting model: TreeExplainer applies
         bar.update()
-        report = ex.explain(model, "gradient-boosting model, TreeExplainer", holdout.x_train, holdout.x_test,
-                            names, holdout.num_std, lime_samples=lime_samples,
-                            progress=lambda step: bar.update())  # fmt: skip
+        report = ex.explain(
+            model,
+            "gradient-boosting model, TreeExplainer",
+            holdout.x_train,
+            holdout.x_test,
+            names,
+            holdout.num_std,
+            lime_samples=lime_samples,
+            progress=lambda step: bar.update(),
+        )
         if clickhouse:
-            from driftline.config import Settings
-            from driftline.sinks.clickhouse import ClickHouseSink
-            from driftline.sinks.profiles import rows_from_clickhouse
-
-            settings = Settings.from_env(clickhouse=clickhouse)
-            sink = ClickHouseSink(settings)
-            try:
-                rows = list(rows_from_clickhouse(sink.client, settings.clickhouse_database, model_name,
-                                                 version_, str(since), str(until)))  # fmt: skip
-            finally:
-                sink.close()
-            if not rows:
-                raise ConfigError(f"no predictions of {model_name} {version_} in [{since}, {until})")
-            production = ex.importance(
-                ex.shap_values(model, holdout.x_train[:500], encode_rows(rows[:500], holdout.num_mean,
-                                                                          holdout.num_std)), names)  # fmt: skip
+            rows = _production_rows(clickhouse, model_name, version_, str(since), str(until))
+            x = encode_rows(rows[:500], holdout.num_mean, holdout.num_std)
+            production = ex.importance(ex.shap_values(model, holdout.x_train[:500], x), names)
             report["shift"] = ex.importance_shift(report["importance"], production, threshold)
             report["production_rows"] = len(rows)
             bar.update()
@@ -362,10 +486,33 @@ def offline_explain(data: Path, clickhouse: str | None, model_name: str, version
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
 
+
+def _production_rows(clickhouse: str, model: str, version: str, since: str, until: str) -> list[Any]:
+    """A model version's production predictions in [since, until), as feature rows."""
+    from driftline.config import Settings
+    from driftline.sinks.clickhouse import ClickHouseSink
+    from driftline.sinks.profiles import rows_from_clickhouse
+
+    settings = Settings.from_env(clickhouse=clickhouse)
+    sink = ClickHouseSink(settings)
+    try:
+        rows = list(rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version, since, until))
+    finally:
+        sink.close()
+    if not rows:
+        raise ConfigError(f"no predictions of {model} {version} in [{since}, {until})")
+    return rows
+
+
 @offline.command("lineage")
 @click.argument("artefact")
-@click.option("--root", type=click.Path(path_type=Path), default=Path(".driftline"), show_default=True,
-              help="Where to look for *.lineage.json records.")  # fmt: skip
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path(".driftline"),
+    show_default=True,
+    help="Where to look for *.lineage.json records.",
+)
 @fail_cleanly
 def offline_lineage(artefact: str, root: Path) -> None:
     """Print ARTEFACT's ancestry (an id prefix or a file path)."""

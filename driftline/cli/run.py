@@ -51,8 +51,14 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
         import json
         import time
 
-        banner = json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "info",
-                             "logger": "driftline.cli", "msg": banner})  # fmt: skip
+        banner = json.dumps(
+            {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "level": "info",
+                "logger": "driftline.cli",
+                "msg": banner,
+            }
+        )
     click.echo(
         banner,
         err=True,

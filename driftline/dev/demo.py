@@ -490,8 +490,10 @@ def run_demo(options: DemoOptions) -> int:
     for a in actions:
         print(f"  [{a['audience']}] {a['text']} ({a['evidence']})")
     for version, asked, answered, mean_u in counts["labeling"]:
-        print(f"labeling requests (active learning, margin, 10 per window): {version} {asked} asked, "
-              f"{answered} labelled by now, mean uncertainty {mean_u:.2f}")  # fmt: skip
+        print(
+            f"labeling requests (active learning, margin, 10 per window): {version} {asked} asked, "
+            f"{answered} labelled by now, mean uncertainty {mean_u:.2f}"
+        )
     return 0 if ok else 1
 
 
@@ -516,8 +518,10 @@ def run_simulation(options: DemoOptions, settings: Settings) -> None:
         control.close()
     with RoutingClient(settings.broker, MODEL, topic=settings.topic("control")) as router:
         sent, seconds = _produce(options, settings, lambda key: str(router.route(key).version))
-    print(f"sent {sent.predictions:,} predictions, {sent.labels:,} labels and {sent.dead_letters} broken messages "
-          f"to {settings.broker} in {seconds:.1f}s")  # fmt: skip
+    print(
+        f"sent {sent.predictions:,} predictions, {sent.labels:,} labels and {sent.dead_letters} broken messages "
+        f"to {settings.broker} in {seconds:.1f}s"
+    )
 
 
 def _close(rollout: tuple[Any, Any, Any] | None) -> None:

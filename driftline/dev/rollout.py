@@ -36,8 +36,9 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def verified(self, secret: str) -> int:
-        return sum(verify(secret, h["webhook-id"], h["webhook-timestamp"], b, h["webhook-signature"])
-                   for h, b in self.received)  # fmt: skip
+        return sum(
+            verify(secret, h["webhook-id"], h["webhook-timestamp"], b, h["webhook-signature"]) for h, b in self.received
+        )
 
     def close(self) -> None:
         self.server.shutdown()
@@ -49,10 +50,13 @@ def set_up(settings: Settings, model: str) -> tuple[RoutingClient, WebhookReceiv
     control = ControlClient(settings.broker, settings.topic("control"))
     now = time.time()
     try:
-        control.change_model(model, lambda s: s.register("v1", "production", by="demo", reason="trained on 4,000",
-                                                         now=now))  # fmt: skip
-        control.change_model(model, lambda s: s.register("v2", "canary", weight=10, by="demo",
-                                                         reason="retrained on 600 examples", now=now))  # fmt: skip
+        control.change_model(
+            model, lambda s: s.register("v1", "production", by="demo", reason="trained on 4,000", now=now)
+        )
+        control.change_model(
+            model,
+            lambda s: s.register("v2", "canary", weight=10, by="demo", reason="retrained on 600 examples", now=now),
+        )
         receiver = WebhookReceiver()
         sub = Subscription.create("demo-receiver", receiver.url, created_by="demo", now=now)
         control.put_subscription(sub)
@@ -69,5 +73,7 @@ def print_timeline(t: dict[str, Any], received: int, verified: int) -> None:
     for line in timeline_lines(t):
         print(line)
     sent = ", ".join(f"{k} {v}" for k, v in sorted(t["notifications"].items()))
-    print(f"webhook notifications: {received} received by the demo's receiver, {verified} with a valid signature "
-          f"(attempts: {sent or 'none'})")  # fmt: skip
+    print(
+        f"webhook notifications: {received} received by the demo's receiver, {verified} with a valid signature "
+        f"(attempts: {sent or 'none'})"
+    )

@@ -51,89 +51,202 @@ def _metric_series(metric: str, family: str = "", by: str = "version", extra: st
     )
 
 
-def _dashboards(spec: MonitorSpec) -> dict[str, tuple[str, list[Panel]]]:
-    psi = spec.defaults.thresholds.psi
-    versions = " AND version IN (${version:singlequote})"
-    return {
-        "driftline-overview": ("driftline: overview", [
+def _overview() -> tuple[str, list[Panel]]:
+    return (
+        "driftline: overview",
+        [
             Panel("Predictions per window, by version", _metric_series("predictions", "volume")),
-            Panel("Alert state changes", "SELECT at AS time, state, severity, alertname, version, "
-                  "annotations['summary'] AS summary\nFROM {db}.alert_events FINAL\n"
-                  "WHERE model = '${model}' AND $__timeFilter(at)\nORDER BY at DESC LIMIT 200", kind="table"),
-            Panel("Firing alerts now", "SELECT count() AS firing\nFROM (SELECT fingerprint, argMax(state, at) AS s "
-                  "FROM {db}.alert_events FINAL WHERE model = '${model}' GROUP BY fingerprint)\nWHERE s = 'firing'",
-                  kind="stat", width=6),
-            Panel("Versions (registry)", "SELECT changed_version AS version, action, changed_by, reason, revision, at\n"
-                  "FROM {db}.model_registry FINAL\nWHERE model = '${model}'\nORDER BY revision DESC LIMIT 50",
-                  kind="table", width=18),
-            Panel("Dead letters per minute, by reason", "SELECT $__timeInterval(received_at) AS time, code AS series, "
-                  "count() AS value\nFROM {db}.dead_letters FINAL\nWHERE $__timeFilter(received_at)\n"
-                  "GROUP BY time, series ORDER BY time"),
-        ]),
-        "driftline-drift": ("driftline: drift", [
-            Panel("PSI per feature (heatmap)", _metric_series("psi", "drift", by="feature", extra=versions),
-                  kind="heatmap", threshold=psi, width=24),
-            Panel("Top drifting features in range", "SELECT feature, max(value) AS max_psi, avg(value) AS mean_psi\n"
-                  "FROM {db}.metrics FINAL\nWHERE model = '${model}' AND metric = 'psi'" + versions + "\n"
-                  "  AND $__timeFilter(window_start)\nGROUP BY feature ORDER BY max_psi DESC LIMIT 10",
-                  kind="barchart", threshold=psi),
-            Panel("Drift share (BH-controlled)", _metric_series("drift_share", "drift", extra=versions),
-                  unit="percentunit"),
+            Panel(
+                "Alert state changes",
+                "SELECT at AS time, state, severity, alertname, version, "
+                "annotations['summary'] AS summary\nFROM {db}.alert_events FINAL\n"
+                "WHERE model = '${model}' AND $__timeFilter(at)\nORDER BY at DESC LIMIT 200",
+                kind="table",
+            ),
+            Panel(
+                "Firing alerts now",
+                "SELECT count() AS firing\nFROM (SELECT fingerprint, argMax(state, at) AS s "
+                "FROM {db}.alert_events FINAL WHERE model = '${model}' GROUP BY fingerprint)\nWHERE s = 'firing'",
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Versions (registry)",
+                "SELECT changed_version AS version, action, changed_by, reason, revision, at\n"
+                "FROM {db}.model_registry FINAL\nWHERE model = '${model}'\nORDER BY revision DESC LIMIT 50",
+                kind="table",
+                width=18,
+            ),
+            Panel(
+                "Dead letters per minute, by reason",
+                "SELECT $__timeInterval(received_at) AS time, code AS series, "
+                "count() AS value\nFROM {db}.dead_letters FINAL\nWHERE $__timeFilter(received_at)\n"
+                "GROUP BY time, series ORDER BY time",
+            ),
+        ],
+    )
+
+
+def _drift(psi: float, versions: str) -> tuple[str, list[Panel]]:
+    return (
+        "driftline: drift",
+        [
+            Panel(
+                "PSI per feature (heatmap)",
+                _metric_series("psi", "drift", by="feature", extra=versions),
+                kind="heatmap",
+                threshold=psi,
+                width=24,
+            ),
+            Panel(
+                "Top drifting features in range",
+                "SELECT feature, max(value) AS max_psi, avg(value) AS mean_psi\n"
+                "FROM {db}.metrics FINAL\nWHERE model = '${model}' AND metric = 'psi'" + versions + "\n"
+                "  AND $__timeFilter(window_start)\nGROUP BY feature ORDER BY max_psi DESC LIMIT 10",
+                kind="barchart",
+                threshold=psi,
+            ),
+            Panel(
+                "Drift share (BH-controlled)",
+                _metric_series("drift_share", "drift", extra=versions),
+                unit="percentunit",
+            ),
             Panel("KS statistic of ${feature}", _metric_series("ks", "drift", extra=" AND feature = '${feature}'")),
-            Panel("Mean shift of ${feature} (z vs reference; ADWIN/KSWIN watch it)",
-                  _metric_series("mean_shift_z", "drift", extra=" AND feature = '${feature}'")),
+            Panel(
+                "Mean shift of ${feature} (z vs reference; ADWIN/KSWIN watch it)",
+                _metric_series("mean_shift_z", "drift", extra=" AND feature = '${feature}'"),
+            ),
             Panel("Multivariate: PCA reconstruction error ratio", _metric_series("pca_error_ratio", "drift")),
-        ]),
-        "driftline-quality": ("driftline: prediction quality", [
+        ],
+    )
+
+
+def _quality(versions: str) -> tuple[str, list[Panel]]:
+    return (
+        "driftline: prediction quality",
+        [
             Panel("Accuracy", _metric_series("accuracy", "quality", extra=versions), unit="percentunit"),
             Panel("ROC AUC", _metric_series("roc_auc", "quality", extra=versions)),
             Panel("Label coverage", _metric_series("label_coverage", "quality", extra=versions), unit="percentunit"),
             Panel("Label delay (median, s)", _metric_series("label_delay_p50_s", "quality", extra=versions), unit="s"),
             Panel("Latency p99 (ms)", _metric_series("latency_p99_ms", "kpi", extra=versions), unit="ms"),
-        ]),
-        "driftline-fairness": ("driftline: fairness", [
-            Panel("Demographic parity difference, by attribute",
-                  _metric_series("demographic_parity_difference", "fairness", by="feature", extra=versions)),
-            Panel("Equalized odds difference, by attribute",
-                  _metric_series("equalized_odds_difference", "fairness", by="feature", extra=versions)),
-            Panel("Selection rate of ${attribute}, by group",
-                  _metric_series("selection_rate", "fairness", by="segment",
-                                 extra=versions + " AND feature = '${attribute}'"), unit="percentunit", width=24),
-        ]),
-        "driftline-data-quality": ("driftline: data quality", [
-            Panel("Missing rate, by feature", _metric_series("missing_rate", "data_quality", by="feature",
-                                                            extra=versions), unit="percentunit"),
-            Panel("Out-of-range rate, by feature", _metric_series("out_of_range_rate", "data_quality", by="feature",
-                                                                 extra=versions), unit="percentunit"),
-            Panel("Type violations, by feature", _metric_series("type_violation_rate", "data_quality", by="feature",
-                                                               extra=versions), unit="percentunit"),
-            Panel("Duplicate event ids", _metric_series("duplicate_rate", "data_quality", extra=versions),
-                  unit="percentunit"),
-        ]),
-        "driftline-labeling": ("driftline: labels and annotators", [
-            Panel("Annotator agreement (Krippendorff's alpha)", _metric_series("krippendorff_alpha", "labeling",
-                                                                              extra=versions), threshold=0.67),
-            Panel("Agreement with the other annotators' majority, by annotator",
-                  _metric_series("annotator_agreement", "labeling", by="segment", extra=versions),
-                  unit="percentunit"),
-            Panel("Confident predictions the labels contradict",
-                  _metric_series("confident_disagreement_rate", "labeling", extra=versions + " AND feature = ''"),
-                  unit="percentunit"),
-            Panel("Labeling requests per window (active learning)",
-                  "SELECT window_start AS time, version AS series, toFloat64(count()) AS value\n"
-                  "FROM {db}.labeling_requests FINAL\nWHERE model = '${model}' AND $__timeFilter(window_start)\n"
-                  "GROUP BY time, series ORDER BY time"),
-        ]),
-        "driftline-canary": ("driftline: canary vs primary", [
+        ],
+    )
+
+
+def _fairness(versions: str) -> tuple[str, list[Panel]]:
+    return (
+        "driftline: fairness",
+        [
+            Panel(
+                "Demographic parity difference, by attribute",
+                _metric_series("demographic_parity_difference", "fairness", by="feature", extra=versions),
+            ),
+            Panel(
+                "Equalized odds difference, by attribute",
+                _metric_series("equalized_odds_difference", "fairness", by="feature", extra=versions),
+            ),
+            Panel(
+                "Selection rate of ${attribute}, by group",
+                _metric_series(
+                    "selection_rate", "fairness", by="segment", extra=versions + " AND feature = '${attribute}'"
+                ),
+                unit="percentunit",
+                width=24,
+            ),
+        ],
+    )
+
+
+def _data_quality(versions: str) -> tuple[str, list[Panel]]:
+    return (
+        "driftline: data quality",
+        [
+            Panel(
+                "Missing rate, by feature",
+                _metric_series("missing_rate", "data_quality", by="feature", extra=versions),
+                unit="percentunit",
+            ),
+            Panel(
+                "Out-of-range rate, by feature",
+                _metric_series("out_of_range_rate", "data_quality", by="feature", extra=versions),
+                unit="percentunit",
+            ),
+            Panel(
+                "Type violations, by feature",
+                _metric_series("type_violation_rate", "data_quality", by="feature", extra=versions),
+                unit="percentunit",
+            ),
+            Panel(
+                "Duplicate event ids",
+                _metric_series("duplicate_rate", "data_quality", extra=versions),
+                unit="percentunit",
+            ),
+        ],
+    )
+
+
+def _labeling(versions: str) -> tuple[str, list[Panel]]:
+    return (
+        "driftline: labels and annotators",
+        [
+            Panel(
+                "Annotator agreement (Krippendorff's alpha)",
+                _metric_series("krippendorff_alpha", "labeling", extra=versions),
+                threshold=0.67,
+            ),
+            Panel(
+                "Agreement with the other annotators' majority, by annotator",
+                _metric_series("annotator_agreement", "labeling", by="segment", extra=versions),
+                unit="percentunit",
+            ),
+            Panel(
+                "Confident predictions the labels contradict",
+                _metric_series("confident_disagreement_rate", "labeling", extra=versions + " AND feature = ''"),
+                unit="percentunit",
+            ),
+            Panel(
+                "Labeling requests per window (active learning)",
+                "SELECT window_start AS time, version AS series, toFloat64(count()) AS value\n"
+                "FROM {db}.labeling_requests FINAL\nWHERE model = '${model}' AND $__timeFilter(window_start)\n"
+                "GROUP BY time, series ORDER BY time",
+            ),
+        ],
+    )
+
+
+def _canary() -> tuple[str, list[Panel]]:
+    return (
+        "driftline: canary vs primary",
+        [
             Panel("Accuracy by version", _metric_series("accuracy", "quality")),
             Panel("Drift share by version", _metric_series("drift_share", "drift")),
             Panel("Latency p99 by version (ms)", _metric_series("latency_p99_ms", "kpi"), unit="ms"),
             Panel("Shadow disagreement rate", _metric_series("disagreement_rate", "shadow"), unit="percentunit"),
-            Panel("Rollout decisions", "SELECT window_end AS time, action, canary, weight_before, weight_after, "
-                  "failed_checks, reason\nFROM {db}.rollout_decisions FINAL\nWHERE model = '${model}' AND "
-                  "$__timeFilter(window_end)\nORDER BY time DESC LIMIT 200", kind="table", width=24),
-        ]),
-    }  # fmt: skip
+            Panel(
+                "Rollout decisions",
+                "SELECT window_end AS time, action, canary, weight_before, weight_after, "
+                "failed_checks, reason\nFROM {db}.rollout_decisions FINAL\nWHERE model = '${model}' AND "
+                "$__timeFilter(window_end)\nORDER BY time DESC LIMIT 200",
+                kind="table",
+                width=24,
+            ),
+        ],
+    )
+
+
+def _dashboards(spec: MonitorSpec) -> dict[str, tuple[str, list[Panel]]]:
+    psi = spec.defaults.thresholds.psi
+    versions = " AND version IN (${version:singlequote})"
+    return {
+        "driftline-overview": _overview(),
+        "driftline-drift": _drift(psi, versions),
+        "driftline-quality": _quality(versions),
+        "driftline-fairness": _fairness(versions),
+        "driftline-data-quality": _data_quality(versions),
+        "driftline-labeling": _labeling(versions),
+        "driftline-canary": _canary(),
+    }
 
 
 def panels(spec: MonitorSpec, database: str = "driftline") -> Iterator[tuple[str, Panel]]:
@@ -148,9 +261,17 @@ def _variables(spec: MonitorSpec, database: str) -> list[dict[str, Any]]:
 
     def query(name: str, sql: str, multi: bool = False, default: str | None = None) -> dict[str, Any]:
         var: dict[str, Any] = {
-            "name": name, "label": name, "type": "query", "datasource": DATASOURCE, "query": sql,
-            "definition": sql, "refresh": 2, "multi": multi, "includeAll": multi, "sort": 1,
-        }  # fmt: skip
+            "name": name,
+            "label": name,
+            "type": "query",
+            "datasource": DATASOURCE,
+            "query": sql,
+            "definition": sql,
+            "refresh": 2,
+            "multi": multi,
+            "includeAll": multi,
+            "sort": 1,
+        }
         if default is not None:
             var["current"] = {"text": default, "value": default}
         return var
@@ -174,47 +295,80 @@ def annotation_queries(database: str = "driftline") -> list[dict[str, Any]]:
     """Alert state changes and rollout decisions as annotations on every time series."""
     return [
         {
-            "name": "alerts", "datasource": DATASOURCE, "enable": True, "iconColor": "red",
-            "target": {"editorType": "sql", "queryType": "table", "rawSql":
-                       f"SELECT window_end AS time, concat(state, ': ', alertname, ' ', version, ' ', "
-                       f"annotations['summary']) AS text, severity AS tags\nFROM {database}.alert_events FINAL\n"
-                       f"WHERE model = '${{model}}' AND state != 'pending' AND $__timeFilter(window_end)"},
+            "name": "alerts",
+            "datasource": DATASOURCE,
+            "enable": True,
+            "iconColor": "red",
+            "target": {
+                "editorType": "sql",
+                "queryType": "table",
+                "rawSql": f"SELECT window_end AS time, concat(state, ': ', alertname, ' ', version, ' ', "
+                f"annotations['summary']) AS text, severity AS tags\nFROM {database}.alert_events FINAL\n"
+                f"WHERE model = '${{model}}' AND state != 'pending' AND $__timeFilter(window_end)",
+            },
         },
         {
-            "name": "rollouts", "datasource": DATASOURCE, "enable": True, "iconColor": "purple",
-            "target": {"editorType": "sql", "queryType": "table", "rawSql":
-                       f"SELECT window_end AS time, concat(upper(action), ' ', canary, ': ', reason) AS text, "
-                       f"action AS tags\nFROM {database}.rollout_decisions FINAL\n"
-                       f"WHERE model = '${{model}}' AND action != 'hold' AND $__timeFilter(window_end)"},
+            "name": "rollouts",
+            "datasource": DATASOURCE,
+            "enable": True,
+            "iconColor": "purple",
+            "target": {
+                "editorType": "sql",
+                "queryType": "table",
+                "rawSql": f"SELECT window_end AS time, concat(upper(action), ' ', canary, ': ', reason) AS text, "
+                f"action AS tags\nFROM {database}.rollout_decisions FINAL\n"
+                f"WHERE model = '${{model}}' AND action != 'hold' AND $__timeFilter(window_end)",
+            },
         },
-    ]  # fmt: skip
+    ]
 
 
 def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     field: dict[str, Any] = {"unit": p.unit} if p.unit else {}
     if p.threshold is not None:
-        field["thresholds"] = {"mode": "absolute", "steps": [{"color": "green", "value": None},
-                                                             {"color": "red", "value": p.threshold}]}  # fmt: skip
+        field["thresholds"] = {
+            "mode": "absolute",
+            "steps": [{"color": "green", "value": None}, {"color": "red", "value": p.threshold}],
+        }
         field["custom"] = {"thresholdsStyle": {"mode": "line"}}
     return {
-        "id": pid, "type": p.kind, "title": p.title, "datasource": DATASOURCE,
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "datasource": DATASOURCE,
         "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height},
         "fieldConfig": {"defaults": field, "overrides": []},
-        "targets": [{"refId": "A", "datasource": DATASOURCE, "editorType": "sql",
-                     "queryType": "timeSeries" if p.is_time_series else "table", "rawSql": p.sql}],
-    }  # fmt: skip
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": DATASOURCE,
+                "editorType": "sql",
+                "queryType": "timeSeries" if p.is_time_series else "table",
+                "rawSql": p.sql,
+            }
+        ],
+    }
 
 
 def _live_panel(pid: int, y: int) -> dict[str, Any]:
     """Window metrics as they close, from Grafana Live (empty unless the worker pushes; see grafana/live.py)."""
     grafana = {"type": "datasource", "uid": "grafana"}
     return {
-        "id": pid, "type": "timeseries", "title": "Live: window metrics as they close (Grafana Live)",
-        "datasource": grafana, "gridPos": {"x": 0, "y": y, "w": 24, "h": 8},
+        "id": pid,
+        "type": "timeseries",
+        "title": "Live: window metrics as they close (Grafana Live)",
+        "datasource": grafana,
+        "gridPos": {"x": 0, "y": y, "w": 24, "h": 8},
         "fieldConfig": {"defaults": {}, "overrides": []},
-        "targets": [{"refId": "A", "datasource": grafana, "queryType": "measurements",
-                     "channel": "stream/driftline/driftline_metric"}],
-    }  # fmt: skip
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": grafana,
+                "queryType": "measurements",
+                "channel": "stream/driftline/driftline_metric",
+            }
+        ],
+    }
 
 
 def build(spec: MonitorSpec, database: str = "driftline") -> list[dict[str, Any]]:
@@ -234,14 +388,22 @@ def build(spec: MonitorSpec, database: str = "driftline") -> list[dict[str, Any]
             row_h = max(row_h, p.height)
         if uid == "driftline-overview":
             items.append(_live_panel(len(items) + 1, y + row_h))
-        out.append({
-            "uid": uid, "title": title, "tags": ["driftline"], "timezone": "utc", "schemaVersion": 39,
-            "time": {"from": "now-6h", "to": "now"}, "refresh": "30s", "editable": True,
-            "templating": {"list": _variables(spec, database)},
-            "annotations": {"list": annotation_queries(database)},
-            "links": [{"type": "dashboards", "tags": ["driftline"], "asDropdown": True, "title": "driftline"}],
-            "panels": items,
-        })  # fmt: skip
+        out.append(
+            {
+                "uid": uid,
+                "title": title,
+                "tags": ["driftline"],
+                "timezone": "utc",
+                "schemaVersion": 39,
+                "time": {"from": "now-6h", "to": "now"},
+                "refresh": "30s",
+                "editable": True,
+                "templating": {"list": _variables(spec, database)},
+                "annotations": {"list": annotation_queries(database)},
+                "links": [{"type": "dashboards", "tags": ["driftline"], "asDropdown": True, "title": "driftline"}],
+                "panels": items,
+            }
+        )
     return out
 
 
@@ -265,8 +427,11 @@ def push(boards: list[dict[str, Any]], url: str, token: str, folder_uid: str | N
     api = GrafanaApi.from_url(url, credential=token)
     out = []
     for board in boards:
-        body: dict[str, Any] = {"dashboard": {**board, "id": None}, "overwrite": True,
-                                "message": "driftline grafana push"}  # fmt: skip
+        body: dict[str, Any] = {
+            "dashboard": {**board, "id": None},
+            "overwrite": True,
+            "message": "driftline grafana push",
+        }
         if folder_uid:
             body["folderUid"] = folder_uid
         try:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_MACRO = re.compile(r"\$__(timeFilter_ms|timeFilter|timeInterval|fromTime_ms|toTime_ms|fromTime|toTime|interval_s)"
-                    r"(?:\(([^()]*)\))?")  # fmt: skip
+_MACRO = re.compile(
+    r"\$__(timeFilter_ms|timeFilter|timeInterval|fromTime_ms|toTime_ms|fromTime|toTime|interval_s)"
+    r"(?:\(([^()]*)\))?"
+)
 _VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 
 

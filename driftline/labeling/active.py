@@ -35,8 +35,9 @@ Strategy = Literal["least_confidence", "margin", "entropy", "random"]
 STRATEGIES: tuple[Strategy, ...] = ("least_confidence", "margin", "entropy", "random")
 
 
-def uncertainty(probs: npt.ArrayLike, strategy: Strategy, rng: np.random.Generator | None = None
-                ) -> npt.NDArray[np.float64]:  # fmt: skip
+def uncertainty(
+    probs: npt.ArrayLike, strategy: Strategy, rng: np.random.Generator | None = None
+) -> npt.NDArray[np.float64]:
     """Uncertainty per row of class probabilities (n x k); for `random`, uniform noise."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim == 1:
@@ -66,8 +67,7 @@ def k_centre(points: npt.NDArray[np.float64], k: int, first: int = 0) -> list[in
     return chosen
 
 
-def select(scores: npt.ArrayLike, budget: int, features: npt.ArrayLike | None = None, diversity: int = 0
-           ) -> list[int]:  # fmt: skip
+def select(scores: npt.ArrayLike, budget: int, features: npt.ArrayLike | None = None, diversity: int = 0) -> list[int]:
     """Indices of the `budget` items to label: most uncertain first, or diverse among the most uncertain."""
     u = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-u, kind="stable")
@@ -103,8 +103,14 @@ class _Candidates:
 class WindowSelector:
     """Streaming selection within `budget` requests per (model, version, window)."""
 
-    def __init__(self, budget: int, window_s: int, strategy: Strategy = "margin", diversity: int = 0,
-                 allowed_lateness_s: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        budget: int,
+        window_s: int,
+        strategy: Strategy = "margin",
+        diversity: int = 0,
+        allowed_lateness_s: float = 0.0,
+    ):
         if budget < 1 or window_s < 1:
             raise ValueError("budget and window_s must be at least 1")
         if strategy not in STRATEGIES:
@@ -133,8 +139,17 @@ class WindowSelector:
                 cands = self._open.setdefault(key, _Candidates())
                 if len(cands.heap) >= self.capacity and value <= cands.heap[0][0]:
                     continue
-                req = LabelingRequest(e.event_id, e.model, e.version, float(e.ts), float(start), self.strategy,
-                                      float(value), float(e.score), dict(e.features))  # fmt: skip
+                req = LabelingRequest(
+                    e.event_id,
+                    e.model,
+                    e.version,
+                    float(e.ts),
+                    float(start),
+                    self.strategy,
+                    float(value),
+                    float(e.score),
+                    dict(e.features),
+                )
                 cands.counter += 1
                 item = (float(value), cands.counter, req)
                 if len(cands.heap) < self.capacity:
@@ -174,10 +189,20 @@ class ReplayResult:
         return next((n for n, a in zip(self.labels, self.accuracy, strict=True) if a >= target), None)
 
 
-def replay(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], x_test: npt.NDArray[np.float64],
-           y_test: npt.NDArray[np.int64], strategy: Strategy, *, seed_size: int = 20, batch: int = 10,
-           rounds: int = 30, diversity: int = 0, seed: int = 0,
-           make_model: Callable[[], Any] | None = None) -> ReplayResult:  # fmt: skip
+def replay(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    x_test: npt.NDArray[np.float64],
+    y_test: npt.NDArray[np.int64],
+    strategy: Strategy,
+    *,
+    seed_size: int = 20,
+    batch: int = 10,
+    rounds: int = 30,
+    diversity: int = 0,
+    seed: int = 0,
+    make_model: Callable[[], Any] | None = None,
+) -> ReplayResult:
     """Pool-based replay: start from `seed_size` random labels; each round label `batch` more, retrain."""
     from sklearn.linear_model import LogisticRegression
 

@@ -110,12 +110,14 @@ def _skew(df: Any, reference: Any, columns: list[str]) -> dict[str, dict[str, fl
             got = drift.get()
             out[c] = {"psi": got["psi"], "pvalue": got["ks_pvalue"], "statistic": got["ks"]}
         else:
-            ref_str = np.array([None if m else str(v) for v, m in zip(ref_values, _is_missing(ref_values),
-                                                                       strict=True)], dtype=object)  # fmt: skip
+            ref_str = np.array(
+                [None if m else str(v) for v, m in zip(ref_values, _is_missing(ref_values), strict=True)], dtype=object
+            )
             profile = profile_column(c, ref_str, "categorical")
             values = df[c].to_numpy(dtype=object)
-            cur = np.array([None if m else str(v) for v, m in zip(values, _is_missing(values), strict=True)],
-                           dtype=object)  # fmt: skip
+            cur = np.array(
+                [None if m else str(v) for v, m in zip(values, _is_missing(values), strict=True)], dtype=object
+            )
             cat = CategoricalDrift(profile).update_many(cur)
             got = cat.get()
             # The drift state already holds the counts: per reference category, then the reference's
@@ -123,8 +125,12 @@ def _skew(df: Any, reference: Any, columns: list[str]) -> dict[str, dict[str, fl
             sketch = cat.sketch()
             ref_p = np.array([*sketch["reference"][:-2], sketch["reference"][-2]], dtype=np.float64)
             cur_p = np.array([*sketch["counts"][:-2], sum(sketch["counts"][-2:])], dtype=np.float64)
-            out[c] = {"psi": psi(ref_p, cur_p) if cur_p.sum() else 0.0, "pvalue": got.get("chi2_pvalue", 1.0),
-                      "statistic": got.get("chi2", 0.0), "unseen_rate": got.get("unseen_rate", 0.0)}  # fmt: skip
+            out[c] = {
+                "psi": psi(ref_p, cur_p) if cur_p.sum() else 0.0,
+                "pvalue": got.get("chi2_pvalue", 1.0),
+                "statistic": got.get("chi2", 0.0),
+                "unseen_rate": got.get("unseen_rate", 0.0),
+            }
     return out
 
 
@@ -141,8 +147,13 @@ def _duplicates(df: Any, keys: list[str], near_keys: list[str], tolerance: float
     import pandas as pd
 
     exact_mask = df.duplicated(subset=keys, keep="first")
-    out: dict[str, Any] = {"keys": keys, "exact": int(exact_mask.sum()), "near": 0, "near_keys": near_keys,
-                           "examples": [_row_id(i) for i in df.index[exact_mask][:20]]}  # fmt: skip
+    out: dict[str, Any] = {
+        "keys": keys,
+        "exact": int(exact_mask.sum()),
+        "near": 0,
+        "near_keys": near_keys,
+        "examples": [_row_id(i) for i in df.index[exact_mask][:20]],
+    }
     if near_keys:
         norm = pd.DataFrame({k: _normalise(df[k], tolerance) for k in near_keys}, index=df.index)
         complete = norm.notna().all(axis=1)  # a missing key matches nothing
@@ -183,10 +194,20 @@ def _noise(df: Any, cfg: AuditConfig, features: list[str]) -> dict[str, Any]:
         probs = out_of_fold_probabilities(x, y, folds=min(5, int(np.bincount(y).min())))
         source = "out-of-fold logistic regression"
     suspects = find_label_issues(y, probs)
-    return {"source": source, "rate": len(suspects) / len(y), "suspects": len(suspects),
-            "examples": [{"row": _row_id(labelled.index[i]), "label": str(classes[y[i]]),
-                          "suggested": str(classes[int(probs[i].argmax())]), "self_confidence": float(probs[i, y[i]])}
-                         for i in suspects[:25]]}  # fmt: skip
+    return {
+        "source": source,
+        "rate": len(suspects) / len(y),
+        "suspects": len(suspects),
+        "examples": [
+            {
+                "row": _row_id(labelled.index[i]),
+                "label": str(classes[y[i]]),
+                "suggested": str(classes[int(probs[i].argmax())]),
+                "self_confidence": float(probs[i, y[i]]),
+            }
+            for i in suspects[:25]
+        ],
+    }
 
 
 def _row_id(value: Any) -> int | str:
@@ -194,39 +215,25 @@ def _row_id(value: Any) -> int | str:
     return int(value) if isinstance(value, int | np.integer) else str(value)
 
 
-def audit(df: Any, reference: Any = None, config: AuditConfig | None = None) -> AuditResult:
-    """Run every check that the data and `config` allow."""
-    cfg = config or AuditConfig()
-    for name in [cfg.label, cfg.segment, cfg.scores, *(cfg.keys or []), *cfg.near_keys]:
-        if name is not None and name not in df.columns:
-            from driftline.exceptions import ConfigError
-
-            raise ConfigError(f"column {name!r} is not in the data; its columns are {list(df.columns)[:30]}")
-    columns = [c for c in df.columns if c not in cfg.ignore]
-    checks: list[Check] = []
-    missing = _missing(df, columns)
-    worst = max(missing, key=lambda c: missing[c]) if missing else ""
-    checks.append(Check("missing", missing.get(worst, 0.0) <= cfg.max_missing, missing.get(worst, 0.0),
-                        f"<= {cfg.max_missing:g}", f"worst column: {worst}"))  # fmt: skip
-    skew: dict[str, dict[str, float]] = {}
-    if reference is not None:
-        skew = _skew(df, reference, [c for c in columns if c != cfg.scores])
-        top = max(skew, key=lambda c: skew[c]["psi"]) if skew else ""
-        value = skew[top]["psi"] if top else 0.0
-        checks.append(Check("skew", value <= cfg.max_psi, value, f"PSI <= {cfg.max_psi:g}", f"worst column: {top}"))
-    else:
-        checks.append(Check("skew", None, 0.0, f"PSI <= {cfg.max_psi:g}", "skipped: no reference data"))
-    dups = _duplicates(df, cfg.keys or columns, cfg.near_keys, cfg.near_tolerance)
-    checks.append(Check("duplicates", dups["rate"] <= cfg.max_duplicates, dups["rate"], f"<= {cfg.max_duplicates:g}",
-                        f"{dups['exact']} exact, {dups['near']} near-duplicates"))  # fmt: skip
+def _label_checks(
+    df: Any, cfg: AuditConfig, columns: list[Any], checks: list[Check]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Class balance, label noise and the guideline's label set; appends to `checks`."""
     balance: dict[str, float] = {}
     noise: dict[str, Any] = {}
     if cfg.label:
         shares = df[cfg.label].dropna().astype(str).value_counts(normalize=True)
         balance = {str(k): float(v) for k, v in shares.items()}
         smallest = min(balance.values()) if balance else 0.0
-        checks.append(Check("class_balance", smallest >= cfg.min_class_share, smallest, f">= {cfg.min_class_share:g}",
-                            ", ".join(f"{k} {v:.1%}" for k, v in balance.items())))  # fmt: skip
+        checks.append(
+            Check(
+                "class_balance",
+                smallest >= cfg.min_class_share,
+                smallest,
+                f">= {cfg.min_class_share:g}",
+                ", ".join(f"{k} {v:.1%}" for k, v in balance.items()),
+            )
+        )
         features = [c for c in columns if c not in (cfg.label, cfg.scores)]
         noise = _noise(df, cfg, features)
         if "skipped" in noise:
@@ -258,6 +265,11 @@ def audit(df: Any, reference: Any = None, config: AuditConfig | None = None) -> 
             )
     else:
         checks.append(Check("class_balance", None, 0.0, f">= {cfg.min_class_share:g}", "skipped: no --label column"))
+    return balance, noise
+
+
+def _segment_check(df: Any, reference: Any, cfg: AuditConfig, checks: list[Check]) -> dict[str, Any]:
+    """Sampling bias of the segment column against the population or the reference; appends to `checks`."""
     segments: dict[str, Any] = {}
     if cfg.segment:
         observed = df[cfg.segment].dropna().astype(str).value_counts()
@@ -276,15 +288,76 @@ def audit(df: Any, reference: Any = None, config: AuditConfig | None = None) -> 
             gap = float(np.max(np.abs(share - exp_share)))
             keep = exp_share > 0
             p = float(stats.chisquare(obs[keep], exp_share[keep] / exp_share[keep].sum() * obs[keep].sum()).pvalue)
-            segments = {"column": cfg.segment, "observed": dict(zip(names, share.tolist(), strict=True)),
-                        "expected": dict(zip(names, exp_share.tolist(), strict=True)), "max_gap": gap,
-                        "pvalue": p}  # fmt: skip
-            checks.append(Check("sampling_bias", gap <= cfg.max_share_gap or p >= 0.01, gap,
-                                f"share gap <= {cfg.max_share_gap:g} (or chi-square p >= 0.01)",
-                                f"{cfg.segment}: chi-square p = {p:.2g}"))  # fmt: skip
+            segments = {
+                "column": cfg.segment,
+                "observed": dict(zip(names, share.tolist(), strict=True)),
+                "expected": dict(zip(names, exp_share.tolist(), strict=True)),
+                "max_gap": gap,
+                "pvalue": p,
+            }
+            checks.append(
+                Check(
+                    "sampling_bias",
+                    gap <= cfg.max_share_gap or p >= 0.01,
+                    gap,
+                    f"share gap <= {cfg.max_share_gap:g} (or chi-square p >= 0.01)",
+                    f"{cfg.segment}: chi-square p = {p:.2g}",
+                )
+            )
         else:
-            checks.append(Check("sampling_bias", None, 0.0, f"<= {cfg.max_share_gap:g}",
-                                "skipped: give --population or reference data with the segment column"))  # fmt: skip
+            checks.append(
+                Check(
+                    "sampling_bias",
+                    None,
+                    0.0,
+                    f"<= {cfg.max_share_gap:g}",
+                    "skipped: give --population or reference data with the segment column",
+                )
+            )
+    return segments
+
+
+def audit(df: Any, reference: Any = None, config: AuditConfig | None = None) -> AuditResult:
+    """Run every check that the data and `config` allow."""
+    cfg = config or AuditConfig()
+    for name in [cfg.label, cfg.segment, cfg.scores, *(cfg.keys or []), *cfg.near_keys]:
+        if name is not None and name not in df.columns:
+            from driftline.exceptions import ConfigError
+
+            raise ConfigError(f"column {name!r} is not in the data; its columns are {list(df.columns)[:30]}")
+    columns = [c for c in df.columns if c not in cfg.ignore]
+    checks: list[Check] = []
+    missing = _missing(df, columns)
+    worst = max(missing, key=lambda c: missing[c]) if missing else ""
+    checks.append(
+        Check(
+            "missing",
+            missing.get(worst, 0.0) <= cfg.max_missing,
+            missing.get(worst, 0.0),
+            f"<= {cfg.max_missing:g}",
+            f"worst column: {worst}",
+        )
+    )
+    skew: dict[str, dict[str, float]] = {}
+    if reference is not None:
+        skew = _skew(df, reference, [c for c in columns if c != cfg.scores])
+        top = max(skew, key=lambda c: skew[c]["psi"]) if skew else ""
+        value = skew[top]["psi"] if top else 0.0
+        checks.append(Check("skew", value <= cfg.max_psi, value, f"PSI <= {cfg.max_psi:g}", f"worst column: {top}"))
+    else:
+        checks.append(Check("skew", None, 0.0, f"PSI <= {cfg.max_psi:g}", "skipped: no reference data"))
+    dups = _duplicates(df, cfg.keys or columns, cfg.near_keys, cfg.near_tolerance)
+    checks.append(
+        Check(
+            "duplicates",
+            dups["rate"] <= cfg.max_duplicates,
+            dups["rate"],
+            f"<= {cfg.max_duplicates:g}",
+            f"{dups['exact']} exact, {dups['near']} near-duplicates",
+        )
+    )
+    balance, noise = _label_checks(df, cfg, columns, checks)
+    segments = _segment_check(df, reference, cfg, checks)
     return AuditResult(len(df), [str(c) for c in df.columns], checks, missing, skew, dups, balance, segments, noise)
 
 

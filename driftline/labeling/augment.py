@@ -60,8 +60,16 @@ def _neighbours(x: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
     return np.asarray(np.argsort(d, axis=1)[:, :k], dtype=np.int64)
 
 
-def smote(x: npt.ArrayLike, y: npt.ArrayLike, *, target_share: float = 0.2, max_synthetic_share: float = 0.3,
-          k: int = 5, numeric: npt.ArrayLike | None = None, seed: int = 0) -> Augmented:  # fmt: skip
+def smote(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    target_share: float = 0.2,
+    max_synthetic_share: float = 0.3,
+    k: int = 5,
+    numeric: npt.ArrayLike | None = None,
+    seed: int = 0,
+) -> Augmented:
     """SMOTE rows for every class below `target_share` (numeric columns interpolated, others copied)."""
     xv = np.asarray(x, dtype=np.float64)
     yv = np.asarray(y, dtype=np.int64)
@@ -84,8 +92,15 @@ def smote(x: npt.ArrayLike, y: npt.ArrayLike, *, target_share: float = 0.2, max_
     return _combine(xv, yv, new_x, new_y, parents)
 
 
-def jitter(x: npt.ArrayLike, y: npt.ArrayLike, *, target_share: float = 0.2, max_synthetic_share: float = 0.3,
-           scale: float = 0.05, seed: int = 0) -> Augmented:  # fmt: skip
+def jitter(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    target_share: float = 0.2,
+    max_synthetic_share: float = 0.3,
+    scale: float = 0.05,
+    seed: int = 0,
+) -> Augmented:
     """Noisy copies of real rows of every class below `target_share`: N(0, (scale * column std)^2) added."""
     xv = np.asarray(x, dtype=np.float64)
     yv = np.asarray(y, dtype=np.int64)
@@ -101,8 +116,13 @@ def jitter(x: npt.ArrayLike, y: npt.ArrayLike, *, target_share: float = 0.2, max
     return _combine(xv, yv, new_x, new_y, parents)
 
 
-def _combine(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], new_x: list[npt.NDArray[np.float64]],
-             new_y: list[npt.NDArray[np.int64]], parents: list[npt.NDArray[np.int64]]) -> Augmented:  # fmt: skip
+def _combine(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    new_x: list[npt.NDArray[np.float64]],
+    new_y: list[npt.NDArray[np.int64]],
+    parents: list[npt.NDArray[np.int64]],
+) -> Augmented:
     if not new_x:
         return Augmented(x, y, np.zeros(len(y), dtype=bool), np.full(len(y), -1, dtype=np.int64))
     made = int(sum(len(a) for a in new_y))

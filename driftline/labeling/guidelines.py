@@ -95,8 +95,15 @@ class Guideline:
                 raise ConfigError(f"{where}.examples[{i}]: label {e['label']!r} is not in the label set {names}")
             examples.append(Example(dict(e["item"]), str(e["label"]), str(e.get("why", ""))))
         known = {"task", "version", "labels", "examples", "author", "notes"}
-        return cls(str(raw["task"]), str(raw["version"]), tuple(labels), tuple(examples), str(raw.get("author", "")),
-                   str(raw.get("notes", "")), {k: v for k, v in raw.items() if k not in known})  # fmt: skip
+        return cls(
+            str(raw["task"]),
+            str(raw["version"]),
+            tuple(labels),
+            tuple(examples),
+            str(raw.get("author", "")),
+            str(raw.get("notes", "")),
+            {k: v for k, v in raw.items() if k not in known},
+        )
 
     @classmethod
     def from_yaml(cls, path: Path) -> Guideline:
@@ -115,8 +122,9 @@ class Guideline:
         lines += ["| label | definition |", "|---|---|"] + [f"| {d.name} | {d.definition} |" for d in self.labels]
         if self.examples:
             lines += ["", "## Examples", ""]
-            lines += [f"- {json.dumps(e.item)} -> **{e.label}**" + (f": {e.why}" if e.why else "")
-                      for e in self.examples]  # fmt: skip
+            lines += [
+                f"- {json.dumps(e.item)} -> **{e.label}**" + (f": {e.why}" if e.why else "") for e in self.examples
+            ]
         if self.notes:
             lines += ["", self.notes]
         return "\n".join(lines) + "\n"

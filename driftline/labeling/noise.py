@@ -60,8 +60,9 @@ def find_label_issues(labels: npt.ArrayLike, pred_probs: npt.ArrayLike) -> npt.N
     return np.asarray(suspects[np.argsort(self_confidence, kind="stable")], dtype=np.int64)
 
 
-def out_of_fold_probabilities(x: Any, labels: npt.ArrayLike, folds: int = 5, seed: int = 0,
-                              model: Any = None) -> npt.NDArray[np.float64]:  # fmt: skip
+def out_of_fold_probabilities(
+    x: Any, labels: npt.ArrayLike, folds: int = 5, seed: int = 0, model: Any = None
+) -> npt.NDArray[np.float64]:
     """Predicted probabilities for every item from a model that never saw it (k-fold, stratified)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

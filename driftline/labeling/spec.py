@@ -27,8 +27,9 @@ class LabelingSpec:
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> LabelingSpec:
         if not isinstance(raw, dict) or set(raw) - {"budget_per_window", "strategy", "diversity"}:
-            raise ConfigError(f"monitor spec, {where}: expected {{budget_per_window: 20, strategy: margin, "
-                              "diversity: 0}")  # fmt: skip
+            raise ConfigError(
+                f"monitor spec, {where}: expected {{budget_per_window: 20, strategy: margin, diversity: 0}}"
+            )
         spec = cls(**raw)
         if spec.strategy not in STRATEGIES:
             raise ConfigError(f"monitor spec, {where}.strategy: {spec.strategy!r} is not one of {list(STRATEGIES)}")

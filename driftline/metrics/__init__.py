@@ -1,4 +1,5 @@
-"""Pure metric math, no I/O: drift, quality, fairness, data quality, detectors, label noise, profiles, DP mechanisms, rows.
+"""Pure metric math, no I/O: drift, quality, fairness, data quality, detectors, label noise, profiles,
+the DP mechanisms the stream uses, and the rows it stores.
 
 Every class here follows one contract (`update_many` over numpy columns, `merge`, `get`), checked by
 ``tests/unit/test_metric_contract.py``; nothing here imports the stream runtime, storage or an I/O library

@@ -29,8 +29,9 @@ class ConfidentDisagreement:
         self.confidence = confidence
         self._counts: dict[str, npt.NDArray[np.int64]] = {}  # segment -> [confident, disagreeing]
 
-    def update_many(self, y: npt.ArrayLike, scores: npt.ArrayLike, segments: npt.ArrayLike | None = None
-                    ) -> ConfidentDisagreement:  # fmt: skip
+    def update_many(
+        self, y: npt.ArrayLike, scores: npt.ArrayLike, segments: npt.ArrayLike | None = None
+    ) -> ConfidentDisagreement:
         yv = np.asarray(y, dtype=np.int64)
         s = np.asarray(scores, dtype=np.float64)
         confident = (s >= self.confidence) | (s <= 1.0 - self.confidence)

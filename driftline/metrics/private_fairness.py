@@ -35,10 +35,16 @@ class PrivacySpec:
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> PrivacySpec:
-        if not isinstance(raw, dict) or set(raw) - {"epsilon_per_window", "budget", "contribution_bound",
-                                                    "min_noisy_size"}:  # fmt: skip
-            raise ConfigError(f"monitor spec, {where}: expected {{epsilon_per_window: 1.0, budget: 50, "
-                              "contribution_bound: 1, min_noisy_size: 20}")  # fmt: skip
+        if not isinstance(raw, dict) or set(raw) - {
+            "epsilon_per_window",
+            "budget",
+            "contribution_bound",
+            "min_noisy_size",
+        }:
+            raise ConfigError(
+                f"monitor spec, {where}: expected {{epsilon_per_window: 1.0, budget: 50, "
+                "contribution_bound: 1, min_noisy_size: 20}"
+            )
         spec = cls(**raw)
         if spec.epsilon_per_window <= 0 or spec.budget < spec.epsilon_per_window or spec.contribution_bound < 1:
             raise ConfigError(f"monitor spec, {where}: need 0 < epsilon_per_window <= budget, contribution_bound >= 1")
@@ -46,9 +52,14 @@ class PrivacySpec:
 
 
 def private_group_metrics(
-    y: npt.NDArray[np.int64], p: npt.NDArray[np.int64], groups: npt.NDArray[Any], spec: PrivacySpec,
-    budget: PrivacyBudget, min_group_size: int, rng: np.random.Generator,
-) -> dict[str, Any]:  # fmt: skip
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.int64],
+    groups: npt.NDArray[Any],
+    spec: PrivacySpec,
+    budget: PrivacyBudget,
+    min_group_size: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     """Noisy selection rate / TPR / FPR per group and the gaps over unflagged groups; raises BudgetExhausted."""
     g = np.asarray(groups).astype(str)
     counts = {}
@@ -61,9 +72,13 @@ def private_group_metrics(
             "tn": int(np.sum((p == 0) & (y == 0) & m)),
         }
     release = release_counts(
-        counts, budget, epsilon=spec.epsilon_per_window, contribution_bound=spec.contribution_bound,
-        min_noisy_size=spec.min_noisy_size, rng=rng,
-    )  # fmt: skip
+        counts,
+        budget,
+        epsilon=spec.epsilon_per_window,
+        contribution_bound=spec.contribution_bound,
+        min_noisy_size=spec.min_noisy_size,
+        rng=rng,
+    )
     out: dict[str, Any] = {"groups": {}, "flagged": sorted(release.flagged), "noise_scale": release.noise_scale}
     usable = {}
     for name, c in release.counts.items():

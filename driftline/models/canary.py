@@ -170,8 +170,10 @@ class CanaryAnalyzer:
             return None
         progress.last_window = max(progress.last_window, window_end)
         spec = self.spec(state.model)
-        checks = tuple(self._check(state.model, canary, primary, name, limit, window_end, spec)
-                       for name, limit in spec.checks.items())  # fmt: skip
+        checks = tuple(
+            self._check(state.model, canary, primary, name, limit, window_end, spec)
+            for name, limit in spec.checks.items()
+        )
         if any(c.status == "inconclusive" and CHECKS[c.name][3] for c in checks) and not relabelled:
             progress.awaiting_labels[window_end] = window_start
             for old in sorted(progress.awaiting_labels)[:-HISTORY_WINDOWS]:
@@ -212,8 +214,20 @@ class CanaryAnalyzer:
             reason = f"all checks passed; weight {weight:g} -> {after:g} %"
         key = f"{state.model}\x00{canary}\x00{window_end}\x00{'labels' if relabelled else 'stream'}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return Decision(digest, state.model, canary, primary, window_start, window_end, action, weight, after,
-                        progress.failed, checks, reason)  # fmt: skip
+        return Decision(
+            digest,
+            state.model,
+            canary,
+            primary,
+            window_start,
+            window_end,
+            action,
+            weight,
+            after,
+            progress.failed,
+            checks,
+            reason,
+        )
 
     def forget(self, model: str, canary: str) -> None:
         self._progress.pop((model, canary), None)
@@ -249,8 +263,9 @@ class CanaryAnalyzer:
             return CheckResult(name, "inconclusive", c[0], math.nan, limit, c[1], 0, at, f"{name}: no primary data")
         (cv, cn), (pv, pn) = c, p
         if min(cn, pn) < spec.min_samples:
-            return CheckResult(name, "inconclusive", cv, pv, limit, cn, pn, at,
-                               f"{name}: {min(cn, pn)} samples < {spec.min_samples}")  # fmt: skip
+            return CheckResult(
+                name, "inconclusive", cv, pv, limit, cn, pn, at, f"{name}: {min(cn, pn)} samples < {spec.min_samples}"
+            )
         if kind == "drop":
             bad, shown = (
                 pv - cv > limit,

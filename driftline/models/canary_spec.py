@@ -32,8 +32,12 @@ CHECKS: dict[str, tuple[str, str, str, bool, str]] = {
     "latency_p99_ratio": ("kpi", "latency_p99_ms", "", False, "ratio"),
     "error_rate_increase": ("kpi", "mean", "error", False, "increase"),
 }
-DEFAULT_CHECKS = {"accuracy_drop": 0.05, "drift_share_increase": 0.25, "parity_gap_increase": 0.1,
-                  "latency_p99_ratio": 3.0}  # fmt: skip
+DEFAULT_CHECKS = {
+    "accuracy_drop": 0.05,
+    "drift_share_increase": 0.25,
+    "parity_gap_increase": 0.1,
+    "latency_p99_ratio": 3.0,
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,16 @@ class CanarySpec:
             return cls()
         if not isinstance(raw, dict):
             raise ConfigError(f"monitor spec, {where}: expected a mapping, e.g. {{max_failed_checks: 2}}")
-        known = {"max_failed_checks", "step_weight", "max_weight", "promote_after", "min_samples", "label_lookback",
-                 "checks", "primary_min_accuracy"}  # fmt: skip
+        known = {
+            "max_failed_checks",
+            "step_weight",
+            "max_weight",
+            "promote_after",
+            "min_samples",
+            "label_lookback",
+            "checks",
+            "primary_min_accuracy",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"monitor spec, {where}: unknown setting(s) {unknown}; known: {sorted(known)}")

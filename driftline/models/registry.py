@@ -88,8 +88,9 @@ class ModelState:
             raise ConfigError("a version is 1 to 256 characters")
         states = dict(self.versions)
         if stage == "production":
-            states = {k: replace(v, stage="retired", weight=0.0) if v.stage == "production" else v
-                      for k, v in states.items()}  # fmt: skip
+            states = {
+                k: replace(v, stage="retired", weight=0.0) if v.stage == "production" else v for k, v in states.items()
+            }
         if stage == "canary":
             _check_weight(weight, sum(w for v, w in self.canaries.items() if v != version))
         w = 100.0 if stage == "production" else (float(weight) if stage == "canary" else 0.0)
@@ -117,8 +118,9 @@ class ModelState:
             else v
             for k, v in self.versions.items()
         }
-        states[version] = replace(states[version], stage="production", weight=100.0, updated_at=now, updated_by=by,
-                                  reason=reason)  # fmt: skip
+        states[version] = replace(
+            states[version], stage="production", weight=100.0, updated_at=now, updated_by=by, reason=reason
+        )
         return self._with(states, Change("promote", version, by, reason, now))
 
     def rollback(self, version: str, *, by: str, reason: str, now: float) -> ModelState:

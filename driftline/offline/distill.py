@@ -78,9 +78,11 @@ def _fit(model: Any, x: npt.NDArray[np.float32], target: npt.NDArray[np.float32]
     torch = require_torch()
     torch.manual_seed(seed)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(target)), batch_size=256, shuffle=True,
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(target)),
+        batch_size=256,
+        shuffle=True,
         generator=torch.Generator().manual_seed(seed),
-    )  # fmt: skip
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(epochs):
         for xb, tb in loader:
@@ -99,8 +101,9 @@ def _proba(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return out
 
 
-def distill(data: Dataset, *, hidden: int = 16, epochs: int = 20, temperature: float = 2.0, augment: int = 2,
-            seed: int = 0) -> DistillResult:  # fmt: skip
+def distill(
+    data: Dataset, *, hidden: int = 16, epochs: int = 20, temperature: float = 2.0, augment: int = 2, seed: int = 0
+) -> DistillResult:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     teacher = HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(data.x_train, data.y_train)
@@ -133,6 +136,8 @@ def distill(data: Dataset, *, hidden: int = 16, epochs: int = 20, temperature: f
     student_test = _proba(student, data.x_test)
     student_scores = _scores(data.y_test, student_test, t_pred)
     params = int(sum(q.numel() for q in student.parameters()))
-    curves = {name: reliability(data.y_test, p_test) for name, p_test in
-              (("teacher", t_test), ("hard_student", hard_test), ("student", student_test))}  # fmt: skip
+    curves = {
+        name: reliability(data.y_test, p_test)
+        for name, p_test in (("teacher", t_test), ("hard_student", hard_test), ("student", student_test))
+    }
     return DistillResult(teacher_scores, hard_scores, student_scores, student, teacher, params, curves)

@@ -67,8 +67,15 @@ class Meter:
             total += b - a if b >= a else b + limit - a  # the counter wrapped
         return total / 1e6
 
-    def measure(self, name: str, call: Callable[[], Any], batch: int, threads: int, seconds: float = 1.0,
-                max_calls: int = 20_000) -> EnergyPoint:  # fmt: skip
+    def measure(
+        self,
+        name: str,
+        call: Callable[[], Any],
+        batch: int,
+        threads: int,
+        seconds: float = 1.0,
+        max_calls: int = 20_000,
+    ) -> EnergyPoint:
         """Call `call` (predicting `batch` rows) repeatedly for about `seconds` (bounded by `max_calls`)."""
         for _ in range(3):
             call()  # warm-up
@@ -81,13 +88,22 @@ class Meter:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         rows = calls * batch
         joules = self._joules(before, self._read()) if self.domains else cpu * self.watts_per_core
-        return EnergyPoint(name, batch, threads, self.method, joules / rows, cpu * 1000 / rows, wall * 1000 / calls,
-                           calls)  # fmt: skip
+        return EnergyPoint(
+            name, batch, threads, self.method, joules / rows, cpu * 1000 / rows, wall * 1000 / calls, calls
+        )
 
 
-def model_energy(teacher: Any, student: Any, onnx_fp32: Path, onnx_int8: Path, x: Any,
-                 threads: tuple[int, ...] = (1, 2), batches: tuple[int, ...] = (1, 1024), seconds: float = 0.5,
-                 meter: Meter | None = None) -> list[EnergyPoint]:  # fmt: skip
+def model_energy(
+    teacher: Any,
+    student: Any,
+    onnx_fp32: Path,
+    onnx_int8: Path,
+    x: Any,
+    threads: tuple[int, ...] = (1, 2),
+    batches: tuple[int, ...] = (1, 1024),
+    seconds: float = 0.5,
+    meter: Meter | None = None,
+) -> list[EnergyPoint]:
     """Energy per inference of teacher (scikit-learn), student (torch), and the student as ONNX fp32 / int8."""
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -115,8 +131,10 @@ def model_energy(teacher: Any, student: Any, onnx_fp32: Path, onnx_int8: Path, x
                     with torch.no_grad():
                         return student(v)
 
-                calls: dict[str, Callable[[], Any]] = {"teacher (gradient boosting)": teacher_call,
-                                                       "student (torch)": student_call}  # fmt: skip
+                calls: dict[str, Callable[[], Any]] = {
+                    "teacher (gradient boosting)": teacher_call,
+                    "student (torch)": student_call,
+                }
                 for name, sess in sessions.items():
 
                     def onnx_call(o: Any = sess, r: Any = rows) -> Any:

@@ -76,8 +76,9 @@ class Counterfactual:
     new_probability: float
 
 
-def counterfactual(model: Any, row: npt.NDArray[np.float32], std: npt.NDArray[np.float64],
-                   max_std: float = 3.0, step: float = 0.05) -> Counterfactual | None:  # fmt: skip
+def counterfactual(
+    model: Any, row: npt.NDArray[np.float32], std: npt.NDArray[np.float64], max_std: float = 3.0, step: float = 0.05
+) -> Counterfactual | None:
     """The smallest single-numeric-feature change that flips the decision (None if none within max_std)."""
     base = float(model.predict_proba(row[None, :])[0, 1]) >= 0.5
     best: Counterfactual | None = None
@@ -99,8 +100,9 @@ def counterfactual(model: Any, row: npt.NDArray[np.float32], std: npt.NDArray[np
     return best
 
 
-def importance_shift(reference: dict[str, float], production: dict[str, float], threshold: float = 0.1
-                     ) -> dict[str, tuple[float, float, bool]]:  # fmt: skip
+def importance_shift(
+    reference: dict[str, float], production: dict[str, float], threshold: float = 0.1
+) -> dict[str, tuple[float, float, bool]]:
     """Per feature: (reference share, production share, flagged) of the total mean |SHAP|."""
     r_total, p_total = sum(reference.values()) or 1.0, sum(production.values()) or 1.0
     out = {}
@@ -110,8 +112,14 @@ def importance_shift(reference: dict[str, float], production: dict[str, float], 
     return out
 
 
-def lime_local(model: Any, train_x: npt.NDArray[np.float32], row: npt.NDArray[np.float32], names: Sequence[str],
-               seed: int = 0, samples: int = 5000) -> tuple[dict[str, float], float]:  # fmt: skip
+def lime_local(
+    model: Any,
+    train_x: npt.NDArray[np.float32],
+    row: npt.NDArray[np.float32],
+    names: Sequence[str],
+    seed: int = 0,
+    samples: int = 5000,
+) -> tuple[dict[str, float], float]:
     """LIME's weights for the positive class per source feature, and the local model's R².
 
     Standard tabular LIME: numeric columns discretised into training quartiles, one-hot
@@ -120,12 +128,21 @@ def lime_local(model: Any, train_x: npt.NDArray[np.float32], row: npt.NDArray[np
     from lime.lime_tabular import LimeTabularExplainer
 
     categorical = [j for j, n in enumerate(names) if "=" in n]
-    explainer = LimeTabularExplainer(np.asarray(train_x, dtype=np.float64), feature_names=list(names),
-                                     categorical_features=categorical, mode="classification", random_state=seed,
-                                     discretize_continuous=True)  # fmt: skip
-    exp = explainer.explain_instance(np.asarray(row, dtype=np.float64),
-                                     lambda rows: model.predict_proba(np.asarray(rows, dtype=np.float32)),
-                                     labels=(1,), num_features=len(names), num_samples=samples)  # fmt: skip
+    explainer = LimeTabularExplainer(
+        np.asarray(train_x, dtype=np.float64),
+        feature_names=list(names),
+        categorical_features=categorical,
+        mode="classification",
+        random_state=seed,
+        discretize_continuous=True,
+    )
+    exp = explainer.explain_instance(
+        np.asarray(row, dtype=np.float64),
+        lambda rows: model.predict_proba(np.asarray(rows, dtype=np.float32)),
+        labels=(1,),
+        num_features=len(names),
+        num_samples=samples,
+    )
     sums: dict[str, float] = defaultdict(float)
     for j, weight in exp.as_map()[1]:
         sums[_source(names[j])] += float(weight)
@@ -144,31 +161,59 @@ def compare_rankings(shap_local: dict[str, float], lime_local: dict[str, float])
 
     s_rank, l_rank = ranks(shap_local), ranks(lime_local)
     rho = float(spearmanr([s_rank[f] for f in features], [l_rank[f] for f in features]).statistic)
-    top = [{"feature": f, "shap": shap_local.get(f, 0.0), "lime": lime_local.get(f, 0.0), "shap_rank": s_rank[f],
-            "lime_rank": l_rank[f]} for f in sorted(features, key=lambda f: s_rank[f])]  # fmt: skip
+    top = [
+        {
+            "feature": f,
+            "shap": shap_local.get(f, 0.0),
+            "lime": lime_local.get(f, 0.0),
+            "shap_rank": s_rank[f],
+            "lime_rank": l_rank[f],
+        }
+        for f in sorted(features, key=lambda f: s_rank[f])
+    ]
     top3 = len({f for f in features if s_rank[f] <= 3} & {f for f in features if l_rank[f] <= 3})
     same_top = min(features, key=lambda f: s_rank[f]) == min(features, key=lambda f: l_rank[f])
     return {"comparison": top, "spearman": rho, "top3_overlap": top3, "same_top": same_top}
 
 
-def explain(model: Any, model_name: str, x_train: npt.NDArray[np.float32], x_test: npt.NDArray[np.float32],
-            names: Sequence[str], num_std: npt.NDArray[np.float64], *, row: int = 0, lime_samples: int = 5000,
-            seed: int = 0, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:  # fmt: skip
+def explain(
+    model: Any,
+    model_name: str,
+    x_train: npt.NDArray[np.float32],
+    x_test: npt.NDArray[np.float32],
+    names: Sequence[str],
+    num_std: npt.NDArray[np.float64],
+    *,
+    row: int = 0,
+    lime_samples: int = 5000,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
     """Everything `driftline offline explain` reports (without the production shift), as plain data."""
     values = shap_values(model, x_train[:500], x_test[:500])
     progress("SHAP")
     ref = importance(values, names)
     top = max(ref, key=lambda f: ref[f])
     shap_row = dict(local(values[row], names, top=len(names)))
-    out: dict[str, Any] = {"model": model_name, "row": row, "importance": ref, "top": top,
-                           "local": local(values[row], names)}  # fmt: skip
+    out: dict[str, Any] = {
+        "model": model_name,
+        "row": row,
+        "importance": ref,
+        "top": top,
+        "local": local(values[row], names),
+    }
     weights, score = lime_local(model, x_train, x_test[row], names, seed=seed, samples=lime_samples)
     out["lime"] = {"seed": seed, "samples": lime_samples, "score": score, **compare_rankings(shap_row, weights)}
     progress("LIME")
     out["pd"] = partial_dependence(model, x_test[:1000], list(names).index(top), 10) if top in names else ([], [])
     cf = counterfactual(model, x_test[row], num_std)
-    out["counterfactual"] = "no single-feature change within 3 std flips it" if cf is None else (
-        f"changing {cf.feature} by {cf.change:+.2f} ({cf.change_std:+.2f} std) flips the decision "
-        f"(P = {cf.new_probability:.3f})")  # fmt: skip
+    out["counterfactual"] = (
+        "no single-feature change within 3 std flips it"
+        if cf is None
+        else (
+            f"changing {cf.feature} by {cf.change:+.2f} ({cf.change_std:+.2f} std) flips the decision "
+            f"(P = {cf.new_probability:.3f})"
+        )
+    )
     progress("partial dependence, counterfactual")
     return out

@@ -24,9 +24,14 @@ def export_onnx(model: Any, path: Path, inputs: int) -> Path:
     torch = require_torch()
     model.eval()
     torch.onnx.export(
-        model, (torch.zeros(1, inputs),), str(path), input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-    )  # fmt: skip
+        model,
+        (torch.zeros(1, inputs),),
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
     return path
 
 
@@ -48,8 +53,14 @@ class _Calibration:
 def quantize_static(src: Path, dst: Path, calibration: npt.NDArray[np.float32]) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(src), str(dst), _Calibration(calibration), quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    quantize_static(
+        str(src),
+        str(dst),
+        _Calibration(calibration),
+        quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     return dst
 
 
@@ -120,8 +131,10 @@ def prune(model: Any, data: Dataset, keep: float = 0.5, epochs: int = 3, lr: flo
     optimizer = torch.optim.Adam(pruned.parameters(), lr=lr)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)),
-        batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+        batch_size=256,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     for _ in range(epochs):
         for xb, yb in loader:
             optimizer.zero_grad()
@@ -159,10 +172,16 @@ def edge_variants(model: Any, data: Dataset, out: Path, threads: tuple[int, ...]
     variants = []
     for name, (path, framework) in files.items():
         lat = {f"batch={b},threads={t}": latency_ms(path, b, t) for b in (1, 1024) for t in threads}
-        variants.append(Variant(
-            name, path, onnx_accuracy(path, data.x_test, data.y_test), path.stat().st_size,
-            parity(framework, path, data.x_test[:2048]) if framework is not None else None, lat,
-        ))  # fmt: skip
+        variants.append(
+            Variant(
+                name,
+                path,
+                onnx_accuracy(path, data.x_test, data.y_test),
+                path.stat().st_size,
+                parity(framework, path, data.x_test[:2048]) if framework is not None else None,
+                lat,
+            )
+        )
     torch_lat = {}
     torch = require_torch()
     for b in (1, 1024):
@@ -176,6 +195,15 @@ def edge_variants(model: Any, data: Dataset, out: Path, threads: tuple[int, ...]
                 model(x)
                 times.append(time.perf_counter() - t0)
         torch_lat[f"batch={b},threads=torch"] = float(np.median(times) * 1000)
-    variants.insert(0, Variant("torch fp32 (framework)", Path(""), accuracy(model, data.x_test, data.y_test),
-                               parameters(model) * 4, None, torch_lat))  # fmt: skip
+    variants.insert(
+        0,
+        Variant(
+            "torch fp32 (framework)",
+            Path(""),
+            accuracy(model, data.x_test, data.y_test),
+            parameters(model) * 4,
+            None,
+            torch_lat,
+        ),
+    )
     return variants

@@ -29,8 +29,12 @@ def _frame(y: Any, pred: Any, groups: Any) -> tuple[float, float, dict[str, floa
     from fairlearn.metrics import MetricFrame, demographic_parity_difference, selection_rate
     from sklearn.metrics import accuracy_score
 
-    frame = MetricFrame(metrics={"selection_rate": selection_rate, "accuracy": accuracy_score}, y_true=y,
-                        y_pred=pred, sensitive_features=groups)  # fmt: skip
+    frame = MetricFrame(
+        metrics={"selection_rate": selection_rate, "accuracy": accuracy_score},
+        y_true=y,
+        y_pred=pred,
+        sensitive_features=groups,
+    )
     rates = {str(k): float(v) for k, v in frame.by_group["selection_rate"].items()}
     return (
         float(accuracy_score(y, pred)),

@@ -101,8 +101,16 @@ def _sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
-def local_sgd(w: npt.NDArray[np.float64], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], *,
-              epochs: int, lr: float, batch: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:  # fmt: skip
+def local_sgd(
+    w: npt.NDArray[np.float64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    *,
+    epochs: int,
+    lr: float,
+    batch: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
     """Logistic regression (bias as the last weight) by minibatch SGD on one client's data."""
     w = w.copy()
     xb = np.hstack([x, np.ones((len(x), 1))])
@@ -179,8 +187,10 @@ def fedavg(
 
 def non_iid_clients(
     n_clients: int, per_client: int, features: int = 8, seed: int = 0
-) -> tuple[list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]], tuple[npt.NDArray[np.float64],
-           npt.NDArray[np.float64]]]:  # fmt: skip
+) -> tuple[
+    list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+]:
     """Generated data: one true linear rule, clients with shifted feature means and skewed label shares."""
     rng = np.random.default_rng(seed)
     true_w = rng.normal(size=features)
@@ -198,9 +208,12 @@ def non_iid_clients(
     return clients, test
 
 
-def centralized_accuracy(clients: Sequence[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
-                         test: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]], epochs: int = 10,
-                         seed: int = 0) -> float:  # fmt: skip
+def centralized_accuracy(
+    clients: Sequence[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    test: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    epochs: int = 10,
+    seed: int = 0,
+) -> float:
     """The same model trained on all clients' data pooled: the reference FedAvg is compared with."""
     x = np.vstack([c[0] for c in clients])
     y = np.concatenate([c[1] for c in clients])
@@ -211,6 +224,8 @@ def centralized_accuracy(clients: Sequence[tuple[npt.NDArray[np.float64], npt.ND
 def gaussian_client_dp_note(noise_multiplier: float) -> str:
     if noise_multiplier <= 0:
         return "no DP noise on client updates"
-    return (f"client updates clipped and noised with std {noise_multiplier:g} x clip per round "
-            f"(a per-round Gaussian mechanism; {math.sqrt(2 * math.log(1.25 / 1e-5)) / noise_multiplier:.2f} "
-            f"= epsilon at delta 1e-5 per round by the classic bound, before composition over rounds)")  # fmt: skip
+    return (
+        f"client updates clipped and noised with std {noise_multiplier:g} x clip per round "
+        f"(a per-round Gaussian mechanism; {math.sqrt(2 * math.log(1.25 / 1e-5)) / noise_multiplier:.2f} "
+        f"= epsilon at delta 1e-5 per round by the classic bound, before composition over rounds)"
+    )

@@ -50,9 +50,14 @@ class GateResult:
         return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
 
     def markdown(self, candidate: str, production: str) -> str:
-        lines = [f"# Deployment gate: {candidate} vs {production}", "",
-                 f"**{'PASSED' if self.passed else 'FAILED'}**", "",
-                 "| check | candidate | production | limit | result |", "|---|---:|---:|---|---|"]  # fmt: skip
+        lines = [
+            f"# Deployment gate: {candidate} vs {production}",
+            "",
+            f"**{'PASSED' if self.passed else 'FAILED'}**",
+            "",
+            "| check | candidate | production | limit | result |",
+            "|---|---:|---:|---|---|",
+        ]
         for c in self.checks:
             verdict = "pass" if c.passed else "FAIL"
             lines.append(f"| {c.name} | {c.candidate:.4f} | {c.production:.4f} | {c.limit} | {verdict} |")
@@ -107,15 +112,40 @@ def gate(candidate: Any, production: Any, data: Dataset, tol: Tolerances = Toler
     with tempfile.TemporaryDirectory() as tmp:
         onnx_diff = parity(candidate, export_onnx(candidate, Path(tmp) / "c.onnx", data.x_test.shape[1]), data.x_test)
     checks = (
-        Check("accuracy", c["accuracy"] >= p["accuracy"] - tol.max_quality_drop, c["accuracy"], p["accuracy"],
-              f">= production - {tol.max_quality_drop:g}"),
-        Check("roc_auc", c["roc_auc"] >= p["roc_auc"] - tol.max_quality_drop, c["roc_auc"], p["roc_auc"],
-              f">= production - {tol.max_quality_drop:g}"),
-        Check("demographic parity gap (age group)", c["parity_gap"] <= p["parity_gap"] + tol.max_fairness_increase,
-              c["parity_gap"], p["parity_gap"], f"<= production + {tol.max_fairness_increase:g}"),
-        Check("latency ms (batch 1)", c["latency_ms"] <= p["latency_ms"] * tol.max_latency_ratio, c["latency_ms"],
-              p["latency_ms"], f"<= {tol.max_latency_ratio:g} x production"),
-        Check("ONNX parity (max |logit diff|)", onnx_diff <= tol.onnx_tolerance, onnx_diff, 0.0,
-              f"<= {tol.onnx_tolerance:g}"),
-    )  # fmt: skip
+        Check(
+            "accuracy",
+            c["accuracy"] >= p["accuracy"] - tol.max_quality_drop,
+            c["accuracy"],
+            p["accuracy"],
+            f">= production - {tol.max_quality_drop:g}",
+        ),
+        Check(
+            "roc_auc",
+            c["roc_auc"] >= p["roc_auc"] - tol.max_quality_drop,
+            c["roc_auc"],
+            p["roc_auc"],
+            f">= production - {tol.max_quality_drop:g}",
+        ),
+        Check(
+            "demographic parity gap (age group)",
+            c["parity_gap"] <= p["parity_gap"] + tol.max_fairness_increase,
+            c["parity_gap"],
+            p["parity_gap"],
+            f"<= production + {tol.max_fairness_increase:g}",
+        ),
+        Check(
+            "latency ms (batch 1)",
+            c["latency_ms"] <= p["latency_ms"] * tol.max_latency_ratio,
+            c["latency_ms"],
+            p["latency_ms"],
+            f"<= {tol.max_latency_ratio:g} x production",
+        ),
+        Check(
+            "ONNX parity (max |logit diff|)",
+            onnx_diff <= tol.onnx_tolerance,
+            onnx_diff,
+            0.0,
+            f"<= {tol.onnx_tolerance:g}",
+        ),
+    )
     return GateResult(all(ch.passed for ch in checks), checks)

@@ -31,8 +31,9 @@ class CurvePoint:
     mean_latency_ms: float
 
 
-def per_row_latency_ms(predict: Callable[[npt.NDArray[np.float32]], Any], x: npt.NDArray[np.float32],
-                       rows: int = 200) -> float:  # fmt: skip
+def per_row_latency_ms(
+    predict: Callable[[npt.NDArray[np.float32]], Any], x: npt.NDArray[np.float32], rows: int = 200
+) -> float:
     """Median milliseconds to answer one row (batch 1), over `rows` rows."""
     times = []
     for i in range(min(rows, len(x))):
@@ -79,10 +80,17 @@ def routing_events(
     for i, (c, pe, ps) in enumerate(zip(confidence.tolist(), edge_proba.tolist(), server_proba.tolist(), strict=True)):
         server = c < threshold
         score = ps if server else pe
-        out.append(Prediction(
-            event_id=f"hybrid-{uuid.uuid4().hex}", model=model, version="server" if server else "edge",
-            ts=now + i * 0.001, prediction=int(score >= 0.5), score=float(score),
-            features=dict(features[i]) if features else {}, attributes={"tier": "server" if server else "edge"},
-            latency_ms=edge_ms + (server_ms if server else 0.0),
-        ))  # fmt: skip
+        out.append(
+            Prediction(
+                event_id=f"hybrid-{uuid.uuid4().hex}",
+                model=model,
+                version="server" if server else "edge",
+                ts=now + i * 0.001,
+                prediction=int(score >= 0.5),
+                score=float(score),
+                features=dict(features[i]) if features else {},
+                attributes={"tier": "server" if server else "edge"},
+                latency_ms=edge_ms + (server_ms if server else 0.0),
+            )
+        )
     return out

@@ -38,19 +38,33 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     steps = tqdm(total=3 + len(epsilons), desc="offline train", disable=quiet)
     data = agrawal(rows)
-    np.savez_compressed(out / "dataset.npz", x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
-                        y_test=data.y_test, groups_train=data.groups_train, groups_test=data.groups_test,
-                        num_mean=data.num_mean, num_std=data.num_std)  # fmt: skip
+    np.savez_compressed(
+        out / "dataset.npz",
+        x_train=data.x_train,
+        y_train=data.y_train,
+        x_test=data.x_test,
+        y_test=data.y_test,
+        groups_train=data.groups_train,
+        groups_test=data.groups_test,
+        num_mean=data.num_mean,
+        num_std=data.num_std,
+    )
     source = {"generator": "river.synth.Agrawal(function=2)", "rows": rows, "features": len(data.feature_names)}
     dataset = record(out / "dataset.npz", "dataset", params=source)
-    profile = ReferenceProfile.build(model_name, version, data.raw_train,
-                                     kinds={c: "categorical" for c in ("elevel", "car", "zipcode")})  # fmt: skip
+    profile = ReferenceProfile.build(
+        model_name, version, data.raw_train, kinds={c: "categorical" for c in ("elevel", "car", "zipcode")}
+    )
     profile_art = record(write_artifact(profile, out / "reference-profile.json"), "profile", parents=[dataset])
     steps.update(1)
     baseline = train(data, epochs=epochs)
     torch.save(baseline.model.state_dict(), out / "model-baseline.pt")
-    model_art = record(out / "model-baseline.pt", "model", params={"epochs": epochs, "hidden": 64, "private": False},
-                       metrics={"accuracy": baseline.accuracy}, parents=[dataset])  # fmt: skip
+    model_art = record(
+        out / "model-baseline.pt",
+        "model",
+        params={"epochs": epochs, "hidden": 64, "private": False},
+        metrics={"accuracy": baseline.accuracy},
+        parents=[dataset],
+    )
     steps.update(1)
     private: list[TrainResult] = []
     artefacts: list[Artefact] = [dataset, profile_art, model_art]
@@ -58,19 +72,41 @@ def run_training(
         result = train(data, epochs=epochs, target_epsilon=eps)
         path = out / f"model-dp-eps{eps:g}.pt"
         torch.save(result.model.state_dict(), path)
-        artefacts.append(record(path, "model", parents=[dataset], metrics={"accuracy": result.accuracy,
-                                "epsilon_spent": result.epsilon},
-                                params={"target_epsilon": eps, "delta": result.delta, "accountant": result.accountant,
-                                        "noise_multiplier": result.noise_multiplier,
-                                        "max_grad_norm": result.max_grad_norm, "epochs": epochs}))  # fmt: skip
+        artefacts.append(
+            record(
+                path,
+                "model",
+                parents=[dataset],
+                metrics={"accuracy": result.accuracy, "epsilon_spent": result.epsilon},
+                params={
+                    "target_epsilon": eps,
+                    "delta": result.delta,
+                    "accountant": result.accountant,
+                    "noise_multiplier": result.noise_multiplier,
+                    "max_grad_norm": result.max_grad_norm,
+                    "epochs": epochs,
+                },
+            )
+        )
         private.append(result)
         steps.update(1)
     variants = edge_variants(baseline.model, data, out)
     for v in variants:
         if v.path != Path(""):
-            artefacts.append(record(v.path, "onnx", name=v.name, parents=[model_art],
-                                    metrics={"accuracy": v.accuracy, "size_bytes": v.size_bytes,
-                                             "parity_max_abs": v.parity, **v.latency}))  # fmt: skip
+            artefacts.append(
+                record(
+                    v.path,
+                    "onnx",
+                    name=v.name,
+                    parents=[model_art],
+                    metrics={
+                        "accuracy": v.accuracy,
+                        "size_bytes": v.size_bytes,
+                        "parity_max_abs": v.parity,
+                        **v.latency,
+                    },
+                )
+            )
     steps.update(1)
     summary = _summary(baseline, private, variants)
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
@@ -113,18 +149,25 @@ def _summary(baseline: TrainResult, private: list[TrainResult], variants: list[V
 def _notes(baseline: TrainResult, private: list[TrainResult], variants: list[Variant], fp32: Variant) -> list[str]:
     notes = []
     for r in private:
-        notes.append(f"DP-SGD at epsilon {r.epsilon:.2f} (delta {r.delta:.1e}, {r.accountant} accountant, noise "
-                     f"{r.noise_multiplier:.2f}, clip {r.max_grad_norm:g}): accuracy {r.accuracy:.3f} vs "
-                     f"{baseline.accuracy:.3f} without privacy")  # fmt: skip
+        notes.append(
+            f"DP-SGD at epsilon {r.epsilon:.2f} (delta {r.delta:.1e}, {r.accountant} accountant, noise "
+            f"{r.noise_multiplier:.2f}, clip {r.max_grad_norm:g}): accuracy {r.accuracy:.3f} vs "
+            f"{baseline.accuracy:.3f} without privacy"
+        )
     for v in variants:
         if "int8" in v.name:
             single = v.latency["batch=1,threads=1"] / fp32.latency["batch=1,threads=1"]
             bulk = v.latency["batch=1024,threads=1"] / fp32.latency["batch=1024,threads=1"]
-            verdict = "does not pay at batch 1 (the model is tiny: quantize/dequantize overhead dominates)" if (
-                single >= 1.0) else "is faster at batch 1"  # fmt: skip
-            notes.append(f"{v.name}: {v.size_bytes / fp32.size_bytes:.0%} of the fp32 size, latency x{single:.2f} "
-                         f"at batch 1 and x{bulk:.2f} at batch 1024 (1 thread); int8 {verdict}; accuracy "
-                         f"{v.accuracy - fp32.accuracy:+.4f}")  # fmt: skip
+            verdict = (
+                "does not pay at batch 1 (the model is tiny: quantize/dequantize overhead dominates)"
+                if (single >= 1.0)
+                else "is faster at batch 1"
+            )
+            notes.append(
+                f"{v.name}: {v.size_bytes / fp32.size_bytes:.0%} of the fp32 size, latency x{single:.2f} "
+                f"at batch 1 and x{bulk:.2f} at batch 1024 (1 thread); int8 {verdict}; accuracy "
+                f"{v.accuracy - fp32.accuracy:+.4f}"
+            )
     return notes
 
 
@@ -134,17 +177,24 @@ def _parity(value: float | None) -> str:
 
 def _html(summary: dict[str, Any]) -> str:
     points = [(f"{r['epsilon']:06.2f}", r["accuracy"]) for r in summary["private"]]
-    chart = svg_chart("Accuracy vs epsilon spent (DP-SGD)", [
-        Series("private", points), Series("no privacy", [(x, summary["baseline"]["accuracy"]) for x, _ in points]),
-    ], y_label="accuracy")  # fmt: skip
+    chart = svg_chart(
+        "Accuracy vs epsilon spent (DP-SGD)",
+        [
+            Series("private", points),
+            Series("no privacy", [(x, summary["baseline"]["accuracy"]) for x, _ in points]),
+        ],
+        y_label="accuracy",
+    )
     rows = "".join(
         f"<tr><td>{html.escape(v['name'])}</td><td>{v['accuracy']:.4f}</td><td>{v['size_bytes']:,}</td>"
         f"<td>{_parity(v['parity'])}</td>" + "".join(f"<td>{ms:.3f}</td>" for ms in v["latency"].values()) + "</tr>"
         for v in summary["edge"]
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])
-    return (f"<!doctype html><meta charset='utf-8'><title>driftline offline report</title>"
-            f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>Offline training report</h1>"
-            f"{chart}<h2>Edge variants</h2><table border='1' cellpadding='4'><tr><th>variant</th><th>accuracy</th>"
-            f"<th>bytes</th><th>max |logit diff|</th><th colspan='4'>latency ms (see report.json for the keys)</th>"
-            f"</tr>{rows}</table><h2>Notes</h2><ul>{notes}</ul></body>")  # fmt: skip
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>driftline offline report</title>"
+        f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>Offline training report</h1>"
+        f"{chart}<h2>Edge variants</h2><table border='1' cellpadding='4'><tr><th>variant</th><th>accuracy</th>"
+        f"<th>bytes</th><th>max |logit diff|</th><th colspan='4'>latency ms (see report.json for the keys)</th>"
+        f"</tr>{rows}</table><h2>Notes</h2><ul>{notes}</ul></body>"
+    )

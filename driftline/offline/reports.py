@@ -33,14 +33,23 @@ __all__ = [
 
 def federated_report(out: Any, summary: dict[str, Any], artefact_id: str) -> ReportFiles:
     history = summary["history"]
-    lines = [f"# Federated training ({time.strftime('%Y-%m-%d')})", "",
-             f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds, "
-             f"dropout {summary['dropout']:.0%}; every round's updates summed by secure aggregation (the server sees "
-             "masked updates and their sum only).", "",
-             "| round | survivors | accuracy |", "|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"# Federated training ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds, "
+        f"dropout {summary['dropout']:.0%}; every round's updates summed by secure aggregation (the server sees "
+        "masked updates and their sum only).",
+        "",
+        "| round | survivors | accuracy |",
+        "|---:|---:|---:|",
+    ]
     lines += [f"| {int(h['round'])} | {int(h['survivors'])} | {h['accuracy']:.4f} |" for h in history]
-    lines += ["", f"Pooled (centralised) training on the same data: accuracy {summary['pooled_accuracy']:.4f}.",
-              f"Privacy: {summary['privacy']}.", f"Model artefact: `{artefact_id}`."]  # fmt: skip
+    lines += [
+        "",
+        f"Pooled (centralised) training on the same data: accuracy {summary['pooled_accuracy']:.4f}.",
+        f"Privacy: {summary['privacy']}.",
+        f"Model artefact: `{artefact_id}`.",
+    ]
     rounds = [f"{int(h['round']):03d}" for h in history]
     charts = [
         svg_chart(
@@ -65,17 +74,22 @@ def gate_report(out: Any, result: GateResult, candidate: str, production: str) -
     chart = svg_bars(
         "Candidate vs production per check",
         names,
-        [Series(f"candidate ({candidate})", [(c.name, c.candidate) for c in result.checks]),
-         Series(f"production ({production})", [(c.name, c.production) for c in result.checks])],
-    )  # fmt: skip
+        [
+            Series(f"candidate ({candidate})", [(c.name, c.candidate) for c in result.checks]),
+            Series(f"production ({production})", [(c.name, c.production) for c in result.checks]),
+        ],
+    )
     data = {"candidate": candidate, "production": production, **result.as_dict()}
     return write_report(out, "gate", result.markdown(candidate, production), [chart], data)
 
 
 def fairness_report(out: Any, results: Sequence[MitigationResult]) -> ReportFiles:
-    lines = ["# Fairness mitigation (fairlearn)", "",
-             "| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
-             "|---|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "# Fairness mitigation (fairlearn)",
+        "",
+        "| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in results:
         rates = ", ".join(f"{g} {v:.2f}" for g, v in sorted(r.selection_rate.items()))
         lines.append(f"| {r.method} | {r.accuracy:.4f} | {r.parity_gap:.4f} | {r.accuracy_cost:+.4f} | {rates} |")
@@ -105,26 +119,48 @@ def _energy_lines(energy: Sequence[EnergyPoint]) -> list[str]:
     if not energy:
         return []
     method = energy[0].method
-    lines = ["", "## Energy per inference", "",
-             f"Method: **{method}**." + ("" if method.startswith("measured") else
-             " This machine exposes no readable RAPL energy counters, so these are estimates: the process's CPU "
-             "time per inference x the stated watts per busy core (idle and memory power not attributed). The "
-             "ratios between models hold; the absolute joules depend on the assumption."), "",
-             "| model | batch | threads | joules per inference | CPU ms per inference | wall ms per call |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {e.model} | {e.batch} | {e.threads} | {e.joules_per_inference:.3e} | {e.cpu_ms_per_inference:.3g} | "
-              f"{e.wall_ms_per_call:.3f} |" for e in energy]  # fmt: skip
+    lines = [
+        "",
+        "## Energy per inference",
+        "",
+        f"Method: **{method}**."
+        + (
+            ""
+            if method.startswith("measured")
+            else " This machine exposes no readable RAPL energy counters, so these are estimates: the process's CPU "
+            "time per inference x the stated watts per busy core (idle and memory power not attributed). The "
+            "ratios between models hold; the absolute joules depend on the assumption."
+        ),
+        "",
+        "| model | batch | threads | joules per inference | CPU ms per inference | wall ms per call |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {e.model} | {e.batch} | {e.threads} | {e.joules_per_inference:.3e} | {e.cpu_ms_per_inference:.3g} | "
+        f"{e.wall_ms_per_call:.3f} |"
+        for e in energy
+    ]
     return lines
 
 
 def distill_report(out: Any, result: DistillResult, energy: Sequence[EnergyPoint] = ()) -> ReportFiles:
-    rows = [("teacher (gradient boosting)", result.teacher), ("student on hard labels", result.hard_student),
-            ("distilled student", result.student)]  # fmt: skip
-    lines = [f"# Distillation ({result.student_parameters:,} student parameters)", "",
-             "| model | accuracy | ROC AUC | fidelity to teacher | ECE |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        ("teacher (gradient boosting)", result.teacher),
+        ("student on hard labels", result.hard_student),
+        ("distilled student", result.student),
+    ]
+    lines = [
+        f"# Distillation ({result.student_parameters:,} student parameters)",
+        "",
+        "| model | accuracy | ROC AUC | fidelity to teacher | ECE |",
+        "|---|---:|---:|---:|---:|",
+    ]
     lines += [f"| {n} | {s.accuracy:.4f} | {s.roc_auc:.4f} | {s.fidelity:.4f} | {s.ece:.4f} |" for n, s in rows]
-    lines += ["", "Fidelity: share of test rows where the model agrees with the teacher. ECE: expected calibration "
-              "error over 10 equal-width probability bins (the reliability plot shows them)."]  # fmt: skip
+    lines += [
+        "",
+        "Fidelity: share of test rows where the model agrees with the teacher. ECE: expected calibration "
+        "error over 10 equal-width probability bins (the reliability plot shows them).",
+    ]
     lines += _energy_lines(energy)
     metrics = ["accuracy", "roc_auc", "fidelity"]
     charts = [
@@ -142,23 +178,42 @@ def distill_report(out: Any, result: DistillResult, energy: Sequence[EnergyPoint
     if energy:
         names = list(dict.fromkeys(e.model for e in energy))
         for batch in sorted({e.batch for e in energy}):
-            charts.append(svg_bars(f"Joules per inference at batch {batch} ({energy[0].method})", names,
-                                   [Series(f"{t} thread(s)", [(e.model, e.joules_per_inference) for e in energy
-                                                              if e.batch == batch and e.threads == t])
-                                    for t in sorted({e.threads for e in energy})]))  # fmt: skip
-    data = {n: asdict(s) for n, s in rows} | {"reliability": result.reliability,
-                                              "student_parameters": result.student_parameters,
-                                              "energy": [asdict(e) for e in energy]}  # fmt: skip
+            charts.append(
+                svg_bars(
+                    f"Joules per inference at batch {batch} ({energy[0].method})",
+                    names,
+                    [
+                        Series(
+                            f"{t} thread(s)",
+                            [(e.model, e.joules_per_inference) for e in energy if e.batch == batch and e.threads == t],
+                        )
+                        for t in sorted({e.threads for e in energy})
+                    ],
+                )
+            )
+    data = {n: asdict(s) for n, s in rows} | {
+        "reliability": result.reliability,
+        "student_parameters": result.student_parameters,
+        "energy": [asdict(e) for e in energy],
+    }
     return write_report(out, "distill", "\n".join(lines), charts, data)
 
 
 def hybrid_report(out: Any, points: Sequence[CurvePoint], edge_ms: float, server_ms: float) -> ReportFiles:
-    lines = [f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)", "",
-             "| threshold | accuracy | escalation rate | mean latency ms |", "|---:|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |"
-              for p in points]  # fmt: skip
-    lines += ["", "A row is answered on the edge when the edge model's confidence reaches the threshold; an "
-              "escalated row costs the edge's latency plus the server's."]  # fmt: skip
+    lines = [
+        f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)",
+        "",
+        "| threshold | accuracy | escalation rate | mean latency ms |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |" for p in points
+    ]
+    lines += [
+        "",
+        "A row is answered on the edge when the edge model's confidence reaches the threshold; an "
+        "escalated row costs the edge's latency plus the server's.",
+    ]
     xs = [f"{p.threshold:.2f}" for p in points]
     charts = [
         svg_chart(
@@ -182,48 +237,88 @@ def explain_report(out: Any, data: dict[str, Any]) -> ReportFiles:
     """`data`: importance, local, top, pd (grid, average), counterfactual, optional shift and lime."""
     importance: dict[str, float] = data["importance"]
     ordered = sorted(importance.items(), key=lambda kv: -kv[1])
-    lines = [f"# Explanations ({data['model']})", "",
-             "## Global importance (mean |SHAP|)", "", "| feature | importance |", "|---|---:|"]  # fmt: skip
+    lines = [
+        f"# Explanations ({data['model']})",
+        "",
+        "## Global importance (mean |SHAP|)",
+        "",
+        "| feature | importance |",
+        "|---|---:|",
+    ]
     lines += [f"| {f} | {v:.4f} |" for f, v in ordered]
     lines += ["", f"## One prediction (holdout row {data['row']}): SHAP contributions", ""]
     lines += [f"- {f}: {v:+.4f}" for f, v in data["local"]]
     if data.get("lime"):
         lime = data["lime"]
-        lines += ["", f"## The same prediction by LIME (seed {lime['seed']}, {lime['samples']:,} samples, "
-                  f"local R² {lime['score']:.3f})", "", "| feature | SHAP | LIME | SHAP rank | LIME rank |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {c['feature']} | {c['shap']:+.4f} | {c['lime']:+.4f} | {c['shap_rank']} | {c['lime_rank']} |"
-                  for c in lime["comparison"]]  # fmt: skip
-        lines += ["", "SHAP is in the model's raw output (log-odds for gradient boosting), LIME in probability "
-                  "(weights of its local linear model on quartile indicators): compare ranks, not sizes.",
-                  "", f"Rank agreement (Spearman) {lime['spearman']:.3f}; top-3 overlap {lime['top3_overlap']}/3; "
-                  f"same top feature: {'yes' if lime['same_top'] else 'no'}."]  # fmt: skip
+        lines += [
+            "",
+            f"## The same prediction by LIME (seed {lime['seed']}, {lime['samples']:,} samples, "
+            f"local R² {lime['score']:.3f})",
+            "",
+            "| feature | SHAP | LIME | SHAP rank | LIME rank |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {c['feature']} | {c['shap']:+.4f} | {c['lime']:+.4f} | {c['shap_rank']} | {c['lime_rank']} |"
+            for c in lime["comparison"]
+        ]
+        lines += [
+            "",
+            "SHAP is in the model's raw output (log-odds for gradient boosting), LIME in probability "
+            "(weights of its local linear model on quartile indicators): compare ranks, not sizes.",
+            "",
+            f"Rank agreement (Spearman) {lime['spearman']:.3f}; top-3 overlap {lime['top3_overlap']}/3; "
+            f"same top feature: {'yes' if lime['same_top'] else 'no'}.",
+        ]
     grid, avg = data["pd"]
     if grid:
-        lines += ["", f"## Partial dependence of {data['top']} (standardised units -> mean P(approve))", "",
-                  " ".join(f"{g:+.2f}:{a:.3f}" for g, a in zip(grid, avg, strict=True))]  # fmt: skip
+        lines += [
+            "",
+            f"## Partial dependence of {data['top']} (standardised units -> mean P(approve))",
+            "",
+            " ".join(f"{g:+.2f}:{a:.3f}" for g, a in zip(grid, avg, strict=True)),
+        ]
     lines += ["", f"## Counterfactual for row {data['row']}", "", data["counterfactual"]]
     shift = data.get("shift")
     if shift:
-        lines += ["", f"## Importance shift: reference vs {data['production_rows']:,} production rows", "",
-                  "| feature | reference share | production share | flagged |", "|---|---:|---:|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"## Importance shift: reference vs {data['production_rows']:,} production rows",
+            "",
+            "| feature | reference share | production share | flagged |",
+            "|---|---:|---:|---|",
+        ]
         lines += [f"| {f} | {r:.3f} | {p:.3f} | {'yes' if flag else ''} |" for f, (r, p, flag) in shift.items()]
     names = [f for f, _ in ordered]
     charts = [svg_bars("Global importance (mean |SHAP|)", names, [Series("importance", ordered)])]
     local_series = [Series("SHAP", [(f, v) for f, v in data["local"]])]
     if data.get("lime"):
-        local_series = [Series("SHAP", [(c["feature"], c["shap"]) for c in data["lime"]["comparison"]]),
-                        Series("LIME", [(c["feature"], c["lime"]) for c in data["lime"]["comparison"]])]  # fmt: skip
-    charts.append(svg_bars(f"Contributions to row {data['row']}'s decision",
-                           [p[0] for p in local_series[0].points], local_series))  # fmt: skip
+        local_series = [
+            Series("SHAP", [(c["feature"], c["shap"]) for c in data["lime"]["comparison"]]),
+            Series("LIME", [(c["feature"], c["lime"]) for c in data["lime"]["comparison"]]),
+        ]
+    charts.append(
+        svg_bars(f"Contributions to row {data['row']}'s decision", [p[0] for p in local_series[0].points], local_series)
+    )
     if grid:
-        charts.append(svg_chart(f"Partial dependence of {data['top']}",
-                                [Series("mean P(approve)", [(f"{g:+.2f}", a) for g, a in zip(grid, avg, strict=True)])],
-                                "P(approve)"))  # fmt: skip
+        charts.append(
+            svg_chart(
+                f"Partial dependence of {data['top']}",
+                [Series("mean P(approve)", [(f"{g:+.2f}", a) for g, a in zip(grid, avg, strict=True)])],
+                "P(approve)",
+            )
+        )
     if shift:
-        charts.append(svg_bars("Share of total |SHAP| per feature: reference vs production", list(shift),
-                               [Series("reference", [(f, v[0]) for f, v in shift.items()]),
-                                Series("production", [(f, v[1]) for f, v in shift.items()])]))  # fmt: skip
+        charts.append(
+            svg_bars(
+                "Share of total |SHAP| per feature: reference vs production",
+                list(shift),
+                [
+                    Series("reference", [(f, v[0]) for f, v in shift.items()]),
+                    Series("production", [(f, v[1]) for f, v in shift.items()]),
+                ],
+            )
+        )
     return write_report(out, "explain", "\n".join(lines), charts, data)
 
 
@@ -231,35 +326,65 @@ def tradeoff_report(out: Any, rows: Sequence[TradeoffRow], target: float, settin
     def eps(r: TradeoffRow) -> str:
         return "-" if r.epsilon is None else f"{r.epsilon:.2f}"
 
-    lines = ["# Privacy, communication and accuracy", "",
-             f"Same data and model for every row: {settings['clients']} generated non-IID clients (about "
-             f"{settings['per_client']} rows each), logistic regression, one test set. Target accuracy "
-             f"{target:.4f} ({settings['target_ratio']:g} x the centralised non-private accuracy). Federated rows: "
-             f"{settings['rounds']} rounds, each client taking part with probability {settings['participation']:g}. "
-             "Epsilon from Opacus' RDP accountant; a *record* guarantee protects one row, a *client* guarantee a "
-             "client's whole data (stronger per unit of epsilon).", "",
-             "| technique | guarantee | epsilon | delta | bytes per client per round | rounds to target | "
-             "bytes per client to target | accuracy |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "# Privacy, communication and accuracy",
+        "",
+        f"Same data and model for every row: {settings['clients']} generated non-IID clients (about "
+        f"{settings['per_client']} rows each), logistic regression, one test set. Target accuracy "
+        f"{target:.4f} ({settings['target_ratio']:g} x the centralised non-private accuracy). Federated rows: "
+        f"{settings['rounds']} rounds, each client taking part with probability {settings['participation']:g}. "
+        "Epsilon from Opacus' RDP accountant; a *record* guarantee protects one row, a *client* guarantee a "
+        "client's whole data (stronger per unit of epsilon).",
+        "",
+        "| technique | guarantee | epsilon | delta | bytes per client per round | rounds to target | "
+        "bytes per client to target | accuracy |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         delta = "-" if r.delta is None else f"{r.delta:.1e}"
         to_target = "not reached" if r.rounds_to_target is None else str(r.rounds_to_target)
         total = "-" if r.bytes_per_client_to_target is None else f"{r.bytes_per_client_to_target:,}"
-        lines.append(f"| {r.technique} | {r.guarantee} | {eps(r)} | {delta} | {r.bytes_per_client_per_round:,} | "
-                     f"{to_target} | {total} | {r.accuracy:.4f} |")  # fmt: skip
-    lines += ["", "Centralised rows move each client's rows once (their bytes are that upload); federated rows move "
-              "a masked update up, the model down and one public key to each other participant per round. The "
-              "sum of the clients' size weights reaches the server unnoised."]  # fmt: skip
-    names = [r.technique.replace("FedAvg + secure aggregation", "FedAvg+SA").replace("centralised", "central")
-             for r in rows]  # fmt: skip
+        lines.append(
+            f"| {r.technique} | {r.guarantee} | {eps(r)} | {delta} | {r.bytes_per_client_per_round:,} | "
+            f"{to_target} | {total} | {r.accuracy:.4f} |"
+        )
+    lines += [
+        "",
+        "Centralised rows move each client's rows once (their bytes are that upload); federated rows move "
+        "a masked update up, the model down and one public key to each other participant per round. The "
+        "sum of the clients' size weights reaches the server unnoised.",
+    ]
+    names = [
+        r.technique.replace("FedAvg + secure aggregation", "FedAvg+SA").replace("centralised", "central") for r in rows
+    ]
     charts = [
-        svg_bars("Accuracy per technique, and the target", names,
-                 [Series("accuracy", [(n, r.accuracy) for n, r in zip(names, rows, strict=True)]),
-                  Series("target", [(n, target) for n in names])]),
-        svg_bars("Epsilon (lower is more private; none = no formal guarantee)", names,
-                 [Series("epsilon", [(n, r.epsilon) for n, r in zip(names, rows, strict=True) if r.epsilon])]),
-        svg_bars("Bytes per client to reach the target", names,
-                 [Series("bytes", [(n, float(r.bytes_per_client_to_target)) for n, r in zip(names, rows, strict=True)
-                                   if r.bytes_per_client_to_target])]),
-    ]  # fmt: skip
+        svg_bars(
+            "Accuracy per technique, and the target",
+            names,
+            [
+                Series("accuracy", [(n, r.accuracy) for n, r in zip(names, rows, strict=True)]),
+                Series("target", [(n, target) for n in names]),
+            ],
+        ),
+        svg_bars(
+            "Epsilon (lower is more private; none = no formal guarantee)",
+            names,
+            [Series("epsilon", [(n, r.epsilon) for n, r in zip(names, rows, strict=True) if r.epsilon])],
+        ),
+        svg_bars(
+            "Bytes per client to reach the target",
+            names,
+            [
+                Series(
+                    "bytes",
+                    [
+                        (n, float(r.bytes_per_client_to_target))
+                        for n, r in zip(names, rows, strict=True)
+                        if r.bytes_per_client_to_target
+                    ],
+                )
+            ],
+        ),
+    ]
     data = {"settings": settings, "target": target, "rows": [asdict(r) for r in rows]}
     return write_report(out, "privacy", "\n".join(lines), charts, data)

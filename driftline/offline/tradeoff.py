@@ -72,8 +72,14 @@ def round_bytes(dim: int, participants: float) -> int:
     return upload + download + keys
 
 
-def _dp_sgd(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], test: tuple[Any, Any], epsilon: float,
-            epochs: int, seed: int) -> tuple[float, float, float, float, float, int]:  # fmt: skip
+def _dp_sgd(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    test: tuple[Any, Any],
+    epsilon: float,
+    epochs: int,
+    seed: int,
+) -> tuple[float, float, float, float, float, int]:
     """Logistic regression with Opacus DP-SGD: (accuracy, epsilon spent, delta, noise multiplier, q, steps)."""
     from opacus import PrivacyEngine
 
@@ -85,15 +91,21 @@ def _dp_sgd(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], test: tuple[
     data = torch.utils.data.TensorDataset(
         torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
     )
-    loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     delta = 1.0 / (10 * len(data))
     engine = PrivacyEngine(accountant="rdp")
     model, optimizer, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon, target_delta=delta,
-        epochs=epochs, max_grad_norm=1.0,
-    )  # fmt: skip
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        target_epsilon=epsilon,
+        target_delta=delta,
+        epochs=epochs,
+        max_grad_norm=1.0,
+    )
     loss = torch.nn.BCEWithLogitsLoss()
     steps = 0
     for _ in range(epochs):
@@ -111,10 +123,18 @@ def _dp_sgd(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], test: tuple[
     return acc, float(engine.get_epsilon(delta)), delta, sigma, 1 / len(loader), epochs * len(loader)
 
 
-def tradeoff(clients: int = 50, per_client: int = 200, rounds: int = 30, participation: float = 0.3,
-             noise_multipliers: tuple[float, ...] = (0.7, 1.0, 2.0), clip: float = 1.0,
-             dp_sgd_epsilons: tuple[float, ...] = (0.5, 2.0), target_ratio: float = 0.97, seed: int = 0,
-             progress: Any = None) -> tuple[list[TradeoffRow], float]:  # fmt: skip
+def tradeoff(
+    clients: int = 50,
+    per_client: int = 200,
+    rounds: int = 30,
+    participation: float = 0.3,
+    noise_multipliers: tuple[float, ...] = (0.7, 1.0, 2.0),
+    clip: float = 1.0,
+    dp_sgd_epsilons: tuple[float, ...] = (0.5, 2.0),
+    target_ratio: float = 0.97,
+    seed: int = 0,
+    progress: Any = None,
+) -> tuple[list[TradeoffRow], float]:
     """The table's rows, and the target accuracy (target_ratio x centralised non-private)."""
     data, test = non_iid_clients(clients, per_client, seed=seed)
     dim = data[0][0].shape[1]
@@ -123,29 +143,65 @@ def tradeoff(clients: int = 50, per_client: int = 200, rounds: int = 30, partici
     upload_once = int(x.shape[0] / clients * (dim + 1) * 4)  # a client's rows, once
     pooled = centralized_accuracy(data, test, seed=seed)
     target = target_ratio * pooled
-    rows = [TradeoffRow("centralised, no privacy", "none", None, None, None, None, None, upload_once, 1, 1, upload_once,
-                        pooled)]  # fmt: skip
+    rows = [
+        TradeoffRow(
+            "centralised, no privacy", "none", None, None, None, None, None, upload_once, 1, 1, upload_once, pooled
+        )
+    ]
     tick = progress or (lambda: None)
     tick()
     for eps in dp_sgd_epsilons:
         acc, spent, delta, sigma, q, steps = _dp_sgd(x, y, test, eps, epochs=10, seed=seed)
         ok = acc >= target
         name = f"centralised DP-SGD (target epsilon {eps:g})"
-        rows.append(TradeoffRow(name, "record", spent, delta, sigma, q, steps, upload_once, 1, 1 if ok else None,
-                                upload_once if ok else None, acc))  # fmt: skip
+        rows.append(
+            TradeoffRow(
+                name,
+                "record",
+                spent,
+                delta,
+                sigma,
+                q,
+                steps,
+                upload_once,
+                1,
+                1 if ok else None,
+                upload_once if ok else None,
+                acc,
+            )
+        )
         tick()
     per_round = round_bytes(dim, participation * clients)
     delta_c = 1.0 / (10 * clients)
     for sigma in (0.0, *noise_multipliers):
-        result = fedavg(data, rounds=rounds, dropout=1 - participation, clip=clip if sigma > 0 else None,
-                        noise_multiplier=sigma, test=test, seed=seed)  # fmt: skip
+        result = fedavg(
+            data,
+            rounds=rounds,
+            dropout=1 - participation,
+            clip=clip if sigma > 0 else None,
+            noise_multiplier=sigma,
+            test=test,
+            seed=seed,
+        )
         reached = next((int(h["round"]) for h in result.history if h["accuracy"] >= target), None)
         acc = float(np.mean((predict_proba(result.weights, test[0]) >= 0.5) == test[1]))
         name = "FedAvg + secure aggregation" + (f" + client DP (sigma {sigma:g}, clip {clip:g})" if sigma else "")
         fed_eps = fed_epsilon(sigma, participation, rounds, delta_c) if sigma else None
-        rows.append(TradeoffRow(name, "client" if sigma else "none", fed_eps, delta_c if sigma else None,
-                                sigma or None, participation if sigma else None, rounds if sigma else None,
-                                per_round, rounds, reached,
-                                int(per_round * participation * reached) if reached else None, acc))  # fmt: skip
+        rows.append(
+            TradeoffRow(
+                name,
+                "client" if sigma else "none",
+                fed_eps,
+                delta_c if sigma else None,
+                sigma or None,
+                participation if sigma else None,
+                rounds if sigma else None,
+                per_round,
+                rounds,
+                reached,
+                int(per_round * participation * reached) if reached else None,
+                acc,
+            )
+        )
         tick()
     return rows, target

@@ -87,8 +87,9 @@ def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float
     raw.update({c: [str(rows[i][0][c]) for i in train_idx] for c in AGRAWAL_CATEGORICAL})
     ages = np.array([float(x["age"]) for x, _ in rows])
     groups = np.where(ages < 40, "<40", np.where(ages < 60, "40-59", "60+"))
-    return Dataset(x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw, groups[train_idx],
-                   groups[test_idx], mean, std)  # fmt: skip
+    return Dataset(
+        x[train_idx], y[train_idx], x[test_idx], y[test_idx], names, raw, groups[train_idx], groups[test_idx], mean, std
+    )
 
 
 def load_dataset(path: Path) -> Dataset:
@@ -96,8 +97,18 @@ def load_dataset(path: Path) -> Dataset:
     if not path.is_file():
         raise DriftlineError(f"no dataset snapshot at {path}; run `driftline offline train --out {path.parent}` first")
     z = np.load(path)
-    return Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"], feature_names(), {}, z["groups_train"],
-                   z["groups_test"], z["num_mean"], z["num_std"])  # fmt: skip
+    return Dataset(
+        z["x_train"],
+        z["y_train"],
+        z["x_test"],
+        z["y_test"],
+        feature_names(),
+        {},
+        z["groups_train"],
+        z["groups_test"],
+        z["num_mean"],
+        z["num_std"],
+    )
 
 
 def mlp(inputs: int, hidden: int = 64) -> Any:
@@ -156,9 +167,14 @@ def train(
 
         engine = PrivacyEngine(accountant=accountant)
         model, optimizer, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=optimizer, data_loader=loader, target_epsilon=target_epsilon,
-            target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
-        )  # fmt: skip
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            epochs=epochs,
+            max_grad_norm=max_grad_norm,
+        )
     loss_fn = torch.nn.CrossEntropyLoss()
     started = time.perf_counter()
     steps = 0

@@ -15,9 +15,14 @@ def _verdict(passed: bool | None) -> str:
 
 
 def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[str, Any] | None = None) -> ReportFiles:
-    lines = [f"# Data audit: {source}", "", f"{result.rows:,} rows, {len(result.columns)} columns. "
-             f"**{'PASSED' if result.passed else 'FAILED'}**", "",
-             "| check | value | limit | result | detail |", "|---|---:|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Data audit: {source}",
+        "",
+        f"{result.rows:,} rows, {len(result.columns)} columns. **{'PASSED' if result.passed else 'FAILED'}**",
+        "",
+        "| check | value | limit | result | detail |",
+        "|---|---:|---|---|---|",
+    ]
     lines += [f"| {c.name} | {c.value:.4f} | {c.limit} | {_verdict(c.passed)} | {c.detail} |" for c in result.checks]
     missing = {c: v for c, v in sorted(result.missing.items(), key=lambda kv: -kv[1]) if v > 0}
     if missing:
@@ -31,32 +36,55 @@ def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[st
             "| column | PSI | p-value | statistic |",
             "|---|---:|---:|---:|",
         ]
-        lines += [f"| {c} | {s['psi']:.4f} | {s['pvalue']:.3g} | {s['statistic']:.4f} |"
-                  for c, s in sorted(result.skew.items(), key=lambda kv: -kv[1]["psi"])]  # fmt: skip
+        lines += [
+            f"| {c} | {s['psi']:.4f} | {s['pvalue']:.3g} | {s['statistic']:.4f} |"
+            for c, s in sorted(result.skew.items(), key=lambda kv: -kv[1]["psi"])
+        ]
     d = result.duplicates
-    lines += ["", "## Duplicates", "", f"{d['exact']} exact duplicate rows on {', '.join(d['keys'][:8])}"
-              + (f"; {d['near']} near-duplicates on {', '.join(d['near_keys'])}" if d["near_keys"] else "")
-              + (f". First rows: {d['examples'][:10]}" if d["examples"] else ".")]  # fmt: skip
+    lines += [
+        "",
+        "## Duplicates",
+        "",
+        f"{d['exact']} exact duplicate rows on {', '.join(d['keys'][:8])}"
+        + (f"; {d['near']} near-duplicates on {', '.join(d['near_keys'])}" if d["near_keys"] else "")
+        + (f". First rows: {d['examples'][:10]}" if d["examples"] else "."),
+    ]
     if result.balance:
         lines += ["", "## Class balance", "", "| class | share |", "|---|---:|"]
         lines += [f"| {k} | {v:.2%} |" for k, v in sorted(result.balance.items())]
     if augmented:
-        lines += ["", f"## After augmentation ({augmented['method']}, written to {augmented['path']})", "",
-                  f"{augmented['synthetic']:,} synthetic rows ({augmented['synthetic_share']:.1%} of the result, cap "
-                  f"{augmented['cap']:.0%}), each flagged in the `synthetic` column.", "",
-                  "| class | share before | share after |", "|---|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"## After augmentation ({augmented['method']}, written to {augmented['path']})",
+            "",
+            f"{augmented['synthetic']:,} synthetic rows ({augmented['synthetic_share']:.1%} of the result, cap "
+            f"{augmented['cap']:.0%}), each flagged in the `synthetic` column.",
+            "",
+            "| class | share before | share after |",
+            "|---|---:|---:|",
+        ]
         lines += [
             f"| {k} | {result.balance.get(k, 0.0):.2%} | {v:.2%} |" for k, v in sorted(augmented["after"].items())
         ]
     if result.segments:
         s = result.segments
-        lines += ["", f"## Sampling: {s['column']} vs the reference population", "",
-                  "| segment | observed | expected |", "|---|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"## Sampling: {s['column']} vs the reference population",
+            "",
+            "| segment | observed | expected |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {k} | {v:.2%} | {s['expected'][k]:.2%} |" for k, v in s["observed"].items()]
     if result.noise and "examples" in result.noise:
         n = result.noise
-        lines += ["", f"## Suspected label errors ({n['suspects']}, from {n['source']}; least confident first)", "",
-                  "| row | label | suggested | self-confidence |", "|---:|---|---|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"## Suspected label errors ({n['suspects']}, from {n['source']}; least confident first)",
+            "",
+            "| row | label | suggested | self-confidence |",
+            "|---:|---|---|---:|",
+        ]
         lines += [
             f"| {e['row']} | {e['label']} | {e['suggested']} | {e['self_confidence']:.3f} |" for e in n["examples"]
         ]
@@ -68,8 +96,13 @@ def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[st
         )
     if result.skew:
         cols = sorted(result.skew, key=lambda c: -result.skew[c]["psi"])[:40]
-        charts.append(svg_bars("PSI against the reference per column", cols,
-                               [Series("PSI", [(c, result.skew[c]["psi"]) for c in cols])]))  # fmt: skip
+        charts.append(
+            svg_bars(
+                "PSI against the reference per column",
+                cols,
+                [Series("PSI", [(c, result.skew[c]["psi"]) for c in cols])],
+            )
+        )
     if result.balance:
         classes = sorted(result.balance)
         series = [Series("before", [(k, result.balance[k]) for k in classes])]
@@ -79,8 +112,15 @@ def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[st
     if result.segments:
         s = result.segments
         names = list(s["observed"])
-        charts.append(svg_bars(f"{s['column']}: observed vs expected share", names,
-                               [Series("observed", list(s["observed"].items())),
-                                Series("expected", [(k, s["expected"][k]) for k in names])]))  # fmt: skip
+        charts.append(
+            svg_bars(
+                f"{s['column']}: observed vs expected share",
+                names,
+                [
+                    Series("observed", list(s["observed"].items())),
+                    Series("expected", [(k, s["expected"][k]) for k in names]),
+                ],
+            )
+        )
     data = {"source": source, **result.as_dict(), "augmentation": augmented}
     return write_report(out, "audit", "\n".join(lines), charts, data)

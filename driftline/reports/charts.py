@@ -28,8 +28,9 @@ def _colour(n: int) -> str:
     return _COLOURS[n % len(_COLOURS)]
 
 
-def _open(title: str, width: int, height: int, left: int, pw: float, lo: float, hi: float,
-          y: Callable[[float], float]) -> list[str]:  # fmt: skip
+def _open(
+    title: str, width: int, height: int, left: int, pw: float, lo: float, hi: float, y: Callable[[float], float]
+) -> list[str]:
     """The SVG element, the title and five horizontal grid lines with their values."""
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '

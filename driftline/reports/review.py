@@ -59,10 +59,12 @@ class _Q:
         self.params = {"m": model, "a": int(previous * 1000), "s": int(start * 1000), "e": int(end * 1000)}
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        text = (sql.replace("{db}", self.db)
-                .replace("@prev", "fromUnixTimestamp64Milli({a:Int64}, 'UTC')")
-                .replace("@start", "fromUnixTimestamp64Milli({s:Int64}, 'UTC')")
-                .replace("@end", "fromUnixTimestamp64Milli({e:Int64}, 'UTC')"))  # fmt: skip
+        text = (
+            sql.replace("{db}", self.db)
+            .replace("@prev", "fromUnixTimestamp64Milli({a:Int64}, 'UTC')")
+            .replace("@start", "fromUnixTimestamp64Milli({s:Int64}, 'UTC')")
+            .replace("@end", "fromUnixTimestamp64Milli({e:Int64}, 'UTC')")
+        )
         return list(self.client.query(text, parameters=self.params).result_rows)
 
 
@@ -81,11 +83,17 @@ class _Pairs:
                WHERE model = {m:String} AND window_start >= @prev AND window_start < @end AND isFinite(value)
                GROUP BY 1, version, family, metric, feature, segment"""
         ):
-            self.stats[period][(version, family, metric, feature, segment)] = {"mean": mean, "max": mx, "min": mn,
-                                                                          "sum": total, "windows": n}  # fmt: skip
+            self.stats[period][(version, family, metric, feature, segment)] = {
+                "mean": mean,
+                "max": mx,
+                "min": mn,
+                "sum": total,
+                "windows": n,
+            }
 
-    def __call__(self, version: str, family: str, metric: str, feature: str = "", segment: str = "",
-                 agg: str = "mean") -> dict[str, float | None]:  # fmt: skip
+    def __call__(
+        self, version: str, family: str, metric: str, feature: str = "", segment: str = "", agg: str = "mean"
+    ) -> dict[str, float | None]:
         cur = self.stats["current"].get((version, family, metric, feature, segment), {}).get(agg)
         prev = self.stats["previous"].get((version, family, metric, feature, segment), {}).get(agg)
         return {"current": _nan_none(cur), "previous": _nan_none(prev)}
@@ -134,11 +142,25 @@ def _fairness(q: _Q, t: ReviewThresholds, pair: _Pairs) -> list[dict[str, Any]]:
             GROUP BY version, feature ORDER BY version, feature"""
     ):
         gap = pair(version, "fairness", "demographic_parity_difference", attr)
-        groups = sorted({k[4] for p in pair.stats.values() for k in p
-                         if k[:4] == (version, "fairness", "selection_rate", attr) and k[4]})  # fmt: skip
+        groups = sorted(
+            {
+                k[4]
+                for p in pair.stats.values()
+                for k in p
+                if k[:4] == (version, "fairness", "selection_rate", attr) and k[4]
+            }
+        )
         by_group = {g: pair(version, "fairness", "selection_rate", attr, g) for g in groups}
-        fairness.append({"version": version, "attribute": attr, "days_above": int(days_above), "mean": mean_gap,
-                         **gap, "selection_rate": by_group})  # fmt: skip
+        fairness.append(
+            {
+                "version": version,
+                "attribute": attr,
+                "days_above": int(days_above),
+                "mean": mean_gap,
+                **gap,
+                "selection_rate": by_group,
+            }
+        )
     return fairness
 
 
@@ -160,18 +182,30 @@ def _data_quality(q: _Q, t: ReviewThresholds) -> list[dict[str, Any]]:
 
 def _alerts(q: _Q) -> dict[str, Any]:
     alerts = {
-        "fired": [{"alertname": a, "version": v, "severity": s, "count": int(n)} for a, v, s, n in q.rows(
-            """SELECT alertname, version, severity, count() FROM {db}.alert_events FINAL
+        "fired": [
+            {"alertname": a, "version": v, "severity": s, "count": int(n)}
+            for a, v, s, n in q.rows(
+                """SELECT alertname, version, severity, count() FROM {db}.alert_events FINAL
                WHERE model = {m:String} AND state = 'firing' AND window_end >= @start AND window_end < @end
-               GROUP BY alertname, version, severity ORDER BY 4 DESC""")],
-        "resolved": int(q.rows("""SELECT count() FROM {db}.alert_events FINAL WHERE model = {m:String}
-                                  AND state = 'resolved' AND window_end >= @start AND window_end < @end""")[0][0]),
-        "silences": [{"id": i, "matchers": list(m), "by": b, "comment": c} for i, m, b, c in q.rows(
-            """SELECT id, matchers, created_by, comment FROM {db}.silences FINAL
-               WHERE starts_at < @end AND ends_at > @start ORDER BY starts_at""")],
-        "notifications": dict(q.rows("""SELECT status, count() FROM {db}.alert_notifications FINAL
-                                        WHERE at >= @start AND at < @end GROUP BY status""")),
-    }  # fmt: skip
+               GROUP BY alertname, version, severity ORDER BY 4 DESC"""
+            )
+        ],
+        "resolved": int(
+            q.rows("""SELECT count() FROM {db}.alert_events FINAL WHERE model = {m:String}
+                                  AND state = 'resolved' AND window_end >= @start AND window_end < @end""")[0][0]
+        ),
+        "silences": [
+            {"id": i, "matchers": list(m), "by": b, "comment": c}
+            for i, m, b, c in q.rows(
+                """SELECT id, matchers, created_by, comment FROM {db}.silences FINAL
+               WHERE starts_at < @end AND ends_at > @start ORDER BY starts_at"""
+            )
+        ],
+        "notifications": dict(
+            q.rows("""SELECT status, count() FROM {db}.alert_notifications FINAL
+                                        WHERE at >= @start AND at < @end GROUP BY status""")
+        ),
+    }
     return alerts
 
 
@@ -182,19 +216,27 @@ def _rollouts(q: _Q) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         for w, a, c, wb, wa, r in q.rows(
             """SELECT window_end, action, canary, weight_before, weight_after, reason FROM {db}.rollout_decisions FINAL
                WHERE model = {m:String} AND action != 'hold' AND window_end >= @start AND window_end < @end
-               ORDER BY window_end""")
-    ]  # fmt: skip
+               ORDER BY window_end"""
+        )
+    ]
     registry = [
         {"revision": int(r), "action": a, "version": v, "by": b, "reason": why}
         for r, a, v, b, why in q.rows(
             """SELECT revision, action, changed_version, changed_by, reason FROM {db}.model_registry FINAL
-               WHERE model = {m:String} AND at < @end ORDER BY revision""")
-    ]  # fmt: skip
+               WHERE model = {m:String} AND at < @end ORDER BY revision"""
+        )
+    ]
     return rollouts, registry
 
 
-def build_review(client: ClickHouseClient, database: str, model: str, period_s: float, end: float | None = None,
-                 thresholds: ReviewThresholds | None = None) -> dict[str, Any]:  # fmt: skip
+def build_review(
+    client: ClickHouseClient,
+    database: str,
+    model: str,
+    period_s: float,
+    end: float | None = None,
+    thresholds: ReviewThresholds | None = None,
+) -> dict[str, Any]:
     """Everything the review shows, as plain data (see the module docstring)."""
     t = thresholds or ReviewThresholds()
     end = time.time() if end is None else end
@@ -204,11 +246,11 @@ def build_review(client: ClickHouseClient, database: str, model: str, period_s: 
     versions = sorted({k[0] for k in pair.stats["current"]})
     rollouts, registry = _rollouts(q)
     state = q.rows("""SELECT argMax(versions, revision) FROM {db}.model_registry FINAL WHERE model = {m:String}
-                      AND at < @end""")  # fmt: skip
+                      AND at < @end""")
     in_production = _production_versions(state[0][0] if state and state[0][0] else "")
     lineage = _lineage(client, database, q, sorted(set(in_production) | set(versions)))
     dead = q.rows("""SELECT countIf(received_at >= @start), countIf(received_at < @start) FROM {db}.dead_letters
-                     WHERE received_at >= @prev AND received_at < @end""")[0]  # fmt: skip
+                     WHERE received_at >= @prev AND received_at < @end""")[0]
     kpi_names = sorted({k[3] for p in pair.stats.values() for k in p if k[1] == "kpi" and k[2] == "sum"})
     review: dict[str, Any] = {
         "model": model,
@@ -271,8 +313,10 @@ def _lineage(client: ClickHouseClient, database: str, q: _Q, versions: list[str]
             except DriftlineError:  # a parent was never stored: show what is there
                 found = [a for a in [store.get(root)] if a is not None]
             chain.update({a.artefact_id: a for a in found})
-        out[v] = [{"artefact": a.artefact_id[:12], "kind": a.kind, "name": a.name, "code_version": a.code_version}
-                  for a in chain.values()]  # fmt: skip
+        out[v] = [
+            {"artefact": a.artefact_id[:12], "kind": a.kind, "name": a.name, "code_version": a.code_version}
+            for a in chain.values()
+        ]
     return out
 
 
@@ -302,13 +346,21 @@ def suggested_actions(review: dict[str, Any], t: ReviewThresholds) -> list[Actio
     ds, eng, prod = review["data_science"], review["engineering"], review["product"]
     for d in ds["drift"]:
         if d["windows"] >= t.drift_windows:
-            out.append(Action("data science", f"retrain {review['model']} {d['version']}: drift on {d['feature']} "
-                              f"since {d['first']}", f"flagged drifted in {d['windows']} windows, PSI up to "
-                              f"{_fmt(d['max_psi'], 2)}"))  # fmt: skip
+            out.append(
+                Action(
+                    "data science",
+                    f"retrain {review['model']} {d['version']}: drift on {d['feature']} since {d['first']}",
+                    f"flagged drifted in {d['windows']} windows, PSI up to {_fmt(d['max_psi'], 2)}",
+                )
+            )
     for v, metrics in ds["quality"].items():
         acc = metrics.get("accuracy")
-        if acc and acc["previous"] is not None and acc["current"] is not None and \
-                acc["previous"] - acc["current"] > t.quality_drop:  # fmt: skip
+        if (
+            acc
+            and acc["previous"] is not None
+            and acc["current"] is not None
+            and acc["previous"] - acc["current"] > t.quality_drop
+        ):
             out.append(
                 Action(
                     "data science",
@@ -318,38 +370,73 @@ def suggested_actions(review: dict[str, Any], t: ReviewThresholds) -> list[Actio
             )
         cov = metrics.get("label_coverage")
         if cov and cov["current"] is not None and cov["current"] < t.min_label_coverage:
-            out.append(Action("data science", f"get more labels for {v}: coverage {cov['current']:.0%}",
-                              f"below {t.min_label_coverage:.0%}; quality numbers rest on few labels"))  # fmt: skip
+            out.append(
+                Action(
+                    "data science",
+                    f"get more labels for {v}: coverage {cov['current']:.0%}",
+                    f"below {t.min_label_coverage:.0%}; quality numbers rest on few labels",
+                )
+            )
     for f in ds["fairness"]:
         if f["days_above"] >= t.fairness_days:
-            out.append(Action("data science", f"fairness gap on {f['attribute']} ({f['version']}) above "
-                              f"{t.fairness_gap:g} for {f['days_above']} days",
-                              f"demographic-parity difference, mean {_fmt(f['mean'])}"))  # fmt: skip
+            out.append(
+                Action(
+                    "data science",
+                    f"fairness gap on {f['attribute']} ({f['version']}) above "
+                    f"{t.fairness_gap:g} for {f['days_above']} days",
+                    f"demographic-parity difference, mean {_fmt(f['mean'])}",
+                )
+            )
     for v, alpha in ds["labeling"].items():
         if alpha["current"] is not None and alpha["current"] < t.min_agreement:
-            out.append(Action("data science", f"review the labeling guideline: annotator agreement on {v} is "
-                              f"{alpha['current']:.2f}", f"Krippendorff's alpha below {t.min_agreement}"))  # fmt: skip
+            out.append(
+                Action(
+                    "data science",
+                    f"review the labeling guideline: annotator agreement on {v} is {alpha['current']:.2f}",
+                    f"Krippendorff's alpha below {t.min_agreement}",
+                )
+            )
     for inc in eng["data_quality_incidents"]:
-        out.append(Action("engineering", f"fix the upstream data: {inc['metric']} of {inc['feature'] or 'the model'} "
-                          f"({inc['version']}) up to {inc['max']:.1%}", f"above {t.missing_rate:.0%} in "
-                          f"{inc['windows']} windows"))  # fmt: skip
+        out.append(
+            Action(
+                "engineering",
+                f"fix the upstream data: {inc['metric']} of {inc['feature'] or 'the model'} "
+                f"({inc['version']}) up to {inc['max']:.1%}",
+                f"above {t.missing_rate:.0%} in {inc['windows']} windows",
+            )
+        )
     for v, lat in eng["latency_ms"].items():
         p95 = lat["p95"]
         if p95["previous"] and p95["current"] and p95["current"] > p95["previous"] * (1 + t.latency_increase):
             rise = f"p95 {p95['previous']:.1f} -> {p95['current']:.1f} ms"
-            out.append(Action("engineering", f"latency of {v} rose: {rise}",
-                              f"more than {t.latency_increase:.0%} up on the previous period"))  # fmt: skip
+            out.append(
+                Action(
+                    "engineering",
+                    f"latency of {v} rose: {rise}",
+                    f"more than {t.latency_increase:.0%} up on the previous period",
+                )
+            )
     for a in eng["alerts"]["fired"]:
         if a["severity"] == "critical":
             text = f"critical alert {a['alertname']} on {a['version']} fired {a['count']} time(s): follow it up"
             out.append(Action("engineering", text, "`driftline alerts history` has the timeline"))
     if eng["dead_letters"]["current"] > 0:
-        out.append(Action("engineering", f"{eng['dead_letters']['current']} events went to the dead-letter queue",
-                          "see `driftline counts` and the dead_letters table for their reasons"))  # fmt: skip
+        out.append(
+            Action(
+                "engineering",
+                f"{eng['dead_letters']['current']} events went to the dead-letter queue",
+                "see `driftline counts` and the dead_letters table for their reasons",
+            )
+        )
     for r in prod["rollouts"]:
         if r["action"] == "rollback":
-            out.append(Action("product", f"canary {r['canary']} was rolled back at {r['at']}; fix before retrying",
-                              r["reason"][:200]))  # fmt: skip
+            out.append(
+                Action(
+                    "product",
+                    f"canary {r['canary']} was rolled back at {r['at']}; fix before retrying",
+                    r["reason"][:200],
+                )
+            )
         elif r["action"] == "promote":
             out.append(Action("product", f"{r['canary']} was promoted at {r['at']}: announce it", r["reason"][:200]))
     if not out:

@@ -18,16 +18,24 @@ from driftline.sinks.lineage import Artefact, ClickHouseLineage, record
 log = logging.getLogger(__name__)
 
 
-def run_review(client: ClickHouseClient, database: str, model: str, period_s: float, out: Path,
-               end: float | None = None) -> tuple[dict[str, Any], ReportFiles, Artefact]:  # fmt: skip
+def run_review(
+    client: ClickHouseClient, database: str, model: str, period_s: float, out: Path, end: float | None = None
+) -> tuple[dict[str, Any], ReportFiles, Artefact]:
     review = build_review(client, database, model, period_s, end)
     files = write_review(out, review)
     artefact = record(
-        files.json, "report", name=files.json.name,
-        params={"kind": "review", "model": model, "period_start": review["period"]["start"],
-                "period_end": review["period"]["end"], "versions": review["versions"]},
+        files.json,
+        "report",
+        name=files.json.name,
+        params={
+            "kind": "review",
+            "model": model,
+            "period_start": review["period"]["start"],
+            "period_end": review["period"]["end"],
+            "versions": review["versions"],
+        },
         metrics={"actions": len(review["actions"])},
-    )  # fmt: skip
+    )
     ClickHouseLineage(client, database).store([artefact])
     return review, files, artefact
 
@@ -65,8 +73,9 @@ async def review_all(
         except Exception:  # the next period tries again; a review is never worth stopping ingest for
             log.exception("review of %s failed", model)
             continue
-        sent = await announce("review", review_event(review, files, art),
-                              {"model": model, "severity": "info", "alertname": "ModelReview"})  # fmt: skip
+        sent = await announce(
+            "review", review_event(review, files, art), {"model": model, "severity": "info", "alertname": "ModelReview"}
+        )
         log.warning("review of %s written to %s; announced to %d subscription(s)", model, files.html, sent)
         written.append(files.html)
     return written

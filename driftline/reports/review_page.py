@@ -26,22 +26,38 @@ def _change(pair: dict[str, float | None], digits: int = 3) -> str:
 
 def review_markdown(r: dict[str, Any]) -> str:
     eng, ds, prod = r["engineering"], r["data_science"], r["product"]
-    lines = [f"# Model review: {r['model']}", "",
-             f"Period {r['period']['start']} .. {r['period']['end']} UTC, compared with {r['previous']['start']} .. "
-             f"{r['previous']['end']}. Versions seen: {', '.join(r['versions']) or 'none'}.", "",
-             "## Suggested actions", "", "| for | action | evidence |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Model review: {r['model']}",
+        "",
+        f"Period {r['period']['start']} .. {r['period']['end']} UTC, compared with {r['previous']['start']} .. "
+        f"{r['previous']['end']}. Versions seen: {', '.join(r['versions']) or 'none'}.",
+        "",
+        "## Suggested actions",
+        "",
+        "| for | action | evidence |",
+        "|---|---|---|",
+    ]
     lines += [f"| {a['audience']} | {a['text']} | {a['evidence']} |" for a in r["actions"]]
     lines += ["", "## Product", "", "| version | predictions (change vs previous period) |", "|---|---|"]
     lines += [f"| {v} | {_change(p, 0)} |" for v, p in eng["predictions"].items()]
     for name, per in prod["kpis"].items():
         lines += ["", f"Business KPI **{name}** (sum over the period):", ""]
         lines += [f"- {v}: {_change(p, 2)}" for v, p in per.items()]
-    lines += ["", "Versions in production: " + (", ".join(f"{v} ({s['stage']}, {s['weight']} %)"
-              for v, s in prod["in_production"].items()) or "none registered")]  # fmt: skip
+    lines += [
+        "",
+        "Versions in production: "
+        + (
+            ", ".join(f"{v} ({s['stage']}, {s['weight']} %)" for v, s in prod["in_production"].items())
+            or "none registered"
+        ),
+    ]
     if prod["rollouts"]:
         lines += ["", "| when | decision | canary | weight | reason |", "|---|---|---|---|---|"]
-        lines += [f"| {x['at']} | {x['action']} | {x['canary']} | {x['weight_before']:g} -> {x['weight_after']:g} | "
-                  f"{x['reason'][:160]} |" for x in prod["rollouts"]]  # fmt: skip
+        lines += [
+            f"| {x['at']} | {x['action']} | {x['canary']} | {x['weight_before']:g} -> {x['weight_after']:g} | "
+            f"{x['reason'][:160]} |"
+            for x in prod["rollouts"]
+        ]
     lines += ["", "Lineage of the versions:", ""]
     for v, arts in prod["lineage"].items():
         chain = "; ".join(f"{a['kind']} {a['name']} `{a['artefact']}` ({a['code_version']})" for a in arts)
@@ -54,10 +70,17 @@ def review_markdown(r: dict[str, Any]) -> str:
         f"| {v} | Krippendorff's alpha | {_change(p)} |" for v, p in ds["labeling"].items() if p["current"] is not None
     ]
     if ds["drift"]:
-        lines += ["", "Top drifting features:", "", "| version | feature | windows flagged | first | max PSI |",
-                  "|---|---|---:|---|---:|"]  # fmt: skip
-        lines += [f"| {d['version']} | {d['feature']} | {d['windows']} | {d['first']} | {_n(d['max_psi'])} |"
-                  for d in ds["drift"]]  # fmt: skip
+        lines += [
+            "",
+            "Top drifting features:",
+            "",
+            "| version | feature | windows flagged | first | max PSI |",
+            "|---|---|---:|---|---:|",
+        ]
+        lines += [
+            f"| {d['version']} | {d['feature']} | {d['windows']} | {d['first']} | {_n(d['max_psi'])} |"
+            for d in ds["drift"]
+        ]
     if ds["fairness"]:
         lines += [
             "",
@@ -66,16 +89,20 @@ def review_markdown(r: dict[str, Any]) -> str:
             "| version | attribute | mean | change vs previous | days above threshold |",
             "|---|---|---:|---|---:|",
         ]
-        lines += [f"| {f['version']} | {f['attribute']} | {_n(f['mean'])} | {_change(f)} | {f['days_above']} |"
-                  for f in ds["fairness"]]  # fmt: skip
+        lines += [
+            f"| {f['version']} | {f['attribute']} | {_n(f['mean'])} | {_change(f)} | {f['days_above']} |"
+            for f in ds["fairness"]
+        ]
         rates = [(f, g, p) for f in ds["fairness"] for g, p in f["selection_rate"].items()]
         if rates:
             head = "| version | attribute | group | current (change vs previous) |"
             lines += ["", "Selection rate by group:", "", head, "|---|---|---|---|"]
             lines += [f"| {f['version']} | {f['attribute']} | {g} | {_change(p)} |" for f, g, p in rates]
     lines += ["", "## Engineering", "", "| version | latency p50 ms | p95 ms | p99 ms |", "|---|---|---|---|"]
-    lines += [f"| {v} | {_change(lat['p50'], 1)} | {_change(lat['p95'], 1)} | {_change(lat['p99'], 1)} |"
-              for v, lat in eng["latency_ms"].items()]  # fmt: skip
+    lines += [
+        f"| {v} | {_change(lat['p50'], 1)} | {_change(lat['p95'], 1)} | {_change(lat['p99'], 1)} |"
+        for v, lat in eng["latency_ms"].items()
+    ]
     dl = eng["dead_letters"]
     lines += ["", f"Dead letters: {dl['current']} (previous period {dl['previous']})."]
     if eng["data_quality_incidents"]:
@@ -84,12 +111,18 @@ def review_markdown(r: dict[str, Any]) -> str:
             "| version | data-quality metric | feature | windows above limit | max |",
             "|---|---|---|---:|---:|",
         ]
-        lines += [f"| {i['version']} | {i['metric']} | {i['feature']} | {i['windows']} | {i['max']:.3f} |"
-                  for i in eng["data_quality_incidents"]]  # fmt: skip
+        lines += [
+            f"| {i['version']} | {i['metric']} | {i['feature']} | {i['windows']} | {i['max']:.3f} |"
+            for i in eng["data_quality_incidents"]
+        ]
     al = eng["alerts"]
-    lines += ["", f"Alerts: {sum(a['count'] for a in al['fired'])} fired, {al['resolved']} resolved; "
-              f"{len(al['silences'])} silences active; notifications "
-              + (", ".join(f"{k} {v}" for k, v in sorted(al["notifications"].items())) or "none") + "."]  # fmt: skip
+    lines += [
+        "",
+        f"Alerts: {sum(a['count'] for a in al['fired'])} fired, {al['resolved']} resolved; "
+        f"{len(al['silences'])} silences active; notifications "
+        + (", ".join(f"{k} {v}" for k, v in sorted(al["notifications"].items())) or "none")
+        + ".",
+    ]
     if al["fired"]:
         lines += ["", "| alert | version | severity | times fired |", "|---|---|---|---:|"]
         lines += [f"| {a['alertname']} | {a['version']} | {a['severity']} | {a['count']} |" for a in al["fired"]]

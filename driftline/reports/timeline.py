@@ -23,8 +23,10 @@ def timeline_lines(t: dict[str, Any]) -> list[str]:
     moves = [d for d in t["decisions"] if d[1] != "hold"]
     out.append(f"\ncanary analysis: {len(t['decisions'])} intervals analysed; decisions other than hold:")
     for end, action, canary, before, after, failed, reason in moves:
-        out.append(f"  {_hm(end)}  {action.upper():<16}{canary} weight {before:g} -> {after:g} % "
-                   f"(failed intervals {failed}): {reason}")  # fmt: skip
+        out.append(
+            f"  {_hm(end)}  {action.upper():<16}{canary} weight {before:g} -> {after:g} % "
+            f"(failed intervals {failed}): {reason}"
+        )
     revisions = "; ".join(f"r{rev} {action} {version} by {by}" for rev, action, version, by, _ in t["registry"])
     out.append(f"registry history: {revisions}")
     return out
@@ -35,9 +37,13 @@ def format_event(kind: str, data: dict[str, Any]) -> str:
     labels = data.get("labels", {})
     if kind == "rollout":
         weights = f"weight {data['weight_before']:g} -> {data['weight_after']:g} %"
-        return (f"{when(data.get('window_end', 0))}  ROLLOUT {data['action'].upper():<15} {data['model']} "
-                f"{data['canary']} {weights}: {data['reason']}")  # fmt: skip
+        return (
+            f"{when(data.get('window_end', 0))}  ROLLOUT {data['action'].upper():<15} {data['model']} "
+            f"{data['canary']} {weights}: {data['reason']}"
+        )
     where = " ".join(f"{k}={labels[k]}" for k in ("model", "version", "feature") if labels.get(k))
     summary = data.get("annotations", {}).get("summary", "")
-    return (f"{when(data.get('window_end', 0))}  {data.get('state', '').upper():<9}{labels.get('severity', ''):<9}"
-            f"{labels.get('alertname', '')}  {where}  {summary}")  # fmt: skip
+    return (
+        f"{when(data.get('window_end', 0))}  {data.get('state', '').upper():<9}{labels.get('severity', ''):<9}"
+        f"{labels.get('alertname', '')}  {where}  {summary}"
+    )

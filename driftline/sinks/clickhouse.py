@@ -37,9 +37,19 @@ from driftline.sinks.migrations import SchemaOptions, migrate
 _encode = msgspec.json.Encoder().encode
 
 PREDICTION_COLUMNS = [
-    "event_id", "model", "version", "ts", "route", "prediction",
-    "score", "latency_ms", "features", "attributes", "kpis", "request_id",
-]  # fmt: skip
+    "event_id",
+    "model",
+    "version",
+    "ts",
+    "route",
+    "prediction",
+    "score",
+    "latency_ms",
+    "features",
+    "attributes",
+    "kpis",
+    "request_id",
+]
 LABEL_COLUMNS = ["event_id", "label", "ts", "annotator", "guideline_version"]
 #: How ClickHouse reads the JSON rows: objects (features) and numbers or booleans (prediction,
 #: label) into String columns as their JSON text; fields it has no column for are skipped.
@@ -58,9 +68,18 @@ JSON_SETTINGS = {
     "date_time_input_format": "best_effort",
 }
 METRIC_COLUMNS = [
-    "window_start", "window_end", "model", "version", "family", "metric",
-    "feature", "segment", "value", "n", "complete",
-]  # fmt: skip
+    "window_start",
+    "window_end",
+    "model",
+    "version",
+    "family",
+    "metric",
+    "feature",
+    "segment",
+    "value",
+    "n",
+    "complete",
+]
 DEAD_LETTER_COLUMNS = ["received_at", "topic", "partition", "offset", "event_index", "code", "reason", "payload"]
 
 
@@ -293,16 +312,44 @@ class ClickHouseSink:
         if not rows:
             return
         body = b"\n".join(
-            _encode({"window_start": r.window_start, "window_end": r.window_end, "model": r.model,
-                     "version": r.version, "feature": r.feature, "segment": r.segment, "n": r.n,
-                     "complete": int(r.complete), **r.state})
+            _encode(
+                {
+                    "window_start": r.window_start,
+                    "window_end": r.window_end,
+                    "model": r.model,
+                    "version": r.version,
+                    "feature": r.feature,
+                    "segment": r.segment,
+                    "n": r.n,
+                    "complete": int(r.complete),
+                    **r.state,
+                }
+            )
             for r in rows
-        )  # fmt: skip
-        names = ["window_start", "window_end", "model", "version", "feature", "segment", "n", "complete", "kind",
-                 "bins", "counts", "reference", "grid_counts"]  # fmt: skip
+        )
+        names = [
+            "window_start",
+            "window_end",
+            "model",
+            "version",
+            "feature",
+            "segment",
+            "n",
+            "complete",
+            "kind",
+            "bins",
+            "counts",
+            "reference",
+            "grid_counts",
+        ]
         try:
-            self.client.raw_insert(f"{self.database}.drift_sketches", names, insert_block=body,
-                                   settings={"date_time_input_format": "best_effort"}, fmt="JSONEachRow")  # fmt: skip
+            self.client.raw_insert(
+                f"{self.database}.drift_sketches",
+                names,
+                insert_block=body,
+                settings={"date_time_input_format": "best_effort"},
+                fmt="JSONEachRow",
+            )
         except Exception as exc:
             raise SinkError(f"ClickHouse insert of drift sketches failed: {exc}") from exc
 

@@ -27,9 +27,12 @@ class ClickHouseClient(Protocol):
 
     # The value's type follows the SQL (a count, a string, a summary): callers convert it.
     def command(
-        self, cmd: str, parameters: Sequence[Any] | dict[str, Any] | None = None, data: str | bytes | None = None,
+        self,
+        cmd: str,
+        parameters: Sequence[Any] | dict[str, Any] | None = None,
+        data: str | bytes | None = None,
         settings: dict[str, Any] | None = None,
-    ) -> Any: ...  # fmt: skip
+    ) -> Any: ...
 
     def insert(
         self,

@@ -26,8 +26,12 @@ import msgspec
 from driftline.events import ColumnarEvents
 
 _encode = msgspec.json.Encoder().encode
-_TYPES: dict[type, str] = {float: "Nullable(Float64)", int: "Nullable(Float64)", str: "Nullable(String)",
-                           bool: "Nullable(Bool)"}  # fmt: skip
+_TYPES: dict[type, str] = {
+    float: "Nullable(Float64)",
+    int: "Nullable(Float64)",
+    str: "Nullable(String)",
+    bool: "Nullable(Bool)",
+}
 #: How ClickHouse reads the JSON columns: numbers and booleans into the String columns
 #: (`prediction`, `label`) as their JSON text, like the JSONEachRow inserts of JSON events.
 SETTINGS = {"input_format_json_read_numbers_as_strings": 1, "input_format_json_read_bools_as_strings": 1}
@@ -115,9 +119,16 @@ def prediction_insert(shape: Shape, group: list[ColumnarEvents]) -> ColumnarInse
         "request_id": _concat(group, c("request_id"), None),
     }
     structure = [
-        "event_id String", "model String", "version String", "ts DateTime64(3, 'UTC')", "route String",
-        "prediction String", "score Nullable(Float64)", "latency_ms Nullable(Float64)", "request_id Nullable(String)",
-    ]  # fmt: skip
+        "event_id String",
+        "model String",
+        "version String",
+        "ts DateTime64(3, 'UTC')",
+        "route String",
+        "prediction String",
+        "score Nullable(Float64)",
+        "latency_ms Nullable(Float64)",
+        "request_id Nullable(String)",
+    ]
     parts = []
     for i, (name, kind) in enumerate(features):
         body[f"f{i}"] = _concat(group, _section_getter("features", name), None)
@@ -150,11 +161,14 @@ def label_insert(group: list[ColumnarEvents]) -> ColumnarInsert:
         "annotator": _concat(group, c("annotator"), None),
         "guideline_version": _concat(group, c("guideline_version"), None),
     }
-    structure = ("event_id String, label String, ts DateTime64(3, 'UTC'), annotator Nullable(String), "
-                 "guideline_version Nullable(String)")  # fmt: skip
+    structure = (
+        "event_id String, label String, ts DateTime64(3, 'UTC'), annotator Nullable(String), "
+        "guideline_version Nullable(String)"
+    )
     select = "event_id, label, ts, ifNull(annotator, ''), ifNull(guideline_version, '')"
-    return ColumnarInsert(["event_id", "label", "ts", "annotator", "guideline_version"], select, structure,
-                          _encode(body), group)  # fmt: skip
+    return ColumnarInsert(
+        ["event_id", "label", "ts", "annotator", "guideline_version"], select, structure, _encode(body), group
+    )
 
 
 def plan(kind: str, envelopes: Sequence[ColumnarEvents]) -> tuple[list[ColumnarInsert], list[ColumnarEvents]]:

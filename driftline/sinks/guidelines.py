@@ -24,12 +24,21 @@ class GuidelineStore:
         existing = self.get(guideline.task, guideline.version)
         if existing is not None:
             if existing.content_hash != guideline.content_hash:
-                raise ConfigError(f"guideline {guideline.task} {guideline.version} is already published with other "
-                                  "content; publish the change as a new version")  # fmt: skip
+                raise ConfigError(
+                    f"guideline {guideline.task} {guideline.version} is already published with other "
+                    "content; publish the change as a new version"
+                )
             return existing.content_hash, False
         previous = self.versions(guideline.task)
-        row = [guideline.task, guideline.version, datetime.now(tz=UTC), guideline.author, guideline.content_hash,
-               guideline.label_set, guideline.canonical()]  # fmt: skip
+        row = [
+            guideline.task,
+            guideline.version,
+            datetime.now(tz=UTC),
+            guideline.author,
+            guideline.content_hash,
+            guideline.label_set,
+            guideline.canonical(),
+        ]
         self.client.insert(
             "labeling_guidelines",
             [row],
@@ -37,12 +46,20 @@ class GuidelineStore:
             database=self.database,
         )
         parent = self.get(guideline.task, previous[-1]) if previous else None
-        ClickHouseLineage(self.client, self.database).store([
-            Artefact(guideline.content_hash, "guideline", f"{guideline.task} {guideline.version}",
-                     f"clickhouse:{self.database}.labeling_guidelines", time.time(), code_version(),
-                     params={"task": guideline.task, "version": guideline.version, "labels": guideline.label_set},
-                     parents=(parent.content_hash,) if parent else ()),
-        ])  # fmt: skip
+        ClickHouseLineage(self.client, self.database).store(
+            [
+                Artefact(
+                    guideline.content_hash,
+                    "guideline",
+                    f"{guideline.task} {guideline.version}",
+                    f"clickhouse:{self.database}.labeling_guidelines",
+                    time.time(),
+                    code_version(),
+                    params={"task": guideline.task, "version": guideline.version, "labels": guideline.label_set},
+                    parents=(parent.content_hash,) if parent else (),
+                ),
+            ]
+        )
         return guideline.content_hash, True
 
     def versions(self, task: str) -> list[str]:

@@ -66,10 +66,19 @@ def code_version() -> str:
     if git is None or not (repo / ".git").exists():
         return pkg
     try:
-        commit = subprocess.run([git, "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run([git, "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            [git, "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [git, "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return f"{pkg}+g{commit}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return pkg
@@ -92,10 +101,16 @@ def record(
     if kind not in KINDS:
         raise DriftlineError(f"artefact kind {kind!r} is not one of {list(KINDS)}")
     artefact = Artefact(
-        artefact_id=content_hash(path), kind=kind, name=name or path.name, path=str(path.resolve()),
-        created_at=time.time(), code_version=code_version(), params=dict(params or {}), metrics=dict(metrics or {}),
+        artefact_id=content_hash(path),
+        kind=kind,
+        name=name or path.name,
+        path=str(path.resolve()),
+        created_at=time.time(),
+        code_version=code_version(),
+        params=dict(params or {}),
+        metrics=dict(metrics or {}),
         parents=tuple(p.artefact_id if isinstance(p, Artefact) else p for p in parents),
-    )  # fmt: skip
+    )
     _sidecar(path).write_text(json.dumps(asdict(artefact), indent=1, default=str) + "\n")
     return artefact
 
@@ -137,16 +152,36 @@ class ClickHouseLineage:
 
     def store(self, artefacts: Iterable[Artefact]) -> None:
         rows = [
-            [a.artefact_id, a.kind, a.name, a.path, int(a.created_at * 1000), a.code_version,
-             json.dumps(a.params, default=str), json.dumps(a.metrics, default=str), list(a.parents)]
+            [
+                a.artefact_id,
+                a.kind,
+                a.name,
+                a.path,
+                int(a.created_at * 1000),
+                a.code_version,
+                json.dumps(a.params, default=str),
+                json.dumps(a.metrics, default=str),
+                list(a.parents),
+            ]
             for a in artefacts
-        ]  # fmt: skip
+        ]
         if rows:
             self.client.insert(
-                "lineage", rows, database=self.database,
-                column_names=["artefact_id", "kind", "name", "path", "created_at", "code_version", "params",
-                              "metrics", "parents"],
-            )  # fmt: skip
+                "lineage",
+                rows,
+                database=self.database,
+                column_names=[
+                    "artefact_id",
+                    "kind",
+                    "name",
+                    "path",
+                    "created_at",
+                    "code_version",
+                    "params",
+                    "metrics",
+                    "parents",
+                ],
+            )
 
     def get(self, artefact_id: str) -> Artefact | None:
         rows = self.client.query(
@@ -195,15 +230,30 @@ def ancestry(artefact_id: str, store: LineageStore) -> list[Artefact]:
 def model_card(artefact: Artefact, chain: list[Artefact]) -> str:
     """A Markdown model card: what it is, its metrics and parameters, and where it came from."""
     made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(artefact.created_at))
-    lines = [f"# Model card: {artefact.name}", "", f"- artefact: `{artefact.artefact_id}` ({artefact.kind})",
-             f"- made by driftline {artefact.code_version} at {made}", "", "## Metrics", ""]  # fmt: skip
+    lines = [
+        f"# Model card: {artefact.name}",
+        "",
+        f"- artefact: `{artefact.artefact_id}` ({artefact.kind})",
+        f"- made by driftline {artefact.code_version} at {made}",
+        "",
+        "## Metrics",
+        "",
+    ]
     table = ["| name | value |", "|---|---|"]
-    lines += table + [f"| {k} | {v} |" for k, v in sorted(artefact.metrics.items())] if artefact.metrics else [
-        "(none recorded)"]  # fmt: skip
+    lines += (
+        table + [f"| {k} | {v} |" for k, v in sorted(artefact.metrics.items())]
+        if artefact.metrics
+        else ["(none recorded)"]
+    )
     lines += ["", "## Parameters", ""]
-    lines += table + [f"| {k} | {v} |" for k, v in sorted(artefact.params.items())] if artefact.params else [
-        "(none recorded)"]  # fmt: skip
+    lines += (
+        table + [f"| {k} | {v} |" for k, v in sorted(artefact.params.items())]
+        if artefact.params
+        else ["(none recorded)"]
+    )
     lines += ["", "## Lineage", ""]
-    lines += [f"- {a.kind} `{a.artefact_id[:12]}` {a.name} (parents: "
-              f"{', '.join(p[:12] for p in a.parents) or 'none'})" for a in chain]  # fmt: skip
+    lines += [
+        f"- {a.kind} `{a.artefact_id[:12]}` {a.name} (parents: {', '.join(p[:12] for p in a.parents) or 'none'})"
+        for a in chain
+    ]
     return "\n".join(lines) + "\n"

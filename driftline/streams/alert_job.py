@@ -136,8 +136,16 @@ class AlertingAgent:
         subs = [s for s in self.dispatcher.subscriptions.values() if s.matches(labels)]
         if self._session is not None:
             for sub in subs:
-                self._spawn(deliver_event(self._session, sub, f"{kind}.published", body, policy=self.retry,
-                                          on_attempt=self._record_attempt))  # fmt: skip
+                self._spawn(
+                    deliver_event(
+                        self._session,
+                        sub,
+                        f"{kind}.published",
+                        body,
+                        policy=self.retry,
+                        on_attempt=self._record_attempt,
+                    )
+                )
         return len(subs)
 
     async def _publish(self, kind: str, body: dict[str, Any]) -> None:
@@ -161,9 +169,10 @@ class AlertingAgent:
             ok = await deliver(self._session, notification, policy=self.retry, on_attempt=self._record_attempt)
         except Exception:  # a bug in one delivery must not stop the others
             log.exception(
-                "webhook delivery to %s crashed", notification.subscription.name,
+                "webhook delivery to %s crashed",
+                notification.subscription.name,
                 extra=context(subscription=notification.subscription.id),
-            )  # fmt: skip
+            )
         finally:
             self.dispatcher.done(notification, ok)
 
@@ -228,8 +237,10 @@ class AlertingAgent:
         for event in self.evaluator.firing_events():
             labels = event.labels
             if (labels.get("model"), labels.get("version"), labels.get("severity")) == (
-                state.model, state.production, "critical",
-            ) and event.starts_at < window_end:  # fmt: skip
+                state.model,
+                state.production,
+                "critical",
+            ) and event.starts_at < window_end:
                 return f"alert {labels.get('alertname')} firing on {state.production}"
         return ""
 
@@ -243,9 +254,12 @@ class AlertingAgent:
                 )
             except _Stale:
                 log.info(
-                    "canary decision %s for %s %s skipped: the registry changed", d.action, d.model, d.canary,
+                    "canary decision %s for %s %s skipped: the registry changed",
+                    d.action,
+                    d.model,
+                    d.canary,
                     extra=context(model=d.model, version=d.canary, window_end=d.window_end),
-                )  # fmt: skip
+                )
                 return
         self.decisions = [*self.decisions[-99:], d]
         if self.metrics is not None:
@@ -262,19 +276,36 @@ class AlertingAgent:
         if d.action in ("rollback", "refuse_rollback"):
             await self._emit([self._rollout_alert(d)])
         log.warning(
-            "canary %s %s: %s (%s)", d.model, d.canary, d.action, d.reason,
+            "canary %s %s: %s (%s)",
+            d.model,
+            d.canary,
+            d.action,
+            d.reason,
             extra=context(model=d.model, version=d.canary, window_start=d.window_start, window_end=d.window_end),
-        )  # fmt: skip
+        )
 
     def _rollout_alert(self, d: Decision) -> AlertEvent:
         name = "CanaryRolledBack" if d.action == "rollback" else "CanaryRollbackRefused"
-        labels = {"alertname": name, "model": d.model, "version": d.canary, "severity": "critical",
-                  "family": "rollout", "metric": d.action}  # fmt: skip
+        labels = {
+            "alertname": name,
+            "model": d.model,
+            "version": d.canary,
+            "severity": "critical",
+            "family": "rollout",
+            "metric": d.action,
+        }
         event = AlertEvent(
-            fingerprint(labels), "firing", labels,
+            fingerprint(labels),
+            "firing",
+            labels,
             {"summary": f"{d.model} {d.canary}: {d.action} at weight {d.weight_before:g} %", "description": d.reason},
-            float(d.failed_checks), d.window_start, d.window_end, d.window_start, 0.0, self.clock(),
-        )  # fmt: skip
+            float(d.failed_checks),
+            d.window_start,
+            d.window_end,
+            d.window_start,
+            0.0,
+            self.clock(),
+        )
         self._rollback_alerts[event.fingerprint] = event
         return event
 
@@ -284,8 +315,18 @@ class AlertingAgent:
             stage = state.stage_of(event.labels["version"])
             if event.model == state.model and stage not in (None, "retired") and not state.locked:
                 del self._rollback_alerts[fp]
-                resolved = AlertEvent(fp, "resolved", event.labels, event.annotations, event.value, event.window_start,
-                                      event.window_end, event.starts_at, event.window_end, self.clock())  # fmt: skip
+                resolved = AlertEvent(
+                    fp,
+                    "resolved",
+                    event.labels,
+                    event.annotations,
+                    event.value,
+                    event.window_start,
+                    event.window_end,
+                    event.starts_at,
+                    event.window_end,
+                    self.clock(),
+                )
                 self._spawn(self._emit([resolved]))
 
 

@@ -77,6 +77,7 @@ class CheckpointStore:
         self.client.insert("engine_checkpoints", used, database=self.database, column_names=_COLUMNS)
         payload = verified(self.key, blob)
         if payload is None:
-            log.error("checkpoint of %s %s has a bad signature; ignored (another deployment, or tampered)",
-                      model, version)  # fmt: skip
+            log.error(
+                "checkpoint of %s %s has a bad signature; ignored (another deployment, or tampered)", model, version
+            )
         return payload

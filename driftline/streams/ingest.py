@@ -154,8 +154,15 @@ class DecodedBatch:
             del items[mark:]
 
     def _lists(self) -> tuple[list[Any], ...]:
-        return (self.predictions, self.labels, self.prediction_json, self.label_json, self.prediction_columns,
-                self.label_columns, self.dead_letters)  # fmt: skip
+        return (
+            self.predictions,
+            self.labels,
+            self.prediction_json,
+            self.label_json,
+            self.prediction_columns,
+            self.label_columns,
+            self.dead_letters,
+        )
 
     def add_span(self, key: tuple[str, int], first: int, last: int) -> None:
         """Offsets first..last of partition `key` are in the batch (after any it holds already)."""
@@ -489,8 +496,14 @@ class BatchIngestor:
             per_topic: dict[str, int] = {}
             for (topic, _), (first, last) in batch.offsets.items():
                 per_topic[topic] = per_topic.get(topic, 0) + last - first + 1
-            self.metrics.batch(batch.messages, batch.n_predictions, batch.n_labels,
-                               (d.letter.code for d in batch.dead_letters), seconds, per_topic)  # fmt: skip
+            self.metrics.batch(
+                batch.messages,
+                batch.n_predictions,
+                batch.n_labels,
+                (d.letter.code for d in batch.dead_letters),
+                seconds,
+                per_topic,
+            )
 
     def lag(self) -> list[tuple[str, int, int]]:
         """(topic, partition, messages behind the high watermark) for the partitions this worker holds."""

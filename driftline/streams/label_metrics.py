@@ -92,8 +92,7 @@ def agreement_rows(labels: list[tuple[str, str, str]], add: Add) -> None:
     for ann in agreement_with_consensus(table, names):
         add("labeling", "annotator_labels", ann.labels, segment=f"annotator={ann.annotator}", k=ann.labels)
         if ann.compared:
-            add("labeling", "annotator_agreement", ann.agreement, segment=f"annotator={ann.annotator}",
-                k=ann.compared)  # fmt: skip
+            add("labeling", "annotator_agreement", ann.agreement, segment=f"annotator={ann.annotator}", k=ann.compared)
 
 
 def disagreement_rows(

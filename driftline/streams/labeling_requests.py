@@ -40,8 +40,12 @@ REQUEST_COLUMNS = ["event_id", "model", "version", "ts", "window_start", "strate
 class LabelingRequester:
     """Feeds each ingested batch to the selectors of the models that asked for it; publishes the picks."""
 
-    def __init__(self, spec: MonitorSpec, store: Callable[[list[list[Any]]], None],
-                 send: Callable[[bytes, bytes], Awaitable[None]]):  # fmt: skip
+    def __init__(
+        self,
+        spec: MonitorSpec,
+        store: Callable[[list[list[Any]]], None],
+        send: Callable[[bytes, bytes], Awaitable[None]],
+    ):
         self.spec = spec
         self.store = store
         self.send = send
@@ -54,8 +58,9 @@ class LabelingRequester:
             return None
         if model not in self._selectors:
             ls: LabelingSpec = ms.labeling
-            self._selectors[model] = WindowSelector(ls.budget_per_window, ms.window_s, ls.strategy, ls.diversity,
-                                                    ms.allowed_lateness_s)  # fmt: skip
+            self._selectors[model] = WindowSelector(
+                ls.budget_per_window, ms.window_s, ls.strategy, ls.diversity, ms.allowed_lateness_s
+            )
         return self._selectors[model]
 
     def select(self, predictions: Sequence[Prediction]) -> list[LabelingRequest]:
@@ -81,8 +86,10 @@ class LabelingRequester:
         if not requests:
             return
         now = utc(time.time())
-        rows = [[r.event_id, r.model, r.version, utc(r.ts), utc(r.window_start), r.strategy, r.uncertainty, now]
-                for r in requests]  # fmt: skip
+        rows = [
+            [r.event_id, r.model, r.version, utc(r.ts), utc(r.window_start), r.strategy, r.uncertainty, now]
+            for r in requests
+        ]
         try:
             await asyncio.to_thread(self.store, rows)
         except Exception:  # the requests still go out; only the loop's bookkeeping misses them

@@ -267,9 +267,7 @@ class MonitoringEngine:
             rows.extend(self._close(key, state, final=True))
         return rows
 
-    def _collect_reference(
-        self, key: tuple[str, str], state: _VersionState, batch: PredictionBatch
-    ) -> int:
+    def _collect_reference(self, key: tuple[str, str], state: _VersionState, batch: PredictionBatch) -> int:
         """Take the batch's first events into the reference (at most what it lacks); how many it took."""
         room = self.reference_events - len(state.reference_rows)
         head = batch.head(room)

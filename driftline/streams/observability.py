@@ -63,17 +63,23 @@ class WorkerMetrics:
         )
         self.dead_letters = Counter("driftline_dead_letters", "Dead letters by reason", ["code"], registry=r)
         self.batch_messages = Histogram(
-            "driftline_batch_messages", "Messages per batch", registry=r,
+            "driftline_batch_messages",
+            "Messages per batch",
+            registry=r,
             buckets=(1, 10, 100, 1_000, 5_000, 10_000, 20_000, 50_000),
-        )  # fmt: skip
+        )
         self.batch_seconds = Histogram(
-            "driftline_batch_seconds", "Decode, store and commit of one batch", registry=r,
+            "driftline_batch_seconds",
+            "Decode, store and commit of one batch",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )  # fmt: skip
+        )
         self.sink_seconds = Histogram(
-            "driftline_sink_insert_seconds", "ClickHouse insert of one batch", registry=r,
+            "driftline_sink_insert_seconds",
+            "ClickHouse insert of one batch",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )  # fmt: skip
+        )
         self.sink_errors = Counter("driftline_sink_errors", "Failed ClickHouse inserts (retried)", registry=r)
         self.metric_rows = Counter("driftline_metric_rows", "Metric rows written", ["family"], registry=r)
         self.alerts = Counter("driftline_alerts", "Alert state changes", ["state", "severity"], registry=r)
@@ -85,8 +91,15 @@ class WorkerMetrics:
     def lag_from(self, source: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
         self._lag_source = source
 
-    def batch(self, messages: int, predictions: int, labels: int, dead_letter_codes: Iterable[str],
-              seconds: float, per_topic: dict[str, int] | None = None) -> None:  # fmt: skip
+    def batch(
+        self,
+        messages: int,
+        predictions: int,
+        labels: int,
+        dead_letter_codes: Iterable[str],
+        seconds: float,
+        per_topic: dict[str, int] | None = None,
+    ) -> None:
         self.messages.inc(messages)
         for topic, n in (per_topic or {}).items():
             self.messages_in.labels(topic).inc(n)

@@ -171,11 +171,14 @@ class ColumnBatch:
     def of(envelope: ColumnarEvents) -> ColumnBatch:
         cols, n = envelope.columns, envelope.n
         return ColumnBatch(
-            np.asarray(cols.ts, dtype=np.float64), cols.event_id, cols.prediction,
+            np.asarray(cols.ts, dtype=np.float64),
+            cols.event_id,
+            cols.prediction,
             cols.score if cols.score is not None else [None] * n,
             cols.latency_ms if cols.latency_ms is not None else [None] * n,
-            cols.kpis, cols.features,
-        )  # fmt: skip
+            cols.kpis,
+            cols.features,
+        )
 
     @staticmethod
     def concat(parts: list[ColumnBatch]) -> ColumnBatch:
@@ -199,20 +202,28 @@ class ColumnBatch:
             return out
 
         return ColumnBatch(
-            np.concatenate([p._ts for p in parts]), chain("_event_id"), chain("_prediction"), chain("_score"),
-            chain("_latency"), joined("_kpis", 0.0), joined("_features", None),
-        )  # fmt: skip
+            np.concatenate([p._ts for p in parts]),
+            chain("_event_id"),
+            chain("_prediction"),
+            chain("_score"),
+            chain("_latency"),
+            joined("_kpis", 0.0),
+            joined("_features", None),
+        )
 
     def ts(self) -> np.ndarray:
         return self._ts
 
     def take(self, index: list[int]) -> ColumnBatch:
         return ColumnBatch(
-            self._ts[index], gather(self._event_id, index), gather(self._prediction, index),
-            gather(self._score, index), gather(self._latency, index),
+            self._ts[index],
+            gather(self._event_id, index),
+            gather(self._prediction, index),
+            gather(self._score, index),
+            gather(self._latency, index),
             {k: gather(v, index) for k, v in self._kpis.items()},
             {k: gather(v, index) for k, v in self._features.items()},
-        )  # fmt: skip
+        )
 
     def head(self, k: int) -> ColumnBatch:
         return self.take(list(range(min(k, self.n))))

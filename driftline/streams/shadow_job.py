@@ -74,8 +74,14 @@ class ShadowJob:
         for version, ws, n, disagree, divergence, lat_s, lat_p in data:
             start, end = float(ws), float(ws) + w
 
-            def add(metric: str, value: float, version: str = str(version), start: float = start,
-                    end: float = end, n: int = int(n)) -> None:  # fmt: skip
+            def add(
+                metric: str,
+                value: float,
+                version: str = str(version),
+                start: float = start,
+                end: float = end,
+                n: int = int(n),
+            ) -> None:
                 if value is not None and not math.isnan(value):
                     out.append(MetricRow(start, end, model, version, "shadow", metric, "", "", float(value), n))
 

@@ -189,9 +189,11 @@ class Worker:
             log.warning("applied ClickHouse migrations %s", applied)
         profiles = load_profiles(sink.client, settings.clickhouse_database)
         checkpoints = CheckpointStore(
-            sink.client, settings.clickhouse_database, settings.group_id,
+            sink.client,
+            settings.clickhouse_database,
+            settings.group_id,
             signing_key(settings, settings.checkpoint_key.get()),
-        )  # fmt: skip
+        )
         engine = MonitoringEngine(
             spec,
             reference_events=settings.monitor_reference_events,
@@ -209,8 +211,9 @@ class Worker:
         await alerting.start()
         live = GrafanaLive(settings.grafana_live_url, settings.grafana_token) if settings.grafana_live_url else None
         publisher = MetricsPublisher(sink, self.topics["metrics"], alerting.observe, self.metrics, live)
-        requester = LabelingRequester(spec, request_store(sink.client, settings.clickhouse_database),
-                                      self._send_request)  # fmt: skip
+        requester = LabelingRequester(
+            spec, request_store(sink.client, settings.clickhouse_database), self._send_request
+        )
         ingestor = BatchIngestor(
             settings,
             sink,
@@ -286,8 +289,13 @@ class Worker:
 
         if self.jobs is not None:
             settings = self.settings
-            await review_all(self.jobs.sink.client, settings.clickhouse_database, float(settings.review_every_s),
-                             settings.data_path / "reviews", self.jobs.alerting.announce)  # fmt: skip
+            await review_all(
+                self.jobs.sink.client,
+                settings.clickhouse_database,
+                float(settings.review_every_s),
+                settings.data_path / "reviews",
+                self.jobs.alerting.announce,
+            )
 
     async def _finish_batch(self, app: faust.App, **kwargs: Any) -> None:
         # Runs before Faust cancels its tasks: let the batch in flight reach ClickHouse and commit.

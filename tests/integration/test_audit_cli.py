@@ -37,8 +37,18 @@ def test_clean_data_passes_and_each_injected_problem_is_flagged(tmp_path: Path) 
     reference, current = frames()
     reference.to_csv(tmp_path / "ref.csv", index=False)
     current.to_csv(tmp_path / "clean.csv", index=False)
-    common = ["--reference", str(tmp_path / "ref.csv"), "--label", "label", "--segment", "region",
-              "--min-class-share", "0.2", "--max-label-noise", "0.05"]  # fmt: skip
+    common = [
+        "--reference",
+        str(tmp_path / "ref.csv"),
+        "--label",
+        "label",
+        "--segment",
+        "region",
+        "--min-class-share",
+        "0.2",
+        "--max-label-noise",
+        "0.05",
+    ]
     text = run(["audit", str(tmp_path / "clean.csv"), *common, "--out", str(tmp_path / "clean")], code=0)
     assert "**PASSED**" in text
 
@@ -75,13 +85,35 @@ def test_sampling_bias_guideline_and_augmentation(tmp_path: Path) -> None:
     skewed = pd.concat([current[current.region == "north"], current[current.region == "south"].iloc[:20]])
     scarce = pd.concat([skewed[skewed.label == "benign"], skewed[skewed.label == "malignant"].iloc[:8]])
     scarce.to_csv(tmp_path / "d.csv", index=False)
-    (tmp_path / "g.yaml").write_text("task: tumour\nversion: v1\nlabels:\n  - {name: benign, definition: not cancer}\n"
-                                     "  - {name: malign, definition: cancer}\n")  # fmt: skip
-    text = run(["audit", str(tmp_path / "d.csv"), "--label", "label", "--segment", "region",
-                "--population", "north=0.5,south=0.5", "--guideline", str(tmp_path / "g.yaml"),
-                "--min-class-share", "0.1",
-                "--augment", str(tmp_path / "aug.csv"), "--augment-target", "0.2", "--max-synthetic", "0.3",
-                "--out", str(tmp_path / "r")], code=1)  # fmt: skip
+    (tmp_path / "g.yaml").write_text(
+        "task: tumour\nversion: v1\nlabels:\n  - {name: benign, definition: not cancer}\n"
+        "  - {name: malign, definition: cancer}\n"
+    )
+    text = run(
+        [
+            "audit",
+            str(tmp_path / "d.csv"),
+            "--label",
+            "label",
+            "--segment",
+            "region",
+            "--population",
+            "north=0.5,south=0.5",
+            "--guideline",
+            str(tmp_path / "g.yaml"),
+            "--min-class-share",
+            "0.1",
+            "--augment",
+            str(tmp_path / "aug.csv"),
+            "--augment-target",
+            "0.2",
+            "--max-synthetic",
+            "0.3",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        code=1,
+    )
     report = json.loads((tmp_path / "r" / "audit.json").read_text())
     checks = {c["name"]: c for c in report["checks"]}
     assert not checks["sampling_bias"]["passed"] and report["segments"]["observed"]["south"] < 0.2
@@ -136,8 +168,9 @@ def test_labels_commands_and_the_window_audit_on_clickhouse(tmp_path: Path) -> N
     subprocess.run([sys.executable, "-c", _WRITE, dsn], check=True, timeout=120)
 
     def cli(*args: str, code: int = 0) -> str:
-        out = subprocess.run([sys.executable, "-m", "driftline", *args, "--clickhouse", dsn], capture_output=True,
-                             text=True, timeout=180)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "driftline", *args, "--clickhouse", dsn], capture_output=True, text=True, timeout=180
+        )
         assert out.returncode == code, out.stdout + out.stderr
         return out.stdout + out.stderr
 
@@ -160,10 +193,23 @@ def test_labels_commands_and_the_window_audit_on_clickhouse(tmp_path: Path) -> N
     review = cli("review", "--model", "credit", "--since", "1d", "--out", str(tmp_path / "rev"))
     assert "# Model review: credit" in review and "## Suggested actions" in review
     assert len(list((tmp_path / "rev").glob("review-credit-*.html"))) == 1
-    assert "--until '2026-13-01' is not an ISO time" in cli("review", "--model", "credit", "--until", "2026-13-01",
-                                                             code=2)  # fmt: skip
-    window = cli("audit", "--model", "credit", "--since", "2000-01-01", "--until", "2100-01-01",
-                 "--max-label-noise", "0.02", "--out", str(tmp_path / "w"), code=1)  # fmt: skip
+    assert "--until '2026-13-01' is not an ISO time" in cli(
+        "review", "--model", "credit", "--until", "2026-13-01", code=2
+    )
+    window = cli(
+        "audit",
+        "--model",
+        "credit",
+        "--since",
+        "2000-01-01",
+        "--until",
+        "2100-01-01",
+        "--max-label-noise",
+        "0.02",
+        "--out",
+        str(tmp_path / "w"),
+        code=1,
+    )
     report = json.loads((tmp_path / "w" / "audit.json").read_text())
     checks = {c["name"]: c for c in report["checks"]}
     assert report["rows"] == 400 and "the model's scores (score)" in checks["label_noise"]["detail"]

@@ -68,9 +68,17 @@ def _events(
     right = rng.uniform() < (0.9 if good else 0.45)
     pred = y if right else 1 - y
     eid = f"{model}-{key}-{ts:.3f}"
-    p = Prediction(event_id=eid, model=model, version=version, ts=ts, prediction=pred, score=0.8 if pred else 0.2,
-                   features={"x": float(rng.normal())}, latency_ms=float(rng.uniform(1, 3)),
-                   route="canary" if version == "v2" else "primary")  # fmt: skip
+    p = Prediction(
+        event_id=eid,
+        model=model,
+        version=version,
+        ts=ts,
+        prediction=pred,
+        score=0.8 if pred else 0.2,
+        features={"x": float(rng.normal())},
+        latency_ms=float(rng.uniform(1, 3)),
+        route="canary" if version == "v2" else "primary",
+    )
     return p, Label(event_id=eid, label=y, ts=ts + 1)
 
 
@@ -91,18 +99,39 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
 
     web = free_port()
     token = "stream-token-" + sub.id
-    env = {**os.environ, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_DATA_DIR": str(tmp_path / "d"),
-           "DRIFTLINE_SPEC": str(spec), "DRIFTLINE_QUALITY_INTERVAL_S": "1", "DRIFTLINE_ALERTS_TOKEN": token,
-           "DRIFTLINE_LOGLEVEL": "info", "DRIFTLINE_LOG_FORMAT": "json"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_DATA_DIR": str(tmp_path / "d"),
+        "DRIFTLINE_SPEC": str(spec),
+        "DRIFTLINE_QUALITY_INTERVAL_S": "1",
+        "DRIFTLINE_ALERTS_TOKEN": token,
+        "DRIFTLINE_LOGLEVEL": "info",
+        "DRIFTLINE_LOG_FORMAT": "json",
+    }
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftline", "worker", "--broker", settings.broker, "--clickhouse",
-             f"chdb://{tmp_path}/ch", "--web-port", str(web)],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    routers = {m: RoutingClient(settings.broker, m, topic=settings.topic("control"), poll_interval_s=0.1)
-               for m in ("bad", "good")}  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "worker",
+                "--broker",
+                settings.broker,
+                "--clickhouse",
+                f"chdb://{tmp_path}/ch",
+                "--web-port",
+                str(web),
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    routers = {
+        m: RoutingClient(settings.broker, m, topic=settings.topic("control"), poll_interval_s=0.1)
+        for m in ("bad", "good")
+    }
     rng = np.random.default_rng(5)
     t0 = float(int(time.time()) // 3600 * 3600 - 3 * 3600)
     share: dict[str, list[float]] = {"bad": [], "good": []}
@@ -179,9 +208,22 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     assert kinds == {"alert", "notification", "rollout"}
     # and in ClickHouse
     history = subprocess.run(
-        [sys.executable, "-m", "driftline", "alerts", "history", "--model", "bad", "--clickhouse", f"chdb://{tmp_path}/ch"],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "alerts",
+            "history",
+            "--model",
+            "bad",
+            "--clickhouse",
+            f"chdb://{tmp_path}/ch",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     assert "ROLLBACK        v2 weight 20 -> 0 %" in history and "rollback v2 by canary-analysis" in history
     assert "FIRING   critical CanaryRolledBack" in history
     # secrets never reach the log

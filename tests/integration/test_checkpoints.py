@@ -33,12 +33,19 @@ W = 300
 def _events(t0: float, n: int = 9000) -> list[Prediction]:
     rng = np.random.default_rng(6)
     return [
-        Prediction(event_id=f"e{i}", model="m", version="v1", ts=t0 + i * (3 * W / n),
-                   prediction=int(rng.uniform() < 0.3), score=float(rng.uniform()),
-                   latency_ms=float(rng.uniform(1, 5)), kpis={"amount": float(i % 7)},
-                   features={"x": float(rng.normal(i / n, 1)), "c": str(rng.choice(["a", "b", "c"]))})
+        Prediction(
+            event_id=f"e{i}",
+            model="m",
+            version="v1",
+            ts=t0 + i * (3 * W / n),
+            prediction=int(rng.uniform() < 0.3),
+            score=float(rng.uniform()),
+            latency_ms=float(rng.uniform(1, 5)),
+            kpis={"amount": float(i % 7)},
+            features={"x": float(rng.normal(i / n, 1)), "c": str(rng.choice(["a", "b", "c"]))},
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def _key(r: MetricRow) -> tuple[object, ...]:
@@ -71,16 +78,34 @@ def test_engine_state_saved_at_stop_continues_after_restart(
 
 def _worker(settings: Settings, tmp: Path, name: str, group: str) -> tuple[subprocess.Popen[bytes], int, Path]:
     web = free_port()
-    env = {**os.environ, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_GROUP_ID": group,
-           "DRIFTLINE_DATA_DIR": str(tmp / "data"), "DRIFTLINE_MONITOR_WINDOW_S": str(W),
-           "DRIFTLINE_MONITOR_LATENESS_S": "0", "DRIFTLINE_MONITOR_REFERENCE_EVENTS": "1000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_GROUP_ID": group,
+        "DRIFTLINE_DATA_DIR": str(tmp / "data"),
+        "DRIFTLINE_MONITOR_WINDOW_S": str(W),
+        "DRIFTLINE_MONITOR_LATENESS_S": "0",
+        "DRIFTLINE_MONITOR_REFERENCE_EVENTS": "1000",
+    }
     log = tmp / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftline", "worker", "--broker", settings.broker, "--clickhouse",
-             f"chdb://{tmp}/{group}-ch", "--web-port", str(web)],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "worker",
+                "--broker",
+                settings.broker,
+                "--clickhouse",
+                f"chdb://{tmp}/{group}-ch",
+                "--web-port",
+                str(web),
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
     deadline = time.monotonic() + 120
     while not (worker_stats(web) or {}).get("ready"):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -103,11 +128,17 @@ def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
 def _complete_rows(tmp: Path, group: str) -> dict[tuple[object, ...], float]:
     text = subprocess.run(
         [sys.executable, "-m", "driftline", "metrics", "--model", "m", "--clickhouse", f"chdb://{tmp}/{group}-ch"],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     rows = [json.loads(line) for line in text.splitlines()]
-    return {(r["window_start"], r["family"], r["metric"], r["feature"], r["segment"]): r["value"]
-            for r in rows if r["complete"] and r["family"] != "quality"}  # fmt: skip
+    return {
+        (r["window_start"], r["family"], r["metric"], r["feature"], r["segment"]): r["value"]
+        for r in rows
+        if r["complete"] and r["family"] != "quality"
+    }
 
 
 def test_worker_restart_mid_window_gives_the_same_windows(

@@ -41,12 +41,19 @@ def varied_predictions() -> list[list[Prediction]]:
     """Envelopes of different shapes: optional columns absent, missing values, odd names and values."""
     plain = [make_prediction(i) for i in range(20)]
     sparse = [
-        make_prediction(100 + i, score=None, latency_ms=None if i % 2 else 1.0, attributes={}, kpis={},
-                        route="primary", prediction=["yes", 1.5, True, 0][i % 4],
-                        features={"age": None if i % 3 else 40.0 + i, "it's \\ \"odd\"": "x'y", "flag": i % 2 == 0},
-                        request_id=f"r{i}" if i % 2 else None)
+        make_prediction(
+            100 + i,
+            score=None,
+            latency_ms=None if i % 2 else 1.0,
+            attributes={},
+            kpis={},
+            route="primary",
+            prediction=["yes", 1.5, True, 0][i % 4],
+            features={"age": None if i % 3 else 40.0 + i, 'it\'s \\ "odd"': "x'y", "flag": i % 2 == 0},
+            request_id=f"r{i}" if i % 2 else None,
+        )
         for i in range(10)
-    ]  # fmt: skip
+    ]
     mixed = [make_prediction(200 + i, features={"age": "unknown" if i == 0 else float(i)}) for i in range(5)]
     return [plain, sparse, mixed]
 
@@ -55,8 +62,15 @@ def test_columnar_envelopes_store_the_rows_json_events_store(
     settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
 ) -> None:
     groups = varied_predictions()
-    labels = [Label(event_id=f"e{i}", label=[1, 0.0, "cat", True][i % 4], ts=1_700_000_100.0 + i,
-                    annotator="ann" if i % 2 else None) for i in range(12)]  # fmt: skip
+    labels = [
+        Label(
+            event_id=f"e{i}",
+            label=[1, 0.0, "cat", True][i % 4],
+            ts=1_700_000_100.0 + i,
+            annotator="ann" if i % 2 else None,
+        )
+        for i in range(12)
+    ]
     as_json = sink_factory(settings_factory())
     as_columns = sink_factory(settings_factory())
     every = [e for g in groups for e in g]

@@ -46,8 +46,19 @@ def test_models_cli_changes_reach_routing_clients_within_a_poll(settings_factory
 
 def test_silences_cli(settings_factory: Callable[..., Settings]) -> None:
     s = settings_factory()
-    out = run(s, "silences", "create", "model=loan", "severity=~warning|info", "--duration", "1h", "--comment", "T-1",
-              "--author", "ana")  # fmt: skip
+    out = run(
+        s,
+        "silences",
+        "create",
+        "model=loan",
+        "severity=~warning|info",
+        "--duration",
+        "1h",
+        "--comment",
+        "T-1",
+        "--author",
+        "ana",
+    )
     sid = out.split()[0]
     assert sid.startswith("sil-")
     listing = run(s, "silences", "list")
@@ -61,8 +72,17 @@ def test_silences_cli(settings_factory: Callable[..., Settings]) -> None:
 
 def test_subscriptions_cli_shows_the_secret_once_and_never_again(settings_factory: Callable[..., Settings]) -> None:
     s = settings_factory()
-    out = run(s, "subscriptions", "add", "ops", "https://hooks.example/a?token=abc", "--severity", "critical",
-              "--model", "loan")  # fmt: skip
+    out = run(
+        s,
+        "subscriptions",
+        "add",
+        "ops",
+        "https://hooks.example/a?token=abc",
+        "--severity",
+        "critical",
+        "--model",
+        "loan",
+    )
     sub_id = out.split()[0]
     secret = out.strip().split()[-1]
     assert secret.startswith("whsec_")

@@ -92,8 +92,9 @@ def test_compose_users_writer_least_privilege_and_grafana_read_only() -> None:
     )
     with container:
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(8123))
-        settings = Settings.from_env({}, clickhouse=f"http://{host}:{port}", clickhouse_user="driftline",
-                                     clickhouse_password="writer-pw")  # fmt: skip
+        settings = Settings.from_env(
+            {}, clickhouse=f"http://{host}:{port}", clickhouse_user="driftline", clickhouse_password="writer-pw"
+        )
         sink = ClickHouseSink(settings)
         sink.migrate()  # CREATE DATABASE/TABLE, ALTER on driftline.* are enough
         sink.write(SinkBatch([make_prediction(1)], [], [], token="t"))

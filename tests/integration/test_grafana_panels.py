@@ -45,15 +45,36 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
         version = "v2" if i % 10 == 0 else "v1"
         y = int(rng.uniform() < 0.5)
         p = int(rng.uniform() < (0.9 if y else 0.1)) if version == "v1" else int(rng.uniform() < 0.5)  # v2 is bad
-        preds.append(Prediction(
-            event_id=f"e{i}", model="loan", version=version, ts=ts, prediction=p, score=0.95 if p else 0.05,
-            features={"income": float(rng.normal(50 + (30 if i > 4000 else 0), 10)), "age": float(rng.normal(40, 9)),
-                      "city": str(rng.choice(["a", "b", "c"])), "debt": float(rng.normal(5, 2))},
-            attributes={"sex": str(rng.choice(["f", "m"]))}, latency_ms=float(rng.uniform(1, 4)), request_id=f"r{i}",
-        ))  # fmt: skip
+        preds.append(
+            Prediction(
+                event_id=f"e{i}",
+                model="loan",
+                version=version,
+                ts=ts,
+                prediction=p,
+                score=0.95 if p else 0.05,
+                features={
+                    "income": float(rng.normal(50 + (30 if i > 4000 else 0), 10)),
+                    "age": float(rng.normal(40, 9)),
+                    "city": str(rng.choice(["a", "b", "c"])),
+                    "debt": float(rng.normal(5, 2)),
+                },
+                attributes={"sex": str(rng.choice(["f", "m"]))},
+                latency_ms=float(rng.uniform(1, 4)),
+                request_id=f"r{i}",
+            )
+        )
         if i % 7 == 0:
-            shadow = Prediction(event_id=f"s{i}", model="loan", version="v3", ts=ts, prediction=1 - p,
-                                route="shadow", request_id=f"r{i}", score=0.5)  # fmt: skip
+            shadow = Prediction(
+                event_id=f"s{i}",
+                model="loan",
+                version="v3",
+                ts=ts,
+                prediction=1 - p,
+                route="shadow",
+                request_id=f"r{i}",
+                score=0.5,
+            )
             preds.append(shadow)
         labels.append(Label(event_id=f"e{i}", label=y, ts=ts + 30, annotator="ann", guideline_version="g1"))
         if i % 3 == 0:  # a second annotator on a third of the items, agreeing nine times in ten
@@ -61,10 +82,13 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
             labels.append(Label(event_id=f"e{i}", label=second, ts=ts + 40, annotator="bob", guideline_version="g1"))
     bad = SourcedDeadLetter(DeadLetter("malformed", "bad", b"{"), settings.topic("predictions"), 0, 1, time.time())
     sink.write(SinkBatch(preds, labels, [bad], token="grafana-test"))
-    request_store(sink.client, settings.clickhouse_database)([
-        [p.event_id, "loan", p.version, utc(p.ts), utc(p.ts // W * W), "margin", 0.5, utc(time.time())]
-        for p in preds[::50] if p.route != "shadow"
-    ])  # fmt: skip
+    request_store(sink.client, settings.clickhouse_database)(
+        [
+            [p.event_id, "loan", p.version, utc(p.ts), utc(p.ts // W * W), "margin", 0.5, utc(time.time())]
+            for p in preds[::50]
+            if p.route != "shadow"
+        ]
+    )
     engine = MonitoringEngine(MonitorSpec(), reference_events=1000, window_s=W, allowed_lateness_s=0)
     rows = engine.update([p for p in preds if p.route != "shadow"]) + engine.flush()
     rows += QualityJob(sink.client, settings.clickhouse_database, MonitorSpec()).run_once()
@@ -96,8 +120,12 @@ def test_every_panel_query_runs_and_has_the_expected_shape(
     settings = settings_factory()
     sink = sink_factory(settings)
     start, end = _pipeline(settings, sink)
-    variables: dict[str, str | list[str]] = {"model": "loan", "version": ["v1", "v2"], "feature": "income",
-                                             "attribute": "sex"}  # fmt: skip
+    variables: dict[str, str | list[str]] = {
+        "model": "loan",
+        "version": ["v1", "v2"],
+        "feature": "income",
+        "attribute": "sex",
+    }
     db = settings.clickhouse_database
     empty = []
     for uid, panel in panels(MonitorSpec(), db):

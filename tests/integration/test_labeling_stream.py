@@ -51,13 +51,24 @@ def test_agreement_majority_labels_and_noise_signal_per_window(
             given[(i, ann)] = int(truth[i]) if right else 1 - int(truth[i])
     with Producer(settings.broker, topic_prefix=settings.topic_prefix) as producer:
         for i in range(n):
-            producer.log_prediction(model="credit", version="v1", features={"x": float(scores[i])},
-                                    prediction=int(scores[i] >= 0.5), score=float(scores[i]),
-                                    attributes={"vendor": str(vendor[i])}, event_id=f"e{i}",
-                                    ts=t0 + i * (3 * W / n))  # fmt: skip
+            producer.log_prediction(
+                model="credit",
+                version="v1",
+                features={"x": float(scores[i])},
+                prediction=int(scores[i] >= 0.5),
+                score=float(scores[i]),
+                attributes={"vendor": str(vendor[i])},
+                event_id=f"e{i}",
+                ts=t0 + i * (3 * W / n),
+            )
         for (i, ann), label in given.items():
-            producer.log_label(f"e{i}", label, ts=t0 + i * (3 * W / n) + 60, annotator=ann,
-                               guideline_version="2026-11" if ann != "cyd" else "2026-10")  # fmt: skip
+            producer.log_label(
+                f"e{i}",
+                label,
+                ts=t0 + i * (3 * W / n) + 60,
+                annotator=ann,
+                guideline_version="2026-11" if ann != "cyd" else "2026-10",
+            )
     run_ingestor(BatchIngestor(settings, sink), ingested(n + len(given)))
     db = settings.clickhouse_database
     stored = Counter(sink.client.query(f"SELECT guideline_version FROM {db}.labels FINAL").result_rows)
@@ -71,8 +82,9 @@ def test_agreement_majority_labels_and_noise_signal_per_window(
         start = t0 + w * W
         items = [i for i in range(n) if i * 3 // n == w]
         table = np.array([[given.get((i, a), MISSING) for a in ANNOTATORS] for i in items])
-        reference = krippendorff.alpha(reliability_data=np.where(table == MISSING, np.nan, table).T.astype(float),
-                                       level_of_measurement="nominal")  # fmt: skip
+        reference = krippendorff.alpha(
+            reliability_data=np.where(table == MISSING, np.nan, table).T.astype(float), level_of_measurement="nominal"
+        )
         alphas.append(got[(start, "krippendorff_alpha", "", "")])
         assert alphas[-1] == pytest.approx(reference, abs=1e-9)
         both = (table[:, 0] != MISSING) & (table[:, 2] != MISSING)
@@ -81,8 +93,12 @@ def test_agreement_majority_labels_and_noise_signal_per_window(
         )
         # quality is scored against the majority of the annotators (ties: the newest label)
         majority = [Counter(v for v in row if v != MISSING).most_common(1)[0][0] for row in table]
-        has_tie = [len(set(Counter(v for v in row if v != MISSING).values())) == 1 and (row != MISSING).sum() == 2
-                   and len(set(row[row != MISSING])) == 2 for row in table]  # fmt: skip
+        has_tie = [
+            len(set(Counter(v for v in row if v != MISSING).values())) == 1
+            and (row != MISSING).sum() == 2
+            and len(set(row[row != MISSING])) == 2
+            for row in table
+        ]
         clear = ~np.array(has_tie)
         preds = (scores[items] >= 0.5).astype(int)
         acc_clear = accuracy_score(np.array(majority)[clear], preds[clear])
@@ -96,12 +112,18 @@ def test_agreement_majority_labels_and_noise_signal_per_window(
             tie_slack = int((confident & (vendor[items] == v) & ~clear).sum()) / max(1, int(m.sum()))
             assert abs(got[(start, "confident_disagreement_rate", "vendor", v)] - expected) <= tie_slack + 1e-9
     assert alphas[2] < 0.6 < min(alphas[:2])
-    agreement = {(w, a): got[(t0 + w * W, "annotator_agreement", "", f"annotator={a}")] for w in range(3)
-                 for a in ANNOTATORS}  # fmt: skip
+    agreement = {
+        (w, a): got[(t0 + w * W, "annotator_agreement", "", f"annotator={a}")] for w in range(3) for a in ANNOTATORS
+    }
     assert agreement[(2, "cyd")] < 0.65 < 0.85 < agreement[(1, "cyd")]
 
-    rules = AlertingConfig.from_dict({"rules": [{"name": "AnnotatorAgreementDrop", "family": "labeling",
-                                                 "metric": "krippendorff_alpha", "below": 0.6}]}).rules  # fmt: skip
+    rules = AlertingConfig.from_dict(
+        {
+            "rules": [
+                {"name": "AnnotatorAgreementDrop", "family": "labeling", "metric": "krippendorff_alpha", "below": 0.6}
+            ]
+        }
+    ).rules
     fired = AlertEvaluator(rules).observe(sorted(rows, key=lambda r: r.window_start))
     assert [(e.state, e.labels["model"]) for e in fired] == [("firing", "credit")]
     assert fired[0].window_start == t0 + 2 * W  # window 2, the careless one

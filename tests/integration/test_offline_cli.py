@@ -34,15 +34,38 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     text = run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3")
     assert "baseline accuracy" in text and "DP-SGD epsilon" in text
     data = str(out / "dataset.npz")
-    worse = run("offline", "gate", "--candidate", str(out / "model-dp-eps0.3.pt"), "--production",
-                str(out / "model-baseline.pt"), "--data", data, code=1)  # fmt: skip
+    worse = run(
+        "offline",
+        "gate",
+        "--candidate",
+        str(out / "model-dp-eps0.3.pt"),
+        "--production",
+        str(out / "model-baseline.pt"),
+        "--data",
+        data,
+        code=1,
+    )
     assert "**FAILED**" in worse and "| accuracy |" in worse
     assert assert_report(out, "gate")["passed"] is False  # type: ignore[call-overload]
     s = settings_factory()
-    ok = run("offline", "gate", "--candidate", str(out / "model-baseline.pt"), "--production",
-             str(out / "model-baseline.pt"), "--data", data, "--max-latency-ratio", "3",
-             "--register-canary", "loan-approval/v9", "--broker", s.broker,
-             "--topic-prefix", s.topic_prefix)  # fmt: skip
+    ok = run(
+        "offline",
+        "gate",
+        "--candidate",
+        str(out / "model-baseline.pt"),
+        "--production",
+        str(out / "model-baseline.pt"),
+        "--data",
+        data,
+        "--max-latency-ratio",
+        "3",
+        "--register-canary",
+        "loan-approval/v9",
+        "--broker",
+        s.broker,
+        "--topic-prefix",
+        s.topic_prefix,
+    )
     assert "**PASSED**" in ok and "registered loan-approval v9 as a 10 % canary" in ok
     client = ControlClient(s.broker, s.topic("control"))
     try:
@@ -56,11 +79,33 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
 
     dsn = f"chdb://{tmp_path}/ch"
     gate_out = subprocess.run(
-        [sys.executable, "-m", "driftline", "offline", "gate", "--candidate", str(out / "model-baseline.pt"),
-         "--production", str(out / "model-baseline.pt"), "--data", data, "--max-latency-ratio", "3",
-         "--register-canary", "loan-approval/v10", "--broker", s.broker, "--topic-prefix", s.topic_prefix,
-         "--clickhouse", dsn], capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "offline",
+            "gate",
+            "--candidate",
+            str(out / "model-baseline.pt"),
+            "--production",
+            str(out / "model-baseline.pt"),
+            "--data",
+            data,
+            "--max-latency-ratio",
+            "3",
+            "--register-canary",
+            "loan-approval/v10",
+            "--broker",
+            s.broker,
+            "--topic-prefix",
+            s.topic_prefix,
+            "--clickhouse",
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert gate_out.returncode == 0, gate_out.stdout + gate_out.stderr
     assert "lineage of loan-approval v10: 3 artefact(s) stored" in gate_out.stdout, gate_out.stdout
     args = ["review", "--model", "loan-approval", "--clickhouse", dsn, "--out", str(tmp_path / "rev")]
@@ -74,12 +119,24 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert "reliability" in distill_json
     energy = distill_json["energy"]  # type: ignore[call-overload]
     assert {(e["model"], e["batch"], e["threads"]) for e in energy} == {
-        (m, b, t) for m in ("teacher (gradient boosting)", "student (torch)", "student ONNX fp32", "student ONNX int8")
-        for b in (1, 1024) for t in (1, 2)
-    }  # fmt: skip
+        (m, b, t)
+        for m in ("teacher (gradient boosting)", "student (torch)", "student ONNX fp32", "student ONNX int8")
+        for b in (1, 1024)
+        for t in (1, 2)
+    }
     assert "## Energy per inference" in distilled and "Method: **" in distilled
-    hybrid = run("offline", "hybrid", "--data", data, "--threshold", "0.9", "--broker", s.broker,
-                 "--topic-prefix", s.topic_prefix)  # fmt: skip
+    hybrid = run(
+        "offline",
+        "hybrid",
+        "--data",
+        data,
+        "--threshold",
+        "0.9",
+        "--broker",
+        s.broker,
+        "--topic-prefix",
+        s.topic_prefix,
+    )
     assert "| 0.5 |" in hybrid and "logged 1,000 routing decisions" in hybrid
     assert len(assert_report(out, "hybrid")["curve"]) == 8  # type: ignore[call-overload]
     fair = run("offline", "fairness", "--data", data)
@@ -88,16 +145,38 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))
     assert "federated accuracy" in fed
     assert len(assert_report(tmp_path / "fed", "federated")["history"]) == 4  # type: ignore[call-overload]
-    privacy = run("offline", "privacy", "--clients", "10", "--rounds", "4", "--noise-multipliers", "1",
-                  "--epsilons", "2", "--out", str(tmp_path / "privacy"))  # fmt: skip
+    privacy = run(
+        "offline",
+        "privacy",
+        "--clients",
+        "10",
+        "--rounds",
+        "4",
+        "--noise-multipliers",
+        "1",
+        "--epsilons",
+        "2",
+        "--out",
+        str(tmp_path / "privacy"),
+    )
     assert "| FedAvg + secure aggregation + client DP (sigma 1, clip 1) | client |" in privacy
     assert len(assert_report(tmp_path / "privacy", "privacy")["rows"]) == 4  # type: ignore[call-overload]
     chain = run("offline", "lineage", str(out / "model-int8-static.onnx"), "--root", str(out))
     assert [line.split()[1] for line in chain.splitlines()] == ["onnx", "model", "dataset"]
     assert "no lineage record" in run("offline", "lineage", "deadbeef", "--root", str(out), code=2)
-    assert "--register-canary" in run("offline", "gate", "--candidate", str(out / "model-baseline.pt"),
-                                      "--production", str(out / "model-baseline.pt"), "--data", data,
-                                      "--register-canary", "nomodel", code=2)  # fmt: skip
+    assert "--register-canary" in run(
+        "offline",
+        "gate",
+        "--candidate",
+        str(out / "model-baseline.pt"),
+        "--production",
+        str(out / "model-baseline.pt"),
+        "--data",
+        data,
+        "--register-canary",
+        "nomodel",
+        code=2,
+    )
 
 
 _WRITE_WINDOW = """
@@ -128,14 +207,33 @@ def test_explain_flags_the_feature_production_broke(tmp_path: Path) -> None:
     dsn = f"chdb://{tmp_path}/ch"
     subprocess.run([sys.executable, "-c", _WRITE_WINDOW, dsn], check=True, timeout=120)
     text = subprocess.run(
-        [sys.executable, "-m", "driftline", "offline", "explain", "--data", str(out / "dataset.npz"),
-         "--clickhouse", dsn, "--since", "2000-01-01", "--until", "2100-01-01"],
-        capture_output=True, text=True, check=True, timeout=300,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "offline",
+            "explain",
+            "--data",
+            str(out / "dataset.npz"),
+            "--clickhouse",
+            dsn,
+            "--since",
+            "2000-01-01",
+            "--until",
+            "2100-01-01",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
     assert "## Global importance" in text and "## Counterfactual for row 0" in text
     assert "## The same prediction by LIME" in text and "Rank agreement (Spearman)" in text
     report = assert_report(out, "explain")
     assert report["lime"]["seed"] == 0 and report["shift"]["age"][2] is True  # type: ignore[call-overload,index]
-    shift = {line.split("|")[1].strip(): line for line in text.split("## Importance shift")[1].splitlines()
-             if line.startswith("| ") and "share" not in line}  # fmt: skip
+    shift = {
+        line.split("|")[1].strip(): line
+        for line in text.split("## Importance shift")[1].splitlines()
+        if line.startswith("| ") and "share" not in line
+    }
     assert shift["age"].rstrip().endswith("| yes |"), text

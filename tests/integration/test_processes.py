@@ -115,8 +115,11 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
             time.sleep(0.2)
         status, text = _http(web, "/metrics")
         assert status == 200
-        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line and not line.startswith("#")}  # fmt: skip
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
         assert samples['driftline_events_total{kind="prediction"}'] == 250
         assert samples['driftline_dead_letters_total{code="malformed"}'] == 1
         assert samples[f'driftline_messages_in_total{{topic="{settings.topic("predictions")}"}}'] >= 2

@@ -69,8 +69,12 @@ def test_profile_build_cli_from_jsonl_with_spec_kinds(tmp_path: Path) -> None:
     # the offline module's spelling of the same command writes the same profile
     offline = [sys.executable, "-m", "driftline", "offline", "profile", "--model", "churn", "--version", "v2"]
     out2 = tmp_path / "p2.json"
-    again = subprocess.run([*offline, "--input", str(data), "--out", str(out2), "--spec", str(spec), "--no-store"],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    again = subprocess.run(
+        [*offline, "--input", str(data), "--out", str(out2), "--spec", str(spec), "--no-store"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert ReferenceProfile.from_json(out2.read_text()).features == profile.features
 

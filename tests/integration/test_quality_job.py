@@ -193,8 +193,9 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     t0 = float(int(time.time() // W * W) - 3600)
     preds, labels = _data(3000, t0)
     sink.write(SinkBatch(preds, labels, [], token="dp"))
-    spec = MonitorSpec.from_dict({"models": {"credit": {"window": W, "privacy": {"epsilon_per_window": 1.0,
-                                                                                  "budget": 2.0}}}})  # fmt: skip
+    spec = MonitorSpec.from_dict(
+        {"models": {"credit": {"window": W, "privacy": {"epsilon_per_window": 1.0, "budget": 2.0}}}}
+    )
     rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
     fair = [r for r in rows if r.family == "fairness"]
     spent = [r.value for r in fair if r.metric == "dp_epsilon_spent"]
@@ -207,8 +208,9 @@ def test_fairness_under_differential_privacy_when_the_spec_asks(
     again = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
     after = {r.metric for r in again if r.family == "fairness"}
     assert after == {"dp_budget_exhausted"}, after
-    exact_rows = QualityJob(sink.client, settings.clickhouse_database,
-                            MonitorSpec.from_dict({"defaults": {"window": W}}), overlap_s=0).run_once()  # fmt: skip
+    exact_rows = QualityJob(
+        sink.client, settings.clickhouse_database, MonitorSpec.from_dict({"defaults": {"window": W}}), overlap_s=0
+    ).run_once()
     exact = {(r.window_start, r.segment): r.value for r in exact_rows if r.metric == "selection_rate"}
     noisy = {(r.window_start, r.segment): r.value for r in fair if r.metric == "selection_rate"}
     assert noisy and all(abs(v - exact[k]) < 0.05 for k, v in noisy.items())  # Laplace(1) on ~500 per group

@@ -65,11 +65,39 @@ def test_review_numbers_actions_lineage_and_announcement(
     rows = metrics(end)
     sink.write_metrics(rows)
     store = AlertStore(sink.client, db)
-    store.alert_events([AlertEvent("f1", "firing", {"alertname": "FeatureDrift", "model": "credit", "version": "v1",
-                                                     "severity": "warning"}, {"summary": "drift"}, 0.4,
-                                   end - 2 * DAY, end - 2 * DAY + W, end - 2 * DAY, 0.0, end)])  # fmt: skip
-    store.decision(Decision("d1", "credit", "v2", "v1", end - DAY, end - DAY + W, "rollback", 10.0, 0.0, 2, (),
-                            "accuracy_drop: v2 0.70 vs v1 0.80"), end - DAY + W)  # fmt: skip
+    store.alert_events(
+        [
+            AlertEvent(
+                "f1",
+                "firing",
+                {"alertname": "FeatureDrift", "model": "credit", "version": "v1", "severity": "warning"},
+                {"summary": "drift"},
+                0.4,
+                end - 2 * DAY,
+                end - 2 * DAY + W,
+                end - 2 * DAY,
+                0.0,
+                end,
+            )
+        ]
+    )
+    store.decision(
+        Decision(
+            "d1",
+            "credit",
+            "v2",
+            "v1",
+            end - DAY,
+            end - DAY + W,
+            "rollback",
+            10.0,
+            0.0,
+            2,
+            (),
+            "accuracy_drop: v2 0.70 vs v1 0.80",
+        ),
+        end - DAY + W,
+    )
 
     review, files, art = run_review(sink.client, db, "credit", 7 * DAY, tmp_path / "reviews", end=end)
 

@@ -32,26 +32,53 @@ def _events(t0: float) -> list[Prediction]:
     out = []
     for i in range(6000):
         model = f"m{i % 6}"
-        out.append(Prediction(
-            event_id=f"e{i}", model=model, version="v1", ts=t0 + i * 0.5, prediction=int(rng.uniform() < 0.4),
-            score=float(rng.uniform()), latency_ms=float(rng.uniform(1, 9)),
-            features={"x": float(rng.normal(10 + (5 if i > 4000 else 0), 2)), "c": str(rng.choice(["a", "b"]))},
-        ))  # fmt: skip
+        out.append(
+            Prediction(
+                event_id=f"e{i}",
+                model=model,
+                version="v1",
+                ts=t0 + i * 0.5,
+                prediction=int(rng.uniform() < 0.4),
+                score=float(rng.uniform()),
+                latency_ms=float(rng.uniform(1, 9)),
+                features={"x": float(rng.normal(10 + (5 if i > 4000 else 0), 2)), "c": str(rng.choice(["a", "b"]))},
+            )
+        )
     return out
 
 
 def _start(settings: Settings, group: str, tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int, Path]:
     web = free_port()
-    env = {**os.environ, "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_GROUP_ID": group,
-           "DRIFTLINE_DATA_DIR": str(tmp / name), "DRIFTLINE_MONITOR_WINDOW_S": "300",
-           "DRIFTLINE_MONITOR_LATENESS_S": "0", "DRIFTLINE_MONITOR_REFERENCE_EVENTS": "200"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_GROUP_ID": group,
+        "DRIFTLINE_DATA_DIR": str(tmp / name),
+        "DRIFTLINE_MONITOR_WINDOW_S": "300",
+        "DRIFTLINE_MONITOR_LATENESS_S": "0",
+        "DRIFTLINE_MONITOR_REFERENCE_EVENTS": "200",
+    }
     log = tmp / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftline", "worker", "--broker", settings.broker, "--clickhouse",
-             f"chdb://{tmp}/{name}-ch", "--web-port", str(web), "--partitions", "4"],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "worker",
+                "--broker",
+                settings.broker,
+                "--clickhouse",
+                f"chdb://{tmp}/{name}-ch",
+                "--web-port",
+                str(web),
+                "--partitions",
+                "4",
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
     return proc, web, log
 
 
@@ -65,13 +92,25 @@ def _stream_metrics(tmp: Path, name: str) -> dict[tuple[str, ...], float]:
     for model in (f"m{i}" for i in range(6)):
         text = subprocess.run(
             [sys.executable, "-m", "driftline", "metrics", "--model", model, "--clickhouse", f"chdb://{tmp}/{name}-ch"],
-            capture_output=True, text=True, check=True, timeout=120,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
         for line in text.splitlines():
             r = json.loads(line)
             if r["family"] in STREAM_FAMILIES:
-                out[(r["model"], r["version"], r["family"], r["metric"], r["feature"], r["segment"],
-                     str(r["window_start"]))] = r["value"]  # fmt: skip
+                out[
+                    (
+                        r["model"],
+                        r["version"],
+                        r["family"],
+                        r["metric"],
+                        r["feature"],
+                        r["segment"],
+                        str(r["window_start"]),
+                    )
+                ] = r["value"]
     return out
 
 
@@ -95,8 +134,15 @@ def test_two_workers_split_partitions_and_match_one_worker(
         def assigned(web: int) -> set[str]:
             return set((worker_stats(web) or {}).get("assigned", []))
 
-        _wait(lambda: len(assigned(web_a) | assigned(web_b)) == 8 and bool(assigned(web_a)) and bool(assigned(web_b))
-              and not assigned(web_a) & assigned(web_b), "both workers hold partitions")  # fmt: skip
+        _wait(
+            lambda: (
+                len(assigned(web_a) | assigned(web_b)) == 8
+                and bool(assigned(web_a))
+                and bool(assigned(web_b))
+                and not assigned(web_a) & assigned(web_b)
+            ),
+            "both workers hold partitions",
+        )
         with Producer(settings.broker, topic_prefix=settings.topic_prefix) as p:
             for e in events:
                 p.send(e)

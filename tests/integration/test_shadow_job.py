@@ -29,12 +29,32 @@ def test_shadow_disagreement_divergence_and_latency(
     for i in range(900):
         ts = t0 + i * (2 * W / 900)
         ps, ss = float(rng.uniform()), float(rng.uniform())
-        primary.append(Prediction(event_id=f"p{i}", model="m", version="v1", ts=ts, prediction=int(ps >= 0.5), score=ps,
-                                  latency_ms=float(rng.uniform(1, 2)), request_id=f"r{i}"))  # fmt: skip
+        primary.append(
+            Prediction(
+                event_id=f"p{i}",
+                model="m",
+                version="v1",
+                ts=ts,
+                prediction=int(ps >= 0.5),
+                score=ps,
+                latency_ms=float(rng.uniform(1, 2)),
+                request_id=f"r{i}",
+            )
+        )
         if i % 3:  # a shadow for two requests in three
-            shadow.append(Prediction(event_id=f"s{i}", model="m", version="v3", ts=ts + 0.01, prediction=int(ss >= 0.5),
-                                     score=ss, latency_ms=float(rng.uniform(2, 6)), route="shadow",
-                                     request_id=f"r{i}"))  # fmt: skip
+            shadow.append(
+                Prediction(
+                    event_id=f"s{i}",
+                    model="m",
+                    version="v3",
+                    ts=ts + 0.01,
+                    prediction=int(ss >= 0.5),
+                    score=ss,
+                    latency_ms=float(rng.uniform(2, 6)),
+                    route="shadow",
+                    request_id=f"r{i}",
+                )
+            )
     # the columnar envelope carries request_id too
     decoded = decode_message(encode_columnar(shadow), "prediction")
     assert [e.request_id for e in decoded.events] == [e.request_id for e in shadow]

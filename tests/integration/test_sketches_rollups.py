@@ -28,11 +28,19 @@ W = 600
 def _events(t0: float) -> list[Prediction]:
     rng = np.random.default_rng(4)
     return [
-        Prediction(event_id=f"e{i}", model="m", version="v1", ts=t0 + i * 0.5, prediction=1,
-                   features={"x": float(rng.normal(3 if i > 6000 else 0, 1)),
-                             "c": str(rng.choice(["a", "b", "new"] if i > 6000 else ["a", "b"]))})
+        Prediction(
+            event_id=f"e{i}",
+            model="m",
+            version="v1",
+            ts=t0 + i * 0.5,
+            prediction=1,
+            features={
+                "x": float(rng.normal(3 if i > 6000 else 0, 1)),
+                "c": str(rng.choice(["a", "b", "new"] if i > 6000 else ["a", "b"])),
+            },
+        )
         for i in range(12_000)
-    ]  # fmt: skip
+    ]
 
 
 def test_drift_over_an_arbitrary_range_from_sketches(
@@ -53,10 +61,13 @@ def test_drift_over_an_arbitrary_range_from_sketches(
     sketched = {s.window_start for s in sketches if s.feature == "x"}
     assert sketched == {t0 + w * W for w in range(2, 10)}
     for start, end in ((t0, t0 + 4 * W), (t0 + 3 * W, t0 + 10 * W), (t0, t0 + 12 * W)):
-        got = {r[0]: r for r in sink.client.query(
-            DRIFT_OVER_RANGE.replace("{db}", settings.clickhouse_database),
-            parameters={"model": "m", "version": "v1", "start": start, "end": end},
-        ).result_rows}  # fmt: skip
+        got = {
+            r[0]: r
+            for r in sink.client.query(
+                DRIFT_OVER_RANGE.replace("{db}", settings.clickhouse_database),
+                parameters={"model": "m", "version": "v1", "start": start, "end": end},
+            ).result_rows
+        }
         chosen = [e for e in events if start <= e.ts // W * W < end and e.ts // W * W in sketched]
         x = np.array([e.features["x"] for e in chosen])
         ref = profile.features["x"]
@@ -96,9 +107,13 @@ def test_hourly_and_daily_rollups_match_a_group_by_and_never_double_count(
     _refresh(sink, "metrics_hourly_refresh")
     _refresh(sink, "metrics_daily_refresh")
     db = settings.clickhouse_database
-    hourly = {int(r[0].timestamp()): r[1:] for r in sink.client.query(
-        f"SELECT hour, value_avg, value_min, value_max, value_last, windows, n FROM {db}.metrics_hourly FINAL "
-        "WHERE model = 'm' ORDER BY hour").result_rows}  # fmt: skip
+    hourly = {
+        int(r[0].timestamp()): r[1:]
+        for r in sink.client.query(
+            f"SELECT hour, value_avg, value_min, value_max, value_last, windows, n FROM {db}.metrics_hourly FINAL "
+            "WHERE model = 'm' ORDER BY hour"
+        ).result_rows
+    }
     groups: dict[int, list[MetricRow]] = defaultdict(list)
     for r in rows:
         groups[int(r.window_start // 3600 * 3600)].append(r)

@@ -61,8 +61,11 @@ class Receiver:
 def spec(**alerting: Any) -> MonitorSpec:
     cfg = AlertingConfig(
         rules=(AlertRule("Drift", "psi", above=0.2, severity="critical", annotations={"summary": "PSI {value:.2f}"}),),
-        group_wait_s=0.0, group_interval_s=0.2, repeat_interval_s=3600.0, **alerting,
-    )  # fmt: skip
+        group_wait_s=0.0,
+        group_interval_s=0.2,
+        repeat_interval_s=3600.0,
+        **alerting,
+    )
     return MonitorSpec(alerts=cfg)
 
 
@@ -98,10 +101,16 @@ def test_webhook_retries_through_5xx_timeout_and_429_then_delivers_signed_with_a
         ids = {h["webhook-id"] for h, _ in receiver.requests}
         assert len(ids) == 1 and next(iter(ids)).startswith("msg_")
         for headers, body in receiver.requests:
-            assert verify(sub.reveal(), headers["webhook-id"], headers["webhook-timestamp"], body,
-                          headers["webhook-signature"])  # fmt: skip
-            assert not verify("whsec_" + "A" * 32, headers["webhook-id"], headers["webhook-timestamp"], body,
-                              headers["webhook-signature"])  # fmt: skip
+            assert verify(
+                sub.reveal(), headers["webhook-id"], headers["webhook-timestamp"], body, headers["webhook-signature"]
+            )
+            assert not verify(
+                "whsec_" + "A" * 32,
+                headers["webhook-id"],
+                headers["webhook-timestamp"],
+                body,
+                headers["webhook-signature"],
+            )
         payload = json.loads(receiver.requests[-1][1])
         assert payload["version"] == "4" and payload["status"] == "firing" and payload["receiver"] == "ops"
         (alert,) = payload["alerts"]

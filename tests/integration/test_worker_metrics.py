@@ -106,10 +106,22 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
     preds, labels = _stream(t0)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftline", "worker", "--broker", settings.broker, "--clickhouse", ch,
-             "--web-port", str(web)],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "worker",
+                "--broker",
+                settings.broker,
+                "--clickhouse",
+                ch,
+                "--web-port",
+                str(web),
+            ],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
     try:
         deadline = time.monotonic() + 240
         while not _stats(web).get("ready"):
@@ -132,8 +144,11 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
 
     out = subprocess.run(
         [sys.executable, "-m", "driftline", "metrics", "--model", "credit", "--clickhouse", ch],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     # every row stored was also published (a window recomputed later is published again)
     assert len(published) >= len(rows)

@@ -42,9 +42,18 @@ def test_diverse_selection_spreads_over_uncertain_regions() -> None:
 def events(window: int, n: int, seed: int, model: str = "m") -> list[Prediction]:
     rng = np.random.default_rng(seed)
     start = 999_960 + window * 60  # a multiple of 60: one window
-    return [Prediction(event_id=f"{model}-{window}-{i}", model=model, version="v1", ts=start + i * 60 / n,
-                       features={"x": float(rng.normal())}, prediction=1, score=float(rng.uniform()))
-            for i in range(n)]  # fmt: skip
+    return [
+        Prediction(
+            event_id=f"{model}-{window}-{i}",
+            model=model,
+            version="v1",
+            ts=start + i * 60 / n,
+            features={"x": float(rng.normal())},
+            prediction=1,
+            score=float(rng.uniform()),
+        )
+        for i in range(n)
+    ]
 
 
 def test_window_selector_asks_for_the_budget_of_each_window_when_it_closes() -> None:
@@ -81,7 +90,9 @@ def test_uncertainty_sampling_needs_fewer_labels_than_random_on_a_replay() -> No
     x = StandardScaler().fit_transform(x)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
     target = 0.95 * LogisticRegression(max_iter=2000).fit(xtr, ytr).score(xte, yte)
-    need = {s: [replay(xtr, ytr, xte, yte, s, seed=seed).labels_to_reach(target) for seed in range(3)]
-            for s in ("random", "margin")}  # fmt: skip
+    need = {
+        s: [replay(xtr, ytr, xte, yte, s, seed=seed).labels_to_reach(target) for seed in range(3)]
+        for s in ("random", "margin")
+    }
     assert all(n is not None for ns in need.values() for n in ns), need
     assert np.mean(need["margin"]) <= 0.8 * np.mean(need["random"]), need  # type: ignore[arg-type]

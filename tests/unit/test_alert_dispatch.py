@@ -128,8 +128,9 @@ def test_in_flight_notification_is_not_sent_twice() -> None:
 
 def test_silence_mutes_until_it_expires() -> None:
     clock, d, _ = setup()
-    silence = Silence.create(parse_matchers(["alertname=A"]), ends_at=clock.now + 500, created_by="ana",
-                             comment="known", now=clock.now)  # fmt: skip
+    silence = Silence.create(
+        parse_matchers(["alertname=A"]), ends_at=clock.now + 500, created_by="ana", comment="known", now=clock.now
+    )
     d.silences.put(silence)
     d.receive([alert("A"), alert("B")])
     clock.now += 30
@@ -142,8 +143,9 @@ def test_silence_mutes_until_it_expires() -> None:
 
 def test_expired_silence_stops_muting() -> None:
     clock, d, _ = setup()
-    silence = Silence.create(parse_matchers(["alertname=A"]), ends_at=clock.now + 10**6, created_by="ana",
-                             comment="known", now=clock.now)  # fmt: skip
+    silence = Silence.create(
+        parse_matchers(["alertname=A"]), ends_at=clock.now + 10**6, created_by="ana", comment="known", now=clock.now
+    )
     d.silences.put(silence)
     d.receive([alert("A")])
     clock.now += 30
@@ -158,11 +160,13 @@ def test_critical_inhibits_warning_on_the_same_feature() -> None:
         parse_matchers(["severity=critical"]), parse_matchers(["severity=warning"]), ("model", "feature")
     )
     clock, d, _ = setup(inhibit=(rule,), group_by=("model",))
-    d.receive([
-        alert("DriftCritical", severity="critical", feature="salary"),
-        alert("DriftWarning", feature="salary"),
-        alert("DriftWarning", feature="age"),
-    ])  # fmt: skip
+    d.receive(
+        [
+            alert("DriftCritical", severity="critical", feature="salary"),
+            alert("DriftWarning", feature="salary"),
+            alert("DriftWarning", feature="age"),
+        ]
+    )
     clock.now += 30
     (n,) = run(d)
     assert sorted(names(n)) == [("DriftCriticalsalary", "firing"), ("DriftWarningage", "firing")]

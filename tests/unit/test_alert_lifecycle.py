@@ -36,14 +36,26 @@ def test_pending_that_recovers_is_dropped_without_resolve() -> None:
 
 def test_firing_event_carries_labels_annotations_and_times() -> None:
     rule = AlertRule(
-        "Drift", "psi", above=0.2, severity="critical", labels={"team": "risk"},
+        "Drift",
+        "psi",
+        above=0.2,
+        severity="critical",
+        labels={"team": "risk"},
         annotations={"summary": "PSI of {feature} is {value:.2f}", "runbook_url": "https://rb/{model}", "x": "{bad"},
-    )  # fmt: skip
+    )
     ev = AlertEvaluator([rule], clock=lambda: 7.0)
     (event,) = ev.observe([row(2, 0.5)])
     assert event.state == "firing" and event.at == 7.0
-    assert event.labels == {"alertname": "Drift", "model": "m", "version": "v1", "family": "drift",
-                            "metric": "psi", "severity": "critical", "feature": "age", "team": "risk"}  # fmt: skip
+    assert event.labels == {
+        "alertname": "Drift",
+        "model": "m",
+        "version": "v1",
+        "family": "drift",
+        "metric": "psi",
+        "severity": "critical",
+        "feature": "age",
+        "team": "risk",
+    }
     assert event.annotations["summary"] == "PSI of age is 0.50"
     assert event.annotations["runbook_url"] == "https://rb/m" and event.annotations["x"] == "{bad"
     assert event.starts_at == 2 * W and event.ends_at == 0.0 and event.fingerprint == fingerprint(event.labels)

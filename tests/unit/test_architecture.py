@@ -24,9 +24,18 @@ SUBPACKAGES = sorted(m.name for m in pkgutil.iter_modules([str(PACKAGE)]) if m.i
 def test_exported_members() -> None:
     """As httpx's test_exported_members: the root exports exactly these, each defined in driftline."""
     assert driftline.__all__ == [
-        "AsyncProducer", "BrokerError", "BudgetExhausted", "ConfigError", "DeliveryError", "DriftlineError",
-        "EventError", "Label", "Prediction", "Producer", "SinkError",
-    ]  # fmt: skip
+        "AsyncProducer",
+        "BrokerError",
+        "BudgetExhausted",
+        "ConfigError",
+        "DeliveryError",
+        "DriftlineError",
+        "EventError",
+        "Label",
+        "Prediction",
+        "Producer",
+        "SinkError",
+    ]
     for name in driftline.__all__:
         member = getattr(driftline, name)
         assert member.__module__.startswith("driftline."), name
@@ -34,8 +43,18 @@ def test_exported_members() -> None:
 
 def test_the_package_layout() -> None:
     assert SUBPACKAGES == [
-        "alerts", "cli", "dev", "grafana", "labeling", "metrics", "models", "offline", "reports", "sinks", "streams",
-    ]  # fmt: skip
+        "alerts",
+        "cli",
+        "dev",
+        "grafana",
+        "labeling",
+        "metrics",
+        "models",
+        "offline",
+        "reports",
+        "sinks",
+        "streams",
+    ]
     root_modules = sorted(m.name for m in pkgutil.iter_modules([str(PACKAGE)]) if not m.ispkg)
     assert len(root_modules) + 1 <= 10, root_modules  # + __init__.py
     assert root_modules == ["__main__", "config", "control", "events", "exceptions", "producer", "spec", "values"]
@@ -56,15 +75,22 @@ def test_serving_code_stays_light() -> None:
         "import json, sys; import driftline.models.routing, driftline.producer; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
-    loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                           check=True).stdout))  # fmt: skip
+    loaded = set(
+        json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    )
     heavy = {"faust", "chdb", "clickhouse_connect", "aiokafka", "mode", "torch", "sklearn", "pandas"}
     assert loaded & heavy == set()
     streams = subprocess.run(
-        [sys.executable, "-c", "import sys, driftline.models.routing, driftline.producer; "
-         "print(sorted(m for m in sys.modules if m.startswith(('driftline.streams', 'driftline.sinks'))))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, driftline.models.routing, driftline.producer; "
+            "print(sorted(m for m in sys.modules if m.startswith(('driftline.streams', 'driftline.sinks'))))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert streams == "[]"
 
 
@@ -93,10 +119,23 @@ def test_not_integration_leaves_out_every_integration_test() -> None:
     """`make test-unit` runs `-m "not integration"`: no test of tests/integration may slip in, marked or not."""
     root = PACKAGE.parent
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", "not integration",
-         "tests"],
-        capture_output=True, text=True, cwd=root, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not integration",
+            "tests",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+    ).stdout.splitlines()
     tests = [line for line in collected if "::" in line]
     assert tests, "nothing collected"
     assert [t for t in tests if t.startswith("tests/integration/")] == []

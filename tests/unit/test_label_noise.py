@@ -27,8 +27,9 @@ def flipped(loader: Callable[..., Any], share: float, seed: int) -> tuple[np.nda
 @pytest.mark.parametrize(
     ("loader", "min_precision", "min_recall"), [(load_digits, 0.8, 0.7), (load_breast_cancer, 0.85, 0.6)]
 )
-def test_finds_injected_flips_as_cleanlab_does(loader: Callable[..., Any], min_precision: float,
-                                                min_recall: float) -> None:  # fmt: skip
+def test_finds_injected_flips_as_cleanlab_does(
+    loader: Callable[..., Any], min_precision: float, min_recall: float
+) -> None:
     x, noisy, flip = flipped(loader, 0.10, seed=0)
     probs = out_of_fold_probabilities(x, noisy)
     mine = find_label_issues(noisy, probs)

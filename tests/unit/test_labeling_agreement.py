@@ -24,8 +24,9 @@ from driftline.labeling.agreement import (
 def noisy_raters(items: int, raters: int, categories: int, accuracy: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, categories, items)
-    table = np.where(rng.uniform(size=(items, raters)) < accuracy, truth[:, None],
-                     rng.integers(0, categories, (items, raters)))  # fmt: skip
+    table = np.where(
+        rng.uniform(size=(items, raters)) < accuracy, truth[:, None], rng.integers(0, categories, (items, raters))
+    )
     return np.asarray(table, dtype=np.int64)
 
 
@@ -40,8 +41,18 @@ def test_cohen_kappa_equals_sklearn(seed: int) -> None:
 
 def test_fleiss_kappa_worked_example() -> None:
     """Fleiss (1971) as reproduced on Wikipedia: 10 subjects, 14 raters, 5 categories, kappa = 0.210."""
-    counts = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]  # fmt: skip
+    counts = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     table = np.array([np.repeat(np.arange(5), row) for row in counts], dtype=np.int64)
     assert round(fleiss_kappa(table), 3) == 0.210
     assert fleiss_kappa(table) == pytest.approx(sm_fleiss(np.array(counts)), abs=1e-12)
@@ -56,8 +67,14 @@ def test_fleiss_kappa_equals_statsmodels(seed: int) -> None:
 def test_krippendorff_alpha_worked_example() -> None:
     """Krippendorff (2011), 'Computing Krippendorff's alpha-reliability', nominal data with missing values."""
     nan = np.nan
-    data = np.array([[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan], [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-                     [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan], [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]])  # fmt: skip
+    data = np.array(
+        [
+            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+        ]
+    )
     table = np.where(np.isnan(data), MISSING, data).T.astype(np.int64)
     assert round(krippendorff_alpha(table), 3) == 0.743
 
@@ -66,8 +83,9 @@ def test_krippendorff_alpha_worked_example() -> None:
 def test_krippendorff_alpha_equals_the_krippendorff_package_with_missing_ratings(seed: int) -> None:
     t = noisy_raters(400, 6, 4, 0.55, seed)
     t[np.random.default_rng(seed + 100).uniform(size=t.shape) < 0.5] = MISSING
-    reference = krippendorff.alpha(reliability_data=np.where(t == MISSING, np.nan, t).T.astype(float),
-                                   level_of_measurement="nominal")  # fmt: skip
+    reference = krippendorff.alpha(
+        reliability_data=np.where(t == MISSING, np.nan, t).T.astype(float), level_of_measurement="nominal"
+    )
     assert krippendorff_alpha(t) == pytest.approx(reference, abs=1e-10)
 
 
@@ -87,8 +105,9 @@ def test_agreement_with_consensus_finds_the_careless_annotator() -> None:
 
 
 def test_encode_and_pairs() -> None:
-    table, items, annotators, labels = encode(["i1", "i1", "i2", "i2", "i1"], ["a", "b", "a", "b", "a"],
-                                              ["yes", "no", "no", "no", "no"])  # fmt: skip
+    table, items, annotators, labels = encode(
+        ["i1", "i1", "i2", "i2", "i1"], ["a", "b", "a", "b", "a"], ["yes", "no", "no", "no", "no"]
+    )
     assert items == ["i1", "i2"] and annotators == ["a", "b"] and labels == ["no", "yes"]
     assert table.tolist() == [[0, 0], [0, 0]]  # a's second label for i1 replaced the first
     assert set(pairwise_cohen(table, annotators)) == {("a", "b")}

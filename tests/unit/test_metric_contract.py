@@ -65,16 +65,15 @@ CASES: dict[type, Case] = {
         WindowSignalDetector, lambda m, s: [m.update(v) for v in np.abs(Z[s]) / 10], {"threshold": 0}
     ),
     MeanShiftDetector: Case(MeanShiftDetector, lambda m, s: [m.update(v) for v in Z[s]], {"kswin_alpha": 2.0}),
-    ErrorStreamDetector: Case(
-        ErrorStreamDetector, lambda m, s: m.update_many((SCORE[s] >= 0.5) != Y[s]), None
-    ),
+    ErrorStreamDetector: Case(ErrorStreamDetector, lambda m, s: m.update_many((SCORE[s] >= 0.5) != Y[s]), None),
     BinaryQuality: Case(BinaryQuality, lambda m, s: m.update_many(Y[s], SCORE[s]) and None, {"threshold": 1.0}),
     RegressionQuality: Case(RegressionQuality, lambda m, s: m.update_many(Y[s] * 10.0, SCORE[s] * 10) and None, None),
     MulticlassQuality: Case(
         MulticlassQuality, lambda m, s: m.update_many(GROUP[s], np.roll(GROUP, 1)[s]) and None, {"max_classes": 0}
     ),
     GroupFairness: Case(
-        GroupFairness, lambda m, s: m.update_many(Y[s], (SCORE[s] >= 0.5).astype(int), GROUP[s]) and None,
+        GroupFairness,
+        lambda m, s: m.update_many(Y[s], (SCORE[s] >= 0.5).astype(int), GROUP[s]) and None,
         {"min_group_size": 0},
     ),
     ConfidentDisagreement: Case(

@@ -252,11 +252,19 @@ def varied_stream(seed: int = 3) -> list[Prediction]:
             "vip": bool(i % 5 == 0),
         }
         ts = T0 + w * 60 + (i % 500) * 0.1 - (120 if i % 401 == 0 else 0)  # some events arrive late
-        out.append(Prediction(
-            event_id=f"e{i - 1 if i % 97 == 0 else i}", model=model, version=version, ts=ts, features=features,
-            prediction=int(rng.integers(0, 2)), score=float(rng.random()) if i % 11 else None,
-            latency_ms=float(rng.lognormal(1, 0.5)) if i % 13 else None, kpis={"revenue": float(i % 7)},
-        ))  # fmt: skip
+        out.append(
+            Prediction(
+                event_id=f"e{i - 1 if i % 97 == 0 else i}",
+                model=model,
+                version=version,
+                ts=ts,
+                features=features,
+                prediction=int(rng.integers(0, 2)),
+                score=float(rng.random()) if i % 11 else None,
+                latency_ms=float(rng.lognormal(1, 0.5)) if i % 13 else None,
+                kpis={"revenue": float(i % 7)},
+            )
+        )
     return out
 
 

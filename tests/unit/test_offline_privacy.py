@@ -25,8 +25,15 @@ def _noise(mechanism: str, epsilon: float, delta: float = 0.0, bound: int = 1) -
     rng = np.random.default_rng(11)
     draws = []
     for _ in range(4000):
-        out = release_counts({"g": {"a": 1000, "b": 1000}}, budget, epsilon=epsilon, delta=delta,
-                             mechanism=mechanism, contribution_bound=bound, rng=rng)  # fmt: skip
+        out = release_counts(
+            {"g": {"a": 1000, "b": 1000}},
+            budget,
+            epsilon=epsilon,
+            delta=delta,
+            mechanism=mechanism,
+            contribution_bound=bound,
+            rng=rng,
+        )
         draws += [out.counts["g"]["a"] - 1000, out.counts["g"]["b"] - 1000]
     return np.array(draws)
 
@@ -55,8 +62,12 @@ def test_budget_is_spent_and_refused_when_gone() -> None:
 
 
 def test_small_or_noisy_groups_are_flagged() -> None:
-    out = release_counts({"big": {"tp": 900, "fn": 100}, "tiny": {"tp": 4, "fn": 2}}, PrivacyBudget(5.0),
-                         epsilon=1.0, rng=np.random.default_rng(3))  # fmt: skip
+    out = release_counts(
+        {"big": {"tp": 900, "fn": 100}, "tiny": {"tp": 4, "fn": 2}},
+        PrivacyBudget(5.0),
+        epsilon=1.0,
+        rng=np.random.default_rng(3),
+    )
     assert out.flagged == frozenset({"tiny"})
     assert out.rates["big"]["tp"] == pytest.approx(0.9, abs=0.01)
 

@@ -94,8 +94,9 @@ def test_shap_adds_up_and_importance_shift_flags_a_broken_input(data: Dataset) -
     top = max(ex.AGRAWAL_NUMERIC, key=lambda f: reference[f])  # the most important numeric feature
     broken = x.copy()
     broken[:, data.feature_names.index(top)] = 0.0  # production sends a constant for the top feature
-    shifted = ex.importance_shift(reference, ex.importance(ex.shap_values(model, data.x_train[:300], broken),
-                                                           data.feature_names))  # fmt: skip
+    shifted = ex.importance_shift(
+        reference, ex.importance(ex.shap_values(model, data.x_train[:300], broken), data.feature_names)
+    )
     assert shifted[top][2] and shifted[top][1] < shifted[top][0]
     cf = ex.counterfactual(model, x[0], data.num_std)
     assert cf is not None

@@ -11,8 +11,15 @@ from driftline.offline.tradeoff import KEY_BYTES, round_bytes, tradeoff
 
 
 def test_epsilons_match_the_accountant_and_bytes_the_formula() -> None:
-    rows, target = tradeoff(clients=20, per_client=150, rounds=8, participation=0.5, noise_multipliers=(1.0, 3.0),
-                            dp_sgd_epsilons=(2.0,), seed=1)  # fmt: skip
+    rows, target = tradeoff(
+        clients=20,
+        per_client=150,
+        rounds=8,
+        participation=0.5,
+        noise_multipliers=(1.0, 3.0),
+        dp_sgd_epsilons=(2.0,),
+        seed=1,
+    )
     by = {r.technique.split(" (")[0] if "DP-SGD" in r.technique else r.technique: r for r in rows}
     assert [r.guarantee for r in rows] == ["none", "record", "none", "client", "client"]
     for r in rows:
@@ -31,6 +38,7 @@ def test_epsilons_match_the_accountant_and_bytes_the_formula() -> None:
     assert round_bytes(d, 1.0) == (d + 2) * 4 + (d + 1) * 8
     plain = by["FedAvg + secure aggregation"]
     if plain.rounds_to_target is not None:
-        assert plain.bytes_per_client_to_target == math.floor(plain.bytes_per_client_per_round * 0.5
-                                                              * plain.rounds_to_target)  # fmt: skip
+        assert plain.bytes_per_client_to_target == math.floor(
+            plain.bytes_per_client_per_round * 0.5 * plain.rounds_to_target
+        )
     assert 0.5 < target < 1 and all(0 <= r.accuracy <= 1 for r in rows)

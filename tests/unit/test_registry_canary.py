@@ -74,8 +74,9 @@ def rows(
     return out
 
 
-def step(an: CanaryAnalyzer, state: ModelState, i: int, canary_acc: float | None, primary_acc: float | None,
-         **kw: float) -> list[str]:  # fmt: skip
+def step(
+    an: CanaryAnalyzer, state: ModelState, i: int, canary_acc: float | None, primary_acc: float | None, **kw: float
+) -> list[str]:
     batch = rows("v1", i, primary_acc) + rows("v2", i, canary_acc, **kw)
     an.observe(batch)
     out = []
