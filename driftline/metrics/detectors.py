@@ -1,7 +1,7 @@
 """Sequential drift detectors from River, fed with cheap signals and tuned for false alarms.
 
 River's detectors with default parameters fired hundreds of times on a stream with a
-single shift here (DESIGN.md), so each is fed a signal it suits and tuned on stable
+single shift on the 2-core development machine, so each is fed a signal it suits and tuned on stable
 streams first:
 
 * :class:`WindowSignalDetector`: Page-Hinkley (upward) on one number per closed window,
