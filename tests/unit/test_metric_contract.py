@@ -28,8 +28,18 @@ from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import profile_column
 from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
 
-#: Classes in the package that are settings, not state.
-NOT_METRICS = {"PrivacySpec"}
+# Value types that live beside the metrics in driftline.metrics: a spec section, the DP budget and
+# its releases, reference profiles, the rows the stream stores. They have no update/merge/get.
+NOT_METRICS = {
+    "PrivacySpec",
+    "PrivacyBudget",
+    "NoisyRelease",
+    "FeatureProfile",
+    "PcaProfile",
+    "ReferenceProfile",
+    "MetricRow",
+    "SketchRow",
+}
 
 RNG = np.random.default_rng(21)
 Y = RNG.integers(0, 2, 2_000)
