@@ -15,7 +15,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def event(i: int, ts: float) -> Prediction:
-    """A ~635-byte prediction like the design notes' measurements (README, Benchmarks): 9 numeric, 3 categorical features."""
+    """A ~635-byte prediction, the size the design notes measured with: 9 numeric, 3 categorical features."""
     return Prediction(
         event_id=f"bench-{i:012d}",
         model=f"model-{i % 4}",
