@@ -29,8 +29,12 @@ def child(tree: Path, form: str, n: int) -> None:
     import ingest_throughput as it
 
     from driftline.config import Settings
-    from driftline.dev.broker import EmbeddedBroker
     from driftline.streams.ingest import tune_gc
+
+    try:
+        from driftline.dev.broker import EmbeddedBroker
+    except ImportError:  # a commit from before the layout of issue 16 (driftline/broker.py)
+        from driftline.broker import EmbeddedBroker  # type: ignore[import-not-found,no-redef]
     from driftline.streams.topics import ensure_topics
 
     tune_gc()
