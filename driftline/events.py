@@ -315,7 +315,14 @@ def rows_of(envelopes: Sequence[ColumnarEvents]) -> list[Any]:
 
 
 def decode_columnar(payload: bytes, kind: Kind) -> ColumnarEvents | DeadLetter:
-    """Check a columnar MessagePack envelope of `kind`: its columns, or why it is a dead letter."""
+    """Check a columnar MessagePack envelope of `kind`: its columns, or why it is a dead letter (never raises)."""
+    try:
+        return _check_columnar(payload, kind)
+    except Exception as exc:  # noqa: BLE001 - as in decode_message: the message is the cause
+        return undecodable(exc, payload)
+
+
+def _check_columnar(payload: bytes, kind: Kind) -> ColumnarEvents | DeadLetter:
     try:
         envelope = _ENVELOPE.decode(payload)
         if envelope.kind != kind:
@@ -390,9 +397,27 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
 
 
 def decode_message(payload: bytes, kind: str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Decoded:
-    """Decode one Kafka message of `kind` ("prediction" or "label") into events and dead letters."""
+    """Decode one Kafka message of `kind` ("prediction" or "label") into events and dead letters.
+
+    Never raises for any payload: whatever a decoder raises on a message makes that message a
+    dead letter (a message nested a thousand levels deep raises RecursionError in msgspec).
+    """
     if kind not in EVENT_TYPES:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    try:
+        return _decode_message(payload, kind, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - no input may stop the worker: the message is the cause
+        return Decoded(dead_letters=[undecodable(exc, payload)])
+
+
+def undecodable(exc: Exception, payload: bytes) -> DeadLetter:
+    """The dead letter of a message on which a decoder raised something other than a validation error."""
+    if isinstance(exc, RecursionError):
+        return DeadLetter("malformed", "message is nested too deeply to decode", payload)
+    return DeadLetter("malformed", f"the decoder failed on this message: {type(exc).__name__}: {exc}"[:2000], payload)
+
+
+def _decode_message(payload: bytes, kind: str, max_bytes: int) -> Decoded:
     if payload is None or len(payload) == 0:
         return Decoded(dead_letters=[DeadLetter("empty", "message has no value", payload or b"")])
     if len(payload) > max_bytes:

@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from driftline.config import Settings
 from driftline.events import (
     DECODERS,
@@ -231,9 +229,9 @@ def _decode_partition(
                     elif checked.n:
                         as_columns.append(checked)
                     continue
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except Exception:  # noqa: BLE001, S110 - whatever failed (RecursionError too) takes the slow path
                 pass
-        # Slow path: anything that failed (to find out exactly why).
+        # Slow path: anything that failed (to find out exactly why; decode_message never raises).
         decoded = decode_message(value, kind, max_bytes)
         target.extend(decoded.events)
         if decoded.events:
