@@ -99,18 +99,15 @@ class AlertStream:
     def clients(self) -> int:
         return len(self._clients)
 
-    def _authorized(self, request: web.Request) -> bool:
+    def authorized(self, request: web.Request) -> bool:
+        """Whether the request carries the stream's bearer token (compared in constant time)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self.token.get().encode())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return web.json_response(
-                {"error": "a bearer token is required: Authorization: Bearer <DRIFTLINE_ALERTS_TOKEN>"},
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        if not self.authorized(request):
+            return unauthorized()
         try:
             flt = StreamFilter.from_query(request.query)
         except ConfigError as exc:
@@ -224,3 +221,12 @@ def _parse(lines: Any) -> Iterator[StreamEvent]:
             kind = value
         elif name == "data":
             data.append(value)
+
+
+def unauthorized() -> web.Response:
+    """401 with the header that says how to authenticate."""
+    return web.json_response(
+        {"error": "a bearer token is required: Authorization: Bearer <DRIFTLINE_ALERTS_TOKEN>"},
+        status=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )

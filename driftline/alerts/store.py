@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from driftline.alerts.evaluator import AlertEvent
 from driftline.alerts.silences import Silence
@@ -24,14 +23,6 @@ from driftline.models.registry import ModelState
 from driftline.sinks.client import ClickHouseClient
 
 _SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
-
-
-def safe_url(url: str) -> str:
-    """scheme://host[:port]/path: no user info, query or fragment (they often carry tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class AlertStore:
@@ -109,7 +100,6 @@ class AlertStore:
 
     def subscription(self, sub: Subscription) -> None:
         row = sub.as_dict(with_secret=False)
-        row["url"] = safe_url(sub.url)
         row["updated_at"] = time.time()
         self._insert("subscriptions", [row])
 

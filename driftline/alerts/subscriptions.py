@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from driftline.alerts.matchers import Matcher, matches_all, parse_matchers
 from driftline.alerts.rules import SEVERITIES
@@ -113,10 +113,12 @@ class Subscription:
         return self.secret.get()
 
     def as_dict(self, with_secret: bool = False) -> dict[str, Any]:
+        """As data; without `with_secret`, the signing secret is left out and the URL loses its user
+        info, query and fragment (they often carry tokens): what may be shown or stored."""
         out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
-            "url": self.url,
+            "url": self.url if with_secret else safe_url(self.url),
             "models": list(self.models),
             "min_severity": self.min_severity,
             "matchers": [str(m) for m in self.matchers],
@@ -142,3 +144,11 @@ class Subscription:
             created_at=float(raw.get("created_at", 0.0)),
             deleted=bool(raw.get("deleted", False)),
         )
+
+
+def safe_url(url: str) -> str:
+    """scheme://host[:port]/path: no user info, query or fragment (they often carry tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

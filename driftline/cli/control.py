@@ -276,7 +276,7 @@ def subscriptions_add(
 @fail_cleanly
 def subscriptions_list(**flags: Any) -> None:
     """Subscriptions (secrets are never shown)."""
-    from driftline.alerts.store import safe_url
+    from driftline.alerts.subscriptions import safe_url
 
     with _control(flags) as control:
         subs = control.sync().subscriptions.values()

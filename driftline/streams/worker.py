@@ -20,7 +20,7 @@ import faust
 import msgspec
 from aiohttp import web
 
-from driftline.alerts.live import AlertStream
+from driftline.alerts.live import AlertStream, unauthorized
 from driftline.alerts.store import AlertStore
 from driftline.config import Settings
 from driftline.control import ControlClient
@@ -155,6 +155,9 @@ class Worker:
         return web.json_response(body)
 
     async def _active_alerts(self, request: web.Request) -> web.Response:
+        # Same bearer token as the stream: this shows alerts, decisions and subscriptions.
+        if not self.stream.authorized(request):
+            return unauthorized()
         if self.jobs is None:
             return web.json_response({"starting": True})
         alerting = self.jobs.alerting

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,7 +95,9 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     for model in ("bad", "good"):
         control.change_model(model, lambda s: s.register("v1", "production", by="test", reason="baseline", now=now))
         control.change_model(model, lambda s: s.register("v2", "canary", weight=20, by="test", reason="try", now=now))
-    sub = Subscription.create("hook", f"http://127.0.0.1:{hook.server_address[1]}/x", created_by="test", now=now)
+    hook_url = f"http://127.0.0.1:{hook.server_address[1]}/x"
+    # a query-string token in the webhook URL, as many receivers take one: it must never be shown
+    sub = Subscription.create("hook", f"{hook_url}?token=hook-query-secret", created_by="test", now=now)
     control.put_subscription(sub)
     control.close()
 
@@ -160,7 +164,15 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
                     time.sleep(0.1)
                 time.sleep(1.3)  # a quality-job run: labels of this window are joined before the next closes
         final = {m: r.state for m, r in routers.items()}
-        active = json.loads(_get(f"http://127.0.0.1:{web}/alerts/active"))
+        # /alerts/active asks for the stream's token, and shows subscription URLs without their query
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            _get(f"http://127.0.0.1:{web}/alerts/active")
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            _get(f"http://127.0.0.1:{web}/alerts/active", token="wrong")
+        raw_active = _get(f"http://127.0.0.1:{web}/alerts/active", token=token)
+        assert "hook-query-secret" not in raw_active and sub.reveal() not in raw_active
+        active = json.loads(raw_active)
+        assert [s["url"] for s in active["subscriptions"]] == [hook_url]
         # the live stream on the worker: a token is required; with it, the events so far replay from the buffer
         with pytest.raises(DriftlineError, match="HTTP 401"):
             next(tail(f"http://127.0.0.1:{web}", "wrong", reconnect=False))
@@ -249,8 +261,7 @@ def _read_topic(broker: str, topic: str) -> list[dict[str, Any]]:
     return out
 
 
-def _get(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def _get(url: str, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
         return str(resp.read().decode())
