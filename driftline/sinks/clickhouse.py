@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -81,6 +82,52 @@ METRIC_COLUMNS = [
     "complete",
 ]
 DEAD_LETTER_COLUMNS = ["received_at", "topic", "partition", "offset", "event_index", "code", "reason", "payload"]
+
+
+#: ClickHouse error codes that the content of one event can cause (parse errors, types, ranges,
+#: constraints): only these make ClickHouseSink bisect a batch to find the event and dead-letter it.
+#: Every other error (disk full, read-only, memory limit, too many parts, timeouts, a lost
+#: connection, ...) is a fault of the server, the disk or the network: `write` raises SinkError,
+#: ingest retries the whole batch with consumption paused, and no event becomes a dead letter.
+EVENT_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        469,  # VIOLATED_CONSTRAINT
+        691,  # UNKNOWN_ELEMENT_OF_ENUM
+    }
+)
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def caused_by_events(exc: Exception) -> bool:
+    """Whether ClickHouse refused the insert because of what the rows hold (see EVENT_ERROR_CODES).
+
+    >>> caused_by_events(Exception("Code: 469. DB::Exception: Constraint `c` ... is violated at row 1"))
+    True
+    >>> caused_by_events(Exception("Code: 243. DB::Exception: Cannot reserve 1.00 MiB (NOT_ENOUGH_SPACE)"))
+    False
+    """
+    match = _CODE.search(str(exc))
+    return match is not None and int(match.group(1)) in EVENT_ERROR_CODES
+
+
+def refused_key(payload: bytes) -> int:
+    """The `offset` column of a refused event's dead letter (its source offset is not known after
+    decoding): a stable 63-bit hash of the event, so each refused event has its own row and a
+    replay of the same event replaces it instead of adding one."""
+    return int.from_bytes(hashlib.sha256(payload).digest()[:8], "big") >> 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +246,10 @@ class ClickHouseSink:
                 return []
             except OperationalError:
                 raise
-            except DatabaseError:
-                pass  # ClickHouse reads the JSON as sent differently: store the checked events instead
+            except DatabaseError as exc:
+                if not caused_by_events(exc):
+                    raise
+                # ClickHouse reads the JSON as sent differently: store the checked events instead
         return self._write_encoded(table, names, events, token)
 
     def _write_encoded(
@@ -214,11 +263,12 @@ class ClickHouseSink:
         except OperationalError:
             raise
         except DatabaseError as exc:
+            if not caused_by_events(exc):
+                raise
             if len(events) == 1:
-                letter = DeadLetter(
-                    "rejected_by_clickhouse", f"ClickHouse refused the event: {exc}"[:2000], _encode(events[0])
-                )
-                return [SourcedDeadLetter(letter, self.settings.topic(table), -1, -1, time.time())]
+                payload = _encode(events[0])
+                letter = DeadLetter("rejected_by_clickhouse", f"ClickHouse refused the event: {exc}"[:2000], payload)
+                return [SourcedDeadLetter(letter, self.settings.topic(table), -1, refused_key(payload), time.time())]
         half = len(events) // 2  # find the refused events; each half has its own deterministic token
         return self._write_encoded(table, names, events[:half], f"{token}/a") + self._write_encoded(
             table, names, events[half:], f"{token}/b"
@@ -242,7 +292,10 @@ class ClickHouseSink:
                 self._insert_columns(table, insert, part_token)
             except OperationalError:
                 raise
-            except DatabaseError:  # refused: find the refused events row by row
+            except DatabaseError as exc:
+                if not caused_by_events(exc):
+                    raise
+                # refused because of some rows: find them row by row
                 rejected += self._write_encoded(table, names, rows_of(insert.events), part_token)
         if rest:
             rejected += self._write_encoded(table, names, rows_of(rest), f"{token}/rows")

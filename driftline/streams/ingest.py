@@ -278,6 +278,9 @@ class BatchIngestor:
         self.consumer: BatchConsumer | None = None
         self.producer: Any = None
         self.ready = asyncio.Event()
+        # The last ClickHouse fault while writes are being retried ("" when the last write succeeded):
+        # /ready reports it, the log and driftline_sink_failing show it while it lasts.
+        self.sink_fault = ""
         self._hooks: asyncio.Task[None] | None = None  # the hooks of the last stored batch, running
 
     def stop(self) -> None:
@@ -448,6 +451,11 @@ class BatchIngestor:
                 )
                 if self.metrics is not None:
                     self.metrics.sink_seconds.observe(time.perf_counter() - t0)
+                if self.sink_fault:
+                    log.warning("ClickHouse writes succeed again after: %s", self.sink_fault)
+                    self.sink_fault = ""
+                    if self.metrics is not None:
+                        self.metrics.sink_failing.set(0)
                 if rejected:
                     # Events ClickHouse refused even re-encoded: dead letters like any other bad input.
                     await self._send_dead_letters(rejected)
@@ -462,8 +470,10 @@ class BatchIngestor:
                 if self._stopping.is_set():
                     raise StoppedWithoutCommit(f"stopping while ClickHouse is failing ({exc})") from exc
                 self.stats.sink_retries += 1
+                self.sink_fault = str(exc)[:500]
                 if self.metrics is not None:
                     self.metrics.sink_errors.inc()
+                    self.metrics.sink_failing.set(1)
                 log.warning("ClickHouse write failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, ceiling)

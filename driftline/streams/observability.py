@@ -18,6 +18,7 @@ batch_messages                      histogram — (messages per batch)
 batch_seconds                       histogram — (decode + store + commit of one batch)
 sink_insert_seconds                 histogram — (the ClickHouse insert of one batch)
 sink_errors_total                   counter   —
+sink_failing                        gauge     — (1 while ClickHouse writes fail and are retried)
 consumer_lag                        gauge     topic, partition
 metric_rows_total                   counter   family
 alerts_total                        counter   state, severity
@@ -31,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -81,6 +82,9 @@ class WorkerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.sink_errors = Counter("driftline_sink_errors", "Failed ClickHouse inserts (retried)", registry=r)
+        self.sink_failing = Gauge(
+            "driftline_sink_failing", "1 while ClickHouse writes fail and are retried (consumption paused)", registry=r
+        )
         self.metric_rows = Counter("driftline_metric_rows", "Metric rows written", ["family"], registry=r)
         self.alerts = Counter("driftline_alerts", "Alert state changes", ["state", "severity"], registry=r)
         self.webhooks = Counter("driftline_webhook_attempts", "Webhook delivery attempts", ["status"], registry=r)

@@ -138,8 +138,12 @@ class Worker:
 
     async def _ready(self, request: web.Request) -> web.Response:
         ingestor = self.jobs.ingestor if self.jobs else None
-        ok = bool(ingestor and ingestor.ready.is_set() and not ingestor.stopping)
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
+        fault = ingestor.sink_fault if ingestor else ""
+        ok = bool(ingestor and ingestor.ready.is_set() and not ingestor.stopping and not fault)
+        body: dict[str, Any] = {"ready": ok}
+        if fault:
+            body["clickhouse"] = f"writes failing, retried with consumption paused: {fault}"
+        return web.json_response(body, status=200 if ok else 503)
 
     async def _stats(self, request: web.Request) -> web.Response:
         jobs = self.jobs

@@ -1,0 +1,60 @@
+"""The worker's own endpoints, called in process: /ready during a ClickHouse fault, /alerts/active's token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from aiohttp.test_utils import make_mocked_request
+
+from driftline.config import Settings
+from driftline.streams.worker import Worker
+from driftline.values import Secret
+
+
+def _worker(tmp_path: Path) -> Worker:
+    return Worker(Settings(data_dir=str(tmp_path), alerts_token=Secret("s3cret"), topic_prefix="endpoints."))
+
+
+def _call(handler: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    async def main() -> tuple[int, dict[str, Any]]:
+        response = await handler(make_mocked_request("GET", "/", headers=headers or {}))
+        return response.status, json.loads(response.body)
+
+    return asyncio.run(main())
+
+
+def _ingestor(fault: str) -> Any:
+    ready = asyncio.Event()
+    ready.set()
+    return SimpleNamespace(ready=ready, stopping=False, sink_fault=fault)
+
+
+def test_ready_reports_a_clickhouse_fault_while_it_lasts(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    assert _call(worker._ready) == (503, {"ready": False})  # nothing built yet
+    worker.jobs = SimpleNamespace(ingestor=_ingestor("ClickHouse insert failed: Code: 243 (NOT_ENOUGH_SPACE)"))  # type: ignore[assignment]
+    status, body = _call(worker._ready)
+    assert status == 503 and body["ready"] is False and "NOT_ENOUGH_SPACE" in body["clickhouse"]
+    worker.jobs.ingestor.sink_fault = ""  # the next write succeeded
+    assert _call(worker._ready) == (200, {"ready": True})
+
+
+def test_active_alerts_needs_the_stream_token(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    assert _call(worker._active_alerts)[0] == 401
+    assert _call(worker._active_alerts, {"Authorization": "Bearer wrong"})[0] == 401
+    assert _call(worker._active_alerts, {"Authorization": "Bearer s3cret"}) == (200, {"starting": True})
+
+
+def test_subscriptions_are_shown_without_their_secrets() -> None:
+    from driftline.alerts.subscriptions import Subscription
+
+    sub = Subscription.create("hook", "https://user:pw@hooks.example/x/y?token=abc#frag", created_by="t", now=0.0)
+    shown = json.dumps(sub.as_dict())
+    assert "abc" not in shown and "pw" not in shown and sub.reveal() not in shown
+    assert sub.as_dict()["url"] == "https://hooks.example/x/y"
+    assert sub.as_dict(with_secret=True)["url"] == "https://user:pw@hooks.example/x/y?token=abc#frag"
