@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import email.utils
 import hashlib
 import hmac
@@ -51,11 +52,23 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def verify(secret: str, msg_id: str, timestamp: str, body: bytes, header: str, tolerance_s: float = 300) -> bool:
-    """What a receiver does: check one of the space-separated v1 signatures, and the timestamp's age."""
-    if abs(time.time() - int(timestamp)) > tolerance_s:
+    """What a receiver does: check one of the space-separated v1 signatures, and the timestamp's age.
+
+    False for anything malformed (a timestamp that is no integer, headers that are not strings or
+    not ASCII, a secret that is not base64), never an exception: a receiver calls this on input
+    from the network.
+    """
+    try:
+        if abs(time.time() - int(timestamp)) > tolerance_s:
+            return False
+        expected = sign(secret, msg_id, int(timestamp), body).split(",", 1)[1].encode()
+        return any(
+            hmac.compare_digest(sig.split(",", 1)[1].encode(), expected)
+            for sig in header.split()
+            if sig.startswith("v1,")
+        )
+    except (ValueError, TypeError, AttributeError, UnicodeError, binascii.Error, OverflowError):
         return False
-    expected = sign(secret, msg_id, int(timestamp), body).split(",", 1)[1]
-    return any(hmac.compare_digest(sig.split(",", 1)[1], expected) for sig in header.split() if sig.startswith("v1,"))
 
 
 def _rfc3339(ts: float) -> str:

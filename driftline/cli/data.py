@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from driftline.cli.options import clickhouse_option, data_dir_option, fail_cleanly, settings_from
+from driftline.reports.page import file_name
 
 
 @click.command()
@@ -94,7 +95,7 @@ def profile_build(
         rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version_, since, until)
         source = f"clickhouse:{since}/{until}"
     built = profile_from_rows(model, version_, rows, kinds)
-    path = write_artifact(built, out or settings.data_path / "profiles" / f"{model}-{version_}.json")
+    path = write_artifact(built, out or settings.data_path / "profiles" / f"{file_name(model, version_)}.json")
     if sink is not None and not no_store:
         store_profile(sink.client, settings.clickhouse_database, built, source)
     n = next(iter(built.features.values())).count if built.features else 0
@@ -161,5 +162,5 @@ def report(model: str, version_: str, out: Path | None, **flags: Any) -> None:
     settings = settings_from(**flags)
     sink = ClickHouseSink(settings)
     sink.migrate()
-    path = out or settings.data_path / f"report-{model}-{version_}.html"
+    path = out or settings.data_path / f"{file_name('report', model, version_)}.html"
     click.echo(f"wrote {model_report(sink.client, settings.clickhouse_database, model, version_, path)}")

@@ -13,6 +13,7 @@ Markdown subset that reports use (headings, pipe tables, bullet lists, paragraph
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -89,6 +90,23 @@ def markdown_to_html(text: str) -> str:
                 i += 1
             blocks.append(f"<p>{_inline(' '.join(para))}</p>")
     return "\n".join(blocks)
+
+
+def file_name(*parts: str) -> str:
+    """A file name made of untrusted parts (model names, versions): only letters, digits, '.', '_' and
+    '-', never a path, never hidden; a name that had to change gets a hash of the original, so two
+    different models never share a file.
+
+    >>> file_name("report", "loan-approval", "v1")
+    'report-loan-approval-v1'
+    >>> file_name("report", "../../etc/x", "v1")  # doctest: +ELLIPSIS
+    'report-____etc_x-v1-...'
+    """
+    raw = "-".join(parts)
+    clean = re.sub(r"\.\.+", "_", re.sub(r"[^A-Za-z0-9._-]+", "_", raw)).strip("._-")[:150] or "_"
+    if clean == raw:
+        return clean
+    return f"{clean}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
 
 
 def write_report(out: Path, name: str, markdown: str, charts: Sequence[str], data: Any) -> ReportFiles:

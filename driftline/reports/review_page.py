@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from driftline.reports.charts import Series, svg_chart
-from driftline.reports.page import ReportFiles, write_report
+from driftline.reports.page import ReportFiles, file_name, write_report
 
 
 def _n(x: float | None, digits: int = 3) -> str:
@@ -153,5 +153,5 @@ def _charts(r: dict[str, Any]) -> list[str]:
 
 
 def write_review(out: Path, review: dict[str, Any]) -> ReportFiles:
-    name = f"review-{review['model']}-{review['period']['end'][:10]}"
+    name = file_name("review", review["model"], review["period"]["end"][:10])
     return write_report(out, name, review_markdown(review), _charts(review), review)

@@ -38,3 +38,36 @@ def test_report_draws_each_series_and_escapes_names(
     assert page.count("<polyline") == 3  # psi of income, accuracy, p95 latency
     assert len(re.findall(r'<rect [^>]*fill="#fdd"', page)) == 1  # the drifted window is shaded
     assert "no data" in page  # fairness: nothing recorded, said so
+
+
+def test_file_names_from_model_names_stay_inside_the_target_folder(tmp_path: Path) -> None:
+    """A model named `../x` made `driftline report` write outside the data dir (issue 18.7)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    for model in ("../../escaped", "/abs/path", "..", "a/b\\c"):
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "driftline",
+                "report",
+                "--model",
+                model,
+                "--version",
+                "../v1",
+                "--clickhouse",
+                f"chdb://{tmp_path / 'ch'}",
+                "--data-dir",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        written = Path(run.stdout.strip().removeprefix("wrote "))
+        assert written.resolve().parent == data.resolve(), written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ch", "data"]
+    assert len(list(data.iterdir())) == 4  # four models, four distinct files
