@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -70,17 +71,35 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
 
 @click.command()
 @click.option("--port", type=int, default=9092, show_default=True, help="Port on 127.0.0.1 (0 = a free one).")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path),
+    default=Path(".driftline/broker.log"),
+    show_default=True,
+    help="Where the broker's own output goes.",
+)
 @fail_cleanly
-def broker(port: int) -> None:
+def broker(port: int, log_path: Path) -> None:
     """Run the embedded Tansu broker (memory only) on 127.0.0.1 until Ctrl-C."""
     import signal
 
     from driftline.dev.broker import EmbeddedBroker
 
-    b = EmbeddedBroker(port=port or None).start()
-    click.echo(f"Tansu broker on {b.bootstrap} (memory only; Ctrl-C stops it)")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    b = EmbeddedBroker(port=port or None, log_path=log_path).start()
+    click.echo(
+        f"Tansu broker on {b.bootstrap}; it keeps events in memory only: what no worker consumed is lost "
+        f"when it stops. Log: {log_path}. Ctrl-C stops it."
+    )
+    # Blocked only now: the broker process inherits the signal mask of this one when it starts.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while b.running:
+            if signal.sigtimedwait({signal.SIGINT, signal.SIGTERM}, 0.5) is not None:
+                return
+        click.echo(f"driftline: error: the Tansu broker exited (code {b.returncode}); see {log_path}", err=True)
+        sys.exit(1)
     finally:
         b.stop()
 

@@ -132,6 +132,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The broker process's exit code once it has exited (None while it runs or before start)."""
+        return None if self._proc is None else self._proc.poll()
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
