@@ -167,6 +167,19 @@ class BatchConsumer:
         """TopicPartitions this member holds (each has .topic and .partition)."""
         return list(self._consumer.assignment()) if self._consumer is not None else []
 
+    def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether a broker answers a metadata request now (librdkafka keeps no cached answer for it)."""
+        from confluent_kafka import KafkaException
+
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        try:
+            consumer.list_topics(self.topics[0], timeout=timeout_s)
+        except (KafkaException, RuntimeError):
+            return False
+        return True
+
     def highwater(self, tp: Any) -> int | None:
         """The partition's end offset as of the last fetch, or None before one."""
         from confluent_kafka import KafkaException

@@ -283,6 +283,22 @@ class BatchIngestor:
         self.sink_fault = ""
         self._hooks: asyncio.Task[None] | None = None  # the hooks of the last stored batch, running
 
+    async def readiness(self) -> str:
+        """Why this ingestor is not ready, or "" when it is: consuming, with partitions assigned, a
+        broker that answers now, and ClickHouse writes that succeed."""
+        if not self.ready.is_set():
+            return "starting"
+        if self.stopping:
+            return "stopping"
+        if self.sink_fault:
+            return f"ClickHouse writes fail and are retried, consumption paused: {self.sink_fault}"
+        consumer = self.consumer
+        if consumer is None or not consumer.assignment():
+            return "no partitions assigned (yet)"
+        if not await asyncio.to_thread(consumer.reachable, 1.0):
+            return "no Kafka broker answers"
+        return ""
+
     def stop(self) -> None:
         self._stopping.set()
 

@@ -137,13 +137,10 @@ class Worker:
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _ready(self, request: web.Request) -> web.Response:
-        ingestor = self.jobs.ingestor if self.jobs else None
-        fault = ingestor.sink_fault if ingestor else ""
-        ok = bool(ingestor and ingestor.ready.is_set() and not ingestor.stopping and not fault)
-        body: dict[str, Any] = {"ready": ok}
-        if fault:
-            body["clickhouse"] = f"writes failing, retried with consumption paused: {fault}"
-        return web.json_response(body, status=200 if ok else 503)
+        # ready = consuming, partitions assigned, a broker that answers, ClickHouse writes that succeed
+        reason = await self.jobs.ingestor.readiness() if self.jobs else "starting"
+        body: dict[str, Any] = {"ready": not reason, **({"reason": reason} if reason else {})}
+        return web.json_response(body, status=503 if reason else 200)
 
     async def _stats(self, request: web.Request) -> web.Response:
         jobs = self.jobs

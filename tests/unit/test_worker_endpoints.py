@@ -27,19 +27,20 @@ def _call(handler: Any, headers: dict[str, str] | None = None) -> tuple[int, dic
     return asyncio.run(main())
 
 
-def _ingestor(fault: str) -> Any:
-    ready = asyncio.Event()
-    ready.set()
-    return SimpleNamespace(ready=ready, stopping=False, sink_fault=fault)
+def _ingestor(reason: str) -> Any:
+    async def readiness() -> str:
+        return reason
+
+    return SimpleNamespace(readiness=readiness)
 
 
-def test_ready_reports_a_clickhouse_fault_while_it_lasts(tmp_path: Path) -> None:
+def test_ready_answers_503_with_the_reason(tmp_path: Path) -> None:
     worker = _worker(tmp_path)
-    assert _call(worker._ready) == (503, {"ready": False})  # nothing built yet
-    worker.jobs = SimpleNamespace(ingestor=_ingestor("ClickHouse insert failed: Code: 243 (NOT_ENOUGH_SPACE)"))  # type: ignore[assignment]
-    status, body = _call(worker._ready)
-    assert status == 503 and body["ready"] is False and "NOT_ENOUGH_SPACE" in body["clickhouse"]
-    worker.jobs.ingestor.sink_fault = ""  # the next write succeeded
+    assert _call(worker._ready) == (503, {"ready": False, "reason": "starting"})  # nothing built yet
+    fault = "ClickHouse writes fail and are retried, consumption paused: Code: 243 (NOT_ENOUGH_SPACE)"
+    worker.jobs = SimpleNamespace(ingestor=_ingestor(fault))  # type: ignore[assignment]
+    assert _call(worker._ready) == (503, {"ready": False, "reason": fault})
+    worker.jobs = SimpleNamespace(ingestor=_ingestor(""))  # type: ignore[assignment]
     assert _call(worker._ready) == (200, {"ready": True})
 
 
