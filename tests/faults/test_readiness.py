@@ -4,7 +4,6 @@ was down and seconds before any partition was assigned."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from pathlib import Path
