@@ -4,6 +4,7 @@ was down and seconds before any partition was assigned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -45,10 +46,8 @@ def test_ready_needs_assigned_partitions_and_a_broker_that_answers(tmp_path: Pat
             broker.stop()
             reasons.append(await ingestor.readiness())
             ingestor.stop()
-            try:
+            with contextlib.suppress(Exception):  # leaving a group without a broker may fail or time out
                 await asyncio.wait_for(task, timeout=30)
-            except (TimeoutError, Exception):
-                pass
             return reasons
 
         reasons = asyncio.run(main())
