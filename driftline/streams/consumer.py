@@ -180,17 +180,27 @@ class BatchConsumer:
             return False
         return True
 
-    def highwater(self, tp: Any) -> int | None:
-        """The partition's end offset as of the last fetch, or None before one."""
+    def lag(self, timeout_s: float = 2.0) -> list[tuple[str, int, int]]:
+        """(topic, partition, messages behind) for the partitions this member holds, as the broker
+        has it now: the group's committed offset (so right after a restart too, before this member
+        commits anything) against the high watermark asked of the broker, not the one cached at the
+        last fetch (a stale cached watermark below the committed offset read as negative lag)."""
         from confluent_kafka import KafkaException
 
-        if self._consumer is None:
-            return None
+        consumer = self._consumer
+        tps = self.assignment()
+        if consumer is None or not tps:
+            return []
+        out = []
         try:
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-        except (KafkaException, RuntimeError):  # not fetched yet / closed meanwhile
-            return None
-        return int(high) if high >= 0 else None
+            for tp in consumer.committed(tps, timeout=timeout_s):
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+                start = tp.offset if tp.offset >= 0 else low  # nothing committed yet: from the beginning
+                out.append((tp.topic, tp.partition, max(0, int(high) - int(start))))
+        except (KafkaException, RuntimeError) as exc:  # no broker now: no lag to report, /ready says why
+            log.info("consumer lag not known: %s", exc)
+            return []
+        return out
 
     async def close(self) -> None:
         """Leave the group (its partitions go to the other members at once)."""

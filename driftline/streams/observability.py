@@ -2,7 +2,8 @@
 
 Everything is counted per batch, window or notification, never per event, so the
 instrumentation costs nothing measurable on the hot path. Consumer lag is computed at
-scrape time from the broker's high watermarks and the offsets the worker committed.
+scrape time from the broker's high watermarks and the group's committed offsets (both asked
+of the broker, so a restarted worker reports the group's lag, not its own).
 
 Metric names (all prefixed ``driftline_``):
 

@@ -134,7 +134,9 @@ class Worker:
     # -- web -----------------------------------------------------------------------------------
 
     async def _prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+        # In a thread: the consumer-lag gauge asks the broker for committed offsets and watermarks.
+        body = await asyncio.to_thread(self.metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _ready(self, request: web.Request) -> web.Response:
         # ready = consuming, partitions assigned, a broker that answers, ClickHouse writes that succeed
