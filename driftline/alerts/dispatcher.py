@@ -10,13 +10,17 @@ failing receiver is retried at the next flush without sending duplicates to the 
 
 The dispatcher does no I/O and reads time only through `clock`: `due()` returns the
 notifications to send, the caller sends them (in the background) and reports back with
-`done()`.
+`done()`, which returns the log entry to keep. `restore()` takes the firing alerts and the
+log entries back after a restart (the caller stores and loads them), so a restarted worker
+sends nothing it had sent already. A notification's id (the webhook-id) is derived from what
+it says and from when the subscription was last told about the group, so the same notification
+re-sent after a restart carries the same id and receivers can drop the duplicate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -48,6 +52,27 @@ class Notification:
 
     def group_key_text(self) -> str:
         return "{}:{" + ",".join(f'{k}="{v}"' for k, v in self.group_key) + "}"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What one subscription was last told about one group: the firing and resolved alerts of the
+    last notification delivered to it, and when (a row of the ``notification_log`` table)."""
+
+    group_key: GroupKey
+    subscription_id: str
+    notification_id: str
+    firing: frozenset[str]
+    resolved: frozenset[str]
+    sent_at: float
+
+
+def notification_id(
+    sub_id: str, group: GroupKey, firing: frozenset[str], resolved: frozenset[str], last_sent: float | None
+) -> str:
+    """The same content to the same subscription after the same previous delivery: the same id."""
+    text = "\x00".join([sub_id, repr(group), ",".join(sorted(firing)), ",".join(sorted(resolved)), repr(last_sent)])
+    return "msg_" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -119,22 +144,51 @@ class Dispatcher:
                     alerts.sort(key=lambda a: (a.state != "firing", a.starts_at, a.fingerprint))
                     shown = [a for a in alerts if a.state == "firing" or a.fingerprint in resolved]
                     log.in_flight = True
-                    out.append(Notification(f"msg_{uuid.uuid4().hex}", sub, group.key, tuple(shown)))
+                    told = frozenset(a.fingerprint for a in shown if a.state == "firing")
+                    nid = notification_id(sub.id, group.key, told, resolved, log.sent_at)
+                    out.append(Notification(nid, sub, group.key, tuple(shown)))
             self._forget_resolved(group)
         return out
 
-    def done(self, notification: Notification, ok: bool) -> None:
-        """Record the outcome; only a delivered notification enters the subscription's log."""
+    def done(self, notification: Notification, ok: bool) -> LogEntry | None:
+        """Record the outcome; only a delivered notification enters the subscription's log, and its
+        entry is returned for the caller to keep (see `restore`)."""
         group = self._groups.get(notification.group_key)
         if group is None:
-            return
+            return None
         log = group.logs.setdefault(notification.subscription.id, _Log())
         log.in_flight = False
+        entry = None
         if ok:
             log.firing = frozenset(a.fingerprint for a in notification.alerts if a.state == "firing")
             log.resolved = frozenset(a.fingerprint for a in notification.alerts if a.state == "resolved")
             log.sent_at = self.clock()
+            entry = LogEntry(
+                group.key, notification.subscription.id, notification.id, log.firing, log.resolved, log.sent_at
+            )
         self._forget_resolved(group)
+        return entry
+
+    def restore(self, alerts: Iterable[AlertEvent], entries: Iterable[LogEntry]) -> None:
+        """After a restart: each alert's newest state (the firing ones, and the resolved ones a
+        subscription was told were firing) and what each subscription was last told.
+
+        A restored group is flushed after group_wait like a new one; a subscription that was told
+        about its firing alerts gets nothing before repeat_interval, one that was told an alert
+        fired and missed its resolution gets the resolution."""
+        now = self.clock()
+        entries = list(entries)
+        for entry in entries:
+            if entry.firing:  # it announced alerts as firing: its group exists for their resolution too
+                group = self._groups.setdefault(
+                    entry.group_key, _Group(entry.group_key, now + self.config.group_wait_s)
+                )
+                group.logs[entry.subscription_id] = _Log(entry.firing, entry.resolved, entry.sent_at)
+        self.receive(alerts)
+        for entry in entries:
+            restored = self._groups.get(entry.group_key)
+            if restored is not None and entry.subscription_id not in restored.logs:
+                restored.logs[entry.subscription_id] = _Log(entry.firing, entry.resolved, entry.sent_at)
 
     def muted(self, alert: AlertEvent, now: float) -> bool:
         """Silenced, or inhibited by another firing alert."""

@@ -140,6 +140,31 @@ class AlertEvaluator:
                 )
         return out
 
+    def restore(
+        self,
+        events: Iterable[AlertEvent],
+        history: Callable[[dict[str, str], float, int], dict[float, float]] | None = None,
+    ) -> int:
+        """After a restart: take back the alerts that were firing (their newest stored events), with
+        the recent values of each one's series (`history(labels, until, n)`, window end -> value)
+        for rules that compare with earlier windows. Returns how many series were restored.
+
+        A restored alert stays firing while its metric breaches, so the restart is no new alert."""
+        rules = {rule.name: rule for rule in self.rules}
+        restored = 0
+        for event in events:
+            rule = rules.get(event.labels.get("alertname", ""))
+            if event.state != "firing" or rule is None:  # a rule gone from the spec has nothing to evaluate
+                continue
+            values = dict(history(event.labels, event.window_end, rule.history_needed)) if history else {}
+            values.setdefault(event.window_end, event.value)
+            width = event.window_end - event.window_start
+            self._series[(rule.name, event.fingerprint)] = _Series(
+                dict(event.labels), values, "firing", event.starts_at, width, event
+            )
+            restored += 1
+        return restored
+
     def firing(self) -> list[dict[str, str]]:
         """Label sets of the alerts firing now."""
         return [s.labels for s in self._series.values() if s.state == "firing"]

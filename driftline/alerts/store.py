@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from driftline.alerts.dispatcher import LogEntry
 from driftline.alerts.evaluator import AlertEvent
 from driftline.alerts.silences import Silence
 from driftline.alerts.subscriptions import Subscription
@@ -67,6 +68,95 @@ class AlertStore:
 
     def attempts(self, attempts: Iterable[Attempt]) -> None:
         self._insert("alert_notifications", [asdict(a) for a in attempts])
+
+    def log_notification(self, entry: LogEntry) -> None:
+        """What a subscription was told about a group by a delivered notification (the nflog)."""
+        self._insert(
+            "notification_log",
+            [
+                {
+                    "sent_at": entry.sent_at,
+                    "group_key": json.dumps([list(pair) for pair in entry.group_key]),
+                    "subscription_id": entry.subscription_id,
+                    "notification_id": entry.notification_id,
+                    "firing": sorted(entry.firing),
+                    "resolved": sorted(entry.resolved),
+                }
+            ],
+        )
+
+    def notification_log(self) -> list[LogEntry]:
+        """The newest entry of every (group, subscription): what a restarted worker was last heard saying."""
+        rows = self.client.query(
+            f"""SELECT toUnixTimestamp64Milli(sent_at) / 1000, group_key, subscription_id, notification_id,
+                       firing, resolved
+                FROM {self.database}.notification_log FINAL"""
+        ).result_rows
+        return [
+            LogEntry(
+                tuple((str(k), str(v)) for k, v in json.loads(key)),
+                sub,
+                nid,
+                frozenset(firing),
+                frozenset(resolved),
+                float(at),
+            )
+            for at, key, sub, nid, firing, resolved in rows
+        ]
+
+    def alerts_to_restore(self, told_firing: Iterable[str] = ()) -> list[AlertEvent]:
+        """Each alert's newest state, for the alerts firing now and those in `told_firing` (a
+        subscription was told they fire, and may not have heard of their resolution), oldest first."""
+        rows = self.client.query(
+            f"""SELECT fingerprint, argMax(state, at), argMax(labels, at), argMax(annotations, at),
+                       argMax(value, at), toUnixTimestamp64Milli(argMax(window_start, at)) / 1000,
+                       toUnixTimestamp64Milli(argMax(window_end, at)) / 1000,
+                       toUnixTimestamp64Milli(argMax(starts_at, at)) / 1000,
+                       toUnixTimestamp64Milli(argMax(ends_at, at)) / 1000,
+                       toUnixTimestamp64Milli(max(at)) / 1000
+                FROM {self.database}.alert_events FINAL
+                WHERE state != 'pending'
+                GROUP BY fingerprint
+                HAVING argMax(state, at) = 'firing' OR has({{told:Array(String)}}, fingerprint)
+                ORDER BY 10""",
+            parameters={"told": sorted(set(told_firing))},
+        ).result_rows
+        return [
+            AlertEvent(
+                str(fp),
+                str(state),
+                dict(labels),
+                dict(notes),
+                float(value),
+                float(ws),
+                float(we),
+                float(sa),
+                float(ea),
+                float(at),
+            )
+            for fp, state, labels, notes, value, ws, we, sa, ea, at in rows
+        ]
+
+    def series_values(self, labels: dict[str, str], until: float, n: int) -> dict[float, float]:
+        """The last `n` complete windows' values (window end -> value) of the metric series an alert watches."""
+        rows = self.client.query(
+            f"""SELECT toUnixTimestamp64Milli(window_end) / 1000, value FROM {self.database}.metrics FINAL
+                WHERE model = {{m:String}} AND version = {{v:String}} AND family = {{f:String}}
+                  AND metric = {{x:String}} AND feature = {{feat:String}} AND segment = {{seg:String}}
+                  AND complete = 1 AND window_end <= fromUnixTimestamp64Milli({{until:Int64}}, 'UTC')
+                ORDER BY window_end DESC LIMIT {{n:UInt32}}""",
+            parameters={
+                "m": labels.get("model", ""),
+                "v": labels.get("version", ""),
+                "f": labels.get("family", ""),
+                "x": labels.get("metric", ""),
+                "feat": labels.get("feature", ""),
+                "seg": labels.get("segment", ""),
+                "until": round(until * 1000),
+                "n": n,
+            },
+        ).result_rows
+        return {float(end): float(value) for end, value in rows}
 
     def registry(self, state: ModelState) -> None:
         change = state.change

@@ -87,6 +87,7 @@ TABLE_TTLS = {
     "drift_sketches": ("window_start", "metrics_ttl_days"),
     "alert_events": ("window_end", "metrics_ttl_days"),
     "alert_notifications": ("at", "metrics_ttl_days"),
+    "notification_log": ("sent_at", "metrics_ttl_days"),
     "metrics_hourly": ("hour", "rollup_ttl_days"),
     "metrics_daily": ("day", "rollup_ttl_days"),
 }

@@ -90,7 +90,23 @@ class AlertingAgent:
                 self._control_changed("silence", sid, silence)
             for sid, sub in list(self.control.state.subscriptions.items()):
                 self._control_changed("subscription", sid, sub)
+        if self.store is not None:
+            await self._restore(self.store)
         self._runner = asyncio.create_task(self._dispatch_forever())
+
+    async def _restore(self, store: AlertStore) -> None:
+        """A restarted worker takes back the firing alerts and the notification log (Alertmanager's
+        nflog): it sends nothing it had sent already, and the resolutions of what it had announced."""
+        try:
+            entries = await asyncio.to_thread(store.notification_log)
+            alerts = await asyncio.to_thread(store.alerts_to_restore, {fp for e in entries for fp in e.firing})
+            firing = await asyncio.to_thread(self.evaluator.restore, alerts, store.series_values)
+        except Exception:  # the worker still starts (ClickHouse answered its migrations just before)
+            log.exception("alert state not restored from ClickHouse; alerts begin afresh")
+            return
+        self.dispatcher.restore(alerts, entries)
+        if firing or entries:
+            log.info("restored %d firing alert(s) and %d notification log entries", firing, len(entries))
 
     async def stop(self, grace_s: float = 5.0) -> None:
         if self._runner is not None:
@@ -174,7 +190,9 @@ class AlertingAgent:
                 extra=context(subscription=notification.subscription.id),
             )
         finally:
-            self.dispatcher.done(notification, ok)
+            entry = self.dispatcher.done(notification, ok)
+            if entry is not None and self.store is not None:
+                await _retrying(self.store.log_notification, entry)
 
     async def _record_attempt(self, attempt: Attempt) -> None:
         self.attempts[attempt.status] = self.attempts.get(attempt.status, 0) + 1

@@ -177,13 +177,18 @@ FULL_DISK_SCRIPT = textwrap.dedent(
     sink.migrate()
     batch = SinkBatch([make_prediction(i) for i in range(2000)], [], [], "full-disk")
     filler = os.path.join(mount, "filler")
-    with open(filler, "wb") as f:  # fill the disk: ClickHouse cannot write a part any more
-        try:
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk (unbuffered: nothing left to flush)
+    try:
+        while True:
+            os.write(fd, b"x" * 65536)
+    except OSError:
+        pass
+    try:
+        while True:
+            os.write(fd, b"x")
+    except OSError:
+        pass
+    os.close(fd)
     outcome = {}
     try:
         outcome["rejected"] = len(sink.write(batch))

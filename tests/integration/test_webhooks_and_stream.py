@@ -147,7 +147,9 @@ def test_permanent_4xx_is_not_retried_and_healthy_receiver_gets_no_duplicates() 
         statuses = [json.loads(b)["status"] for _, b in good.requests]
         assert statuses == ["firing", "resolved"]  # exactly once each, despite the other receiver failing
         # each refused notification was tried once (400 is permanent), then again at the next group interval
-        assert len({h["webhook-id"] for h, _ in bad.requests}) == len(bad.requests)
+        # the failing receiver is sent the same message at each flush: the same webhook-id (a receiver
+        # that dedups by id processes it once); ids are derived from what a notification says
+        assert len(bad.requests) >= 2 and len({h["webhook-id"] for h, _ in bad.requests}) == 1
 
     asyncio.run(main())
 
