@@ -8,9 +8,13 @@ once and continues: the window then closes with all its events, as if nothing ha
 stopped. A crash saves nothing, and such a window is computed from the events after the
 restart (marked as before).
 
-States are pickles signed with HMAC-SHA256 under a key derived from the ClickHouse
-password and the consumer group (``DRIFTLINE_CHECKPOINT_KEY`` overrides it): only a
-worker of the same deployment can produce a state another one will load.
+States are MessagePack of plain values (state_codec.py: reading one cannot execute code)
+signed with HMAC-SHA256; a state whose signature does not verify is never decoded. The key is
+``DRIFTLINE_CHECKPOINT_KEY``; else one derived from the ClickHouse password and the consumer
+group (whoever knows the password can write the table anyway); else, with no password (chdb, or
+a server user without one), a random key made once and kept in the data dir (mode 600): never a
+constant that anyone could compute. Workers on several hosts without a ClickHouse password
+share checkpoints only with a ``DRIFTLINE_CHECKPOINT_KEY`` of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import secrets
+import tempfile
 import time
+from pathlib import Path
 
 from driftline.config import Settings
 from driftline.exceptions import SinkError
@@ -30,10 +38,31 @@ _COLUMNS = ["group_id", "model", "version", "saved_at", "state", "consumed"]
 
 
 def signing_key(settings: Settings, override: str = "") -> bytes:
-    secret = (
-        override or f"{settings.clickhouse_password.get()}\x00{settings.group_id}\x00{settings.clickhouse_database}"
-    )
+    """The key that signs and checks engine checkpoints (see the module docstring)."""
+    secret = override or settings.checkpoint_key.get()
+    password = settings.clickhouse_password.get()
+    if not secret and password:
+        secret = f"{password}\x00{settings.group_id}\x00{settings.clickhouse_database}"
+    if not secret:
+        secret = _local_key(Path(settings.data_dir) / "checkpoint-key")
     return hashlib.sha256(b"driftline-checkpoint\x00" + secret.encode()).digest()
+
+
+def _local_key(path: Path) -> str:
+    """A random key kept in `path` (mode 600), made by the first worker that needs it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-key-")  # mode 600
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a key another worker made first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        log.warning("checkpoint signing key written to %s (set DRIFTLINE_CHECKPOINT_KEY to choose one)", path)
+    return path.read_text().strip()
 
 
 def sign(key: bytes, payload: bytes) -> bytes:

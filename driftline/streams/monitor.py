@@ -26,10 +26,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import pickle
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -41,12 +40,14 @@ from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 from driftline.metrics.profiles import ReferenceProfile, reconstruction_errors
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.spec import ModelSpec, MonitorSpec
+from driftline.streams import state_codec
 from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
 _LAT_EDGES = np.logspace(-3, 6, 901)
-#: Bumped when the pickled engine state changes shape; older checkpoints are then ignored.
-CHECKPOINT_FORMAT = 2
+#: Bumped when the engine state changes shape; older checkpoints are then ignored. 3: MessagePack
+#: (state_codec.py) instead of pickle, without the spec (the running spec applies on restore).
+CHECKPOINT_FORMAT = 3
 #: Sketches of closed windows kept for take_sketches(): the worker takes them after every
 #: batch; a driver that never does still has bounded memory (the oldest are dropped).
 MAX_PENDING_SKETCHES = 50_000
@@ -118,6 +119,9 @@ class _VersionState:
     watermark: float = -math.inf
     dropped_late: int = 0
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
+
+
+state_codec.allow(_Window, _VersionState)
 
 
 def _class_counts(values: Sequence[Any]) -> dict[str, int]:
@@ -207,8 +211,15 @@ class MonitoringEngine:
         return state
 
     def checkpoint(self) -> dict[tuple[str, str], bytes]:
-        """Every version's state, open windows included, as bytes for `restore` (take it before `flush`)."""
-        return {key: pickle.dumps((CHECKPOINT_FORMAT, state), protocol=5) for key, state in self._state.items()}
+        """Every version's state, open windows included, as bytes for `restore` (take it before `flush`).
+
+        MessagePack of plain values (state_codec.py): reading it back cannot execute anything."""
+        out = {}
+        for key, state in self._state.items():
+            attrs = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "spec"}
+            shape = [state.spec.window_s, state.spec.slide_s]
+            out[key] = state_codec.encode({"format": CHECKPOINT_FORMAT, "window": shape, "state": attrs})
+        return out
 
     def _restored(self, key: tuple[str, str]) -> _VersionState | None:
         if self._checkpoints is None:
@@ -216,14 +227,19 @@ class MonitoringEngine:
         payload = self._checkpoints(*key)
         if payload is None:
             return None
-        fmt, state = pickle.loads(payload)  # noqa: S301 - the payload's HMAC was verified (checkpoints.py)
-        if fmt != CHECKPOINT_FORMAT or not isinstance(state, _VersionState):
-            return None
         spec = self.spec.for_model(key[0])
-        if (spec.window_s, spec.slide_s) != (state.spec.window_s, state.spec.slide_s):
+        try:
+            data = state_codec.decode(payload)
+            if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+                log.warning("checkpoint of %s %s is of another format; its open windows start afresh", *key)
+                return None
+            state = _VersionState(spec=spec, **data["state"])
+        except (state_codec.StateError, TypeError) as exc:
+            log.error("checkpoint of %s %s is unusable, ignored: %s", *key, exc)
+            return None
+        if list(data["window"]) != [spec.window_s, spec.slide_s]:
             state.windows.clear()  # the windows changed shape: the open ones cannot continue
             state.closed.clear()
-        state.spec = spec
         return state
 
     def set_profile(self, profile: ReferenceProfile) -> None:

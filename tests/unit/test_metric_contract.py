@@ -27,6 +27,7 @@ from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import profile_column
 from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+from driftline.streams import state_codec
 
 # Value types that live beside the metrics in driftline.metrics: a spec section, the DP budget and
 # its releases, reference profiles, the rows the stream stores. They have no update/merge/get.
@@ -113,7 +114,7 @@ def test_every_metric_class_has_a_contract_case() -> None:
 
 
 @pytest.mark.parametrize("cls", sorted(CASES, key=lambda c: c.__name__), ids=lambda c: c.__name__)
-def test_state_survives_pickling_and_copying_mid_stream(cls: type) -> None:
+def test_state_survives_pickling_checkpoints_and_copying_mid_stream(cls: type) -> None:
     case = CASES[cls]
     half = len(Z) // 2 if cls in (WindowSignalDetector, MeanShiftDetector) else 1_000  # per-window series are short
     first, second = slice(0, half), slice(half, None)
@@ -121,9 +122,10 @@ def test_state_survives_pickling_and_copying_mid_stream(cls: type) -> None:
     case.feed(original, first)
     restored = pickle.loads(pickle.dumps(original))
     cloned = copy.deepcopy(original)
-    outputs = [case.feed(m, second) for m in (original, restored, cloned)]
-    assert outputs[0] == outputs[1] == outputs[2]
-    assert _state(original) == _state(restored) == _state(cloned)
+    checkpointed = state_codec.decode(state_codec.encode(original))  # the worker's checkpoint format
+    outputs = [case.feed(m, second) for m in (original, restored, cloned, checkpointed)]
+    assert outputs[0] == outputs[1] == outputs[2] == outputs[3]
+    assert _state(original) == _state(restored) == _state(cloned) == _state(checkpointed)
     assert repr(original)  # printable in logs and tracebacks
 
 
