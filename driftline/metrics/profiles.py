@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,9 @@ from driftline.exceptions import ConfigError
 PROFILE_VERSION = 1
 N_BINS = 10
 GRID_POINTS = 257
+#: Distinct categories a profile remembers (as hashes) to tell `other` from `unseen`; beyond, the
+#: rarest reference categories count as unseen (unseen_rate is then an upper bound).
+MAX_VOCABULARY = 100_000
 MAX_CATEGORIES = 100
 
 
@@ -52,6 +56,10 @@ class FeatureProfile:
     # categorical
     categories: dict[str, int] = field(default_factory=dict)
     other_count: int = 0
+    # hashes (category_hash) of the reference's distinct categories, most frequent first, at most
+    # MAX_VOCABULARY: what tells a category the reference had but did not keep from one it never saw.
+    # None in profiles built before it existed (every category outside `categories` then counts as unseen).
+    vocabulary: list[int] | None = None
 
 
 def _numeric(name: str, values: npt.NDArray[np.float64], n_total: int) -> FeatureProfile:
@@ -78,10 +86,19 @@ def _numeric(name: str, values: npt.NDArray[np.float64], n_total: int) -> Featur
     )
 
 
+def category_hash(category: str) -> int:
+    """A stable 63-bit hash of a category's text (a profile's vocabulary holds these, not the texts).
+
+    >>> category_hash("gold") == category_hash("gold") != category_hash("silver")
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(category.encode(), digest_size=8).digest(), "big") >> 1
+
+
 def _categorical(name: str, values: npt.NDArray[Any], n_total: int) -> FeatureProfile:
     uniq, counts = np.unique(values.astype(str), return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:MAX_CATEGORIES]
-    kept = {str(uniq[i]): int(counts[i]) for i in order}
+    by_count = np.argsort(-counts, kind="stable")
+    kept = {str(uniq[i]): int(counts[i]) for i in by_count[:MAX_CATEGORIES]}
     return FeatureProfile(
         name=name,
         kind="categorical",
@@ -89,6 +106,7 @@ def _categorical(name: str, values: npt.NDArray[Any], n_total: int) -> FeaturePr
         missing_rate=1.0 - values.size / n_total if n_total else 0.0,
         categories=kept,
         other_count=int(values.size - sum(kept.values())),
+        vocabulary=[category_hash(str(uniq[i])) for i in by_count[:MAX_VOCABULARY]],
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "prediction_batch",
     "quality_job",
     "shadow_job",
+    "state_codec",
     "topics",
     "worker",
 ]

@@ -429,8 +429,8 @@ class MonitoringEngine:
     def _detect(self, state: _VersionState, rows: list[MetricRow]) -> list[MetricRow]:
         """Page-Hinkley per feature on the window's PSI (numeric) or JS (categorical); ADWIN and
         KSWIN on a numeric feature's mean-shift z-statistic."""
-        numeric = {r.feature for r in rows if r.metric == "psi"}
-        signals = [r for r in rows if r.metric == "psi" or (r.metric == "js" and r.feature not in numeric)]
+        numeric = {r.feature for r in rows if r.metric == "ks"}  # categorical features have a PSI too
+        signals = [r for r in rows if (r.metric == "psi") == (r.feature in numeric) and r.metric in ("psi", "js")]
         out = []
         for row in signals:
             detector = state.detectors.setdefault(row.feature, WindowSignalDetector())
@@ -475,7 +475,8 @@ class MonitoringEngine:
             p = values.get("ks_pvalue", values.get("chi2_pvalue"))
             if p is not None:
                 pvalues[name] = p
-            effect = values.get("psi", 0.0) >= limits.psi if "psi" in values else values.get("js", 0.0) >= limits.js
+            numeric = "ks_pvalue" in values  # the effect size: PSI for numeric features, JS for categorical ones
+            effect = values.get("psi", 0.0) >= limits.psi if numeric else values.get("js", 0.0) >= limits.js
             if effect:
                 large.add(name)
         if win.pca_rows and self._state[key].profile is not None:

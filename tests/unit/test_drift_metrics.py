@@ -169,3 +169,86 @@ def test_profile_json_round_trip_and_version_check() -> None:
 
     with pytest.raises(ConfigError, match="profile build"):
         ReferenceProfile.from_json(p.to_json().replace('"profile_version": 1', '"profile_version": 0'))
+
+
+def _zipf(rng: np.random.Generator, n: int, k: int = 437, s: float = 1.1) -> np.ndarray:
+    weights = 1.0 / np.arange(1, k + 1) ** s
+    return rng.choice(np.array([f"v{i}" for i in range(k)]), size=n, p=weights / weights.sum())
+
+
+def test_a_stable_high_cardinality_feature_raises_no_false_alarm() -> None:
+    """Issue 17.1: 177 reference categories, 100 kept; before, every window was flagged (p ~ 1e-12)."""
+    rng = np.random.default_rng(17)
+    reference = _zipf(rng, 1_000)
+    profile = profile_column("f", reference)
+    assert len(set(reference)) > len(profile.categories) == 100 and profile.other_count > 0
+    pvalues = []
+    for _ in range(20):
+        window = _zipf(rng, 500)
+        # the buckets: kept categories expected >= 5 times in a 500-event window, then everything else
+        own = [c for c, n in profile.categories.items() if n / reference.size * window.size >= 5]
+        assert 5 < len(own) < len(profile.categories)
+        got = CategoricalDrift(profile).update_many(window).get()
+        # scipy on the same buckets: the kept categories, then everything else on both sides
+        table = np.array(
+            [
+                [*(np.sum(reference == c) for c in own), np.sum(~np.isin(reference, own))],
+                [*(np.sum(window == c) for c in own), np.sum(~np.isin(window, own))],
+            ]
+        )
+        table = table[:, table.sum(axis=0) > 0]
+        expected = stats.chi2_contingency(table, correction=False)
+        assert got["chi2"] == pytest.approx(expected.statistic, rel=1e-12)
+        assert got["chi2_pvalue"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert got["unseen_rate"] == pytest.approx(np.mean(~np.isin(window, reference)))
+        pvalues.append(got["chi2_pvalue"])
+    assert min(pvalues) > 0.001 and sum(p < 0.05 for p in pvalues) <= 3  # ~1 of 20 expected at 5 %
+
+
+def test_a_stable_high_cardinality_feature_is_flagged_no_more_often_than_the_test_level() -> None:
+    """The engine flags a categorical feature when its p-value passes BH (alone: p < 0.05) *and* JS >= 0.1.
+    On a stable feature that can only happen as often as the test's level allows (5 % of windows by
+    design; 31 of 600 here), where before the fix it happened in every window."""
+    flagged = windows = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        profile = profile_column("f", _zipf(rng, 1_000))
+        for _ in range(20):
+            got = CategoricalDrift(profile).update_many(_zipf(rng, 500)).get()
+            flagged += got["chi2_pvalue"] < 0.05 and got["js"] >= 0.1
+            windows += 1
+    assert flagged / windows <= 0.08
+
+
+def test_unseen_means_never_in_the_reference() -> None:
+    profile = profile_column("f", ["a"] * 500 + ["b"] * 300 + [f"rare{i}" for i in range(200)])  # 202 categories
+    not_kept = next(c for c in (f"rare{i}" for i in range(200)) if c not in profile.categories)
+    got = CategoricalDrift(profile).update_many(["a"] * 50 + [not_kept] * 30 + ["new"] * 20).get()
+    assert got["unseen_rate"] == pytest.approx(0.2)  # only "new": the reference had `not_kept`, in its other bucket
+
+
+def test_profiles_built_before_the_vocabulary_still_load() -> None:
+    import json
+
+    profile = profile_column("f", ["a"] * 5 + ["b"] * 3)
+    raw = json.loads(ReferenceProfile("m", "v", {"f": profile}).to_json())
+    del raw["features"]["f"]["vocabulary"]
+    old = ReferenceProfile.from_json(json.dumps(raw))
+    assert old.features["f"].vocabulary is None
+    got = CategoricalDrift(old.features["f"]).update_many(["a", "zz"]).get()
+    assert got["unseen_rate"] == pytest.approx(0.5)
+
+
+def test_categorical_psi_uses_the_numeric_floor_on_the_same_buckets() -> None:
+    """Issue 17.2: PSI for categorical features, with the epsilon floor of the numeric one."""
+    rng = np.random.default_rng(3)
+    profile = profile_column("f", _zipf(rng, 2_000, k=150))
+    window = _zipf(rng, 800, k=150)
+    drift = CategoricalDrift(profile).update_many(window)
+    ref, win = drift.buckets()
+    e = np.clip(ref / ref.sum(), 1e-4, None)
+    a = np.clip(win / win.sum(), 1e-4, None)
+    assert drift.get()["psi"] == pytest.approx(float(np.sum((a - e) * np.log(a / e))), rel=1e-12)
+    assert drift.get()["psi"] == pytest.approx(psi(ref, win), rel=1e-15)
+    own = sum(n / profile.count * window.size >= 5 for n in profile.categories.values())
+    assert ref.size == own + 1  # the kept categories expected >= 5 times, and one "other" bucket
