@@ -21,6 +21,7 @@ from typing import Any
 
 from driftline.alerts.silences import Silence
 from driftline.alerts.subscriptions import Subscription
+from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError, DriftlineError
 from driftline.models.registry import ModelState
 
@@ -64,17 +65,17 @@ class ControlState:
 
 
 def encode_model(state: ModelState) -> tuple[bytes, bytes]:
-    return f"model/{state.model}".encode(), json.dumps(state.as_dict()).encode()
+    return f"model/{state.model}".encode(), strict_dumps(state.as_dict()).encode()
 
 
 def encode_silence(silence: Silence) -> tuple[bytes, bytes]:
-    return f"silence/{silence.id}".encode(), json.dumps(silence.as_dict()).encode()
+    return f"silence/{silence.id}".encode(), strict_dumps(silence.as_dict()).encode()
 
 
 def encode_subscription(sub: Subscription) -> tuple[bytes, bytes]:
     # The secret travels on the control topic because every worker signs with it; keep the
     # topic's ACLs as tight as the secrets. It is never logged, printed or stored in ClickHouse.
-    return f"subscription/{sub.id}".encode(), json.dumps(sub.as_dict(with_secret=True)).encode()
+    return f"subscription/{sub.id}".encode(), strict_dumps(sub.as_dict(with_secret=True)).encode()
 
 
 class ControlClient:

@@ -22,6 +22,7 @@ problem, never an exception that stops a worker.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from collections.abc import Sequence
@@ -507,3 +508,28 @@ def canonical_target(value: int | float | str | bool) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def strict_dumps(value: Any, **kwargs: Any) -> str:
+    """JSON with no NaN or Infinity anywhere (null instead): what every channel driftline writes to
+    (the live stream, webhooks, Kafka topics, HTTP endpoints, CLI output, JSON logs) promises, since
+    strict parsers such as a browser's ``JSON.parse`` refuse them.
+
+    >>> strict_dumps({"canary": float("nan"), "weights": (1.0, float("inf")), "n": np.float64(2)})
+    '{"canary": null, "weights": [1.0, null], "n": 2.0}'
+    """
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from driftline.alerts.matchers import Matcher, matches_all, parse_matchers
 from driftline.alerts.rules import SEVERITIES
+from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError, DriftlineError
 from driftline.values import Secret
 
@@ -149,7 +150,7 @@ class AlertStream:
 
 
 def _frame(event_id: int, kind: str, data: dict[str, Any]) -> bytes:
-    return f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"id: {event_id}\nevent: {kind}\ndata: {strict_dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 @dataclass(frozen=True)

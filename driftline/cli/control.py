@@ -8,7 +8,6 @@ client of a worker's live stream.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import click
 
 from driftline.cli.options import broker_option, clickhouse_option, fail_cleanly
 from driftline.config import Settings
+from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError
 from driftline.reports.timeline import format_event, timeline_lines, when
 
@@ -348,7 +348,7 @@ def alerts_tail(
         )
     for event in tail(url, token, models=models_, severity=severity, labels=labels):
         if as_json:
-            click.echo(json.dumps({"id": event.id, "kind": event.kind, **event.data}))
+            click.echo(strict_dumps({"id": event.id, "kind": event.kind, **event.data}))
         else:
             click.echo(format_event(event.kind, event.data))
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from driftline.cli.options import clickhouse_option, data_dir_option, fail_cleanly, settings_from
+from driftline.events import strict_dumps
 from driftline.reports.page import file_name
 
 
@@ -30,13 +31,12 @@ def migrate(clickhouse: str | None, database: str | None) -> None:
 @fail_cleanly
 def counts(clickhouse: str | None, database: str | None) -> None:
     """Print the rows in each driftline table as JSON (each event counted once)."""
-    import json
 
     from driftline.sinks.clickhouse import ClickHouseSink
 
     sink = ClickHouseSink(settings_from(clickhouse=clickhouse, clickhouse_database=database))
     sink.migrate()
-    click.echo(json.dumps(sink.counts()))
+    click.echo(strict_dumps(sink.counts()))
 
 
 @click.group()
@@ -114,7 +114,6 @@ def profile_build(
 @fail_cleanly
 def metrics(model: str, version_: str | None, family: str | None, metric: str | None, **flags: Any) -> None:
     """Print metric rows as JSON lines (window_start/window_end in seconds since the epoch)."""
-    import json
 
     from driftline.sinks.clickhouse import ClickHouseSink
 
@@ -144,7 +143,7 @@ def metrics(model: str, version_: str | None, family: str | None, metric: str | 
         "complete",
     ]
     for row in result.result_rows:
-        click.echo(json.dumps(dict(zip(names, row, strict=True))))
+        click.echo(strict_dumps(dict(zip(names, row, strict=True))))
 
 
 @click.command()

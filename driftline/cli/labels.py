@@ -10,6 +10,7 @@ import click
 
 from driftline.cli.options import clickhouse_option, fail_cleanly
 from driftline.config import Settings
+from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError
 from driftline.sinks.client import ClickHouseClient
 
@@ -198,7 +199,6 @@ def review_cmd(
     model: str, period: str, until: str | None, out: Path, broker: str | None, topic_prefix: str | None, **flags: Any
 ) -> None:
     """A review of MODEL for data science, engineering and product: this period against the one before."""
-    import json
     from datetime import datetime
 
     from driftline.reports.review_job import review_event, run_review
@@ -227,7 +227,7 @@ def review_cmd(
         producer = KafkaProducer(bootstrap_servers=settings.broker)
         try:
             body = {"kind": "review", **review_event(review, files, art)}
-            producer.send(settings.topic("alerts"), key=model.encode(), value=json.dumps(body).encode()).get(30)
+            producer.send(settings.topic("alerts"), key=model.encode(), value=strict_dumps(body).encode()).get(30)
         finally:
             producer.close()
         click.echo(f"announced on {settings.topic('alerts')}")

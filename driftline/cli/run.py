@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from driftline.cli.options import broker_option, clickhouse_option, data_dir_option, fail_cleanly, settings_from
+from driftline.events import strict_dumps
 
 
 @click.command()
@@ -49,10 +50,9 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
         f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}"
     )
     if log_format == "json":
-        import json
         import time
 
-        banner = json.dumps(
+        banner = strict_dumps(
             {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "level": "info",

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from driftline.events import strict_dumps
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1040px;margin:24px auto;color:#222;padding:0 12px}"
@@ -124,7 +125,7 @@ def write_report(out: Path, name: str, markdown: str, charts: Sequence[str], dat
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style>"
         f"</head><body>{body}</body></html>\n"
     )
-    files.json.write_text(json.dumps(data, indent=1, default=_plain) + "\n")
+    files.json.write_text(strict_dumps(data, indent=1, default=_plain) + "\n")
     return files
 
 

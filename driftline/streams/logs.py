@@ -3,7 +3,7 @@
 `driftline worker --log-format json` (``DRIFTLINE_LOG_FORMAT=json``) switches the worker to
 it; log calls pass context as ``extra=context(model=..., version=..., window_start=...)``.
 
->>> import logging
+>>> import json, logging
 >>> record = logging.LogRecord("driftline.x", logging.WARNING, __file__, 1, "canary %s", ("v2",), None)
 >>> record.__dict__.update(context(model="loan", version="v2", window_start=1.8e9))
 >>> json.loads(JsonFormatter().format(record))["model"]
@@ -12,10 +12,11 @@ it; log calls pass context as ``extra=context(model=..., version=..., window_sta
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
+
+from driftline.events import strict_dumps
 
 CONTEXT_KEYS = ("model", "version", "window_start", "window_end", "subscription", "topic", "partition")
 
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return strict_dumps(out, default=str)
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from driftline.alerts.live import AlertStream, unauthorized
 from driftline.alerts.store import AlertStore
 from driftline.config import Settings
 from driftline.control import ControlClient
-from driftline.events import ColumnarEvents, Prediction
+from driftline.events import ColumnarEvents, Prediction, strict_dumps
 from driftline.exceptions import SinkError
 from driftline.grafana.live import GrafanaLive
 from driftline.metrics.rows import MetricRow, SketchRow
@@ -43,6 +43,11 @@ from driftline.streams.topics import TOPICS
 from driftline.values import Secret
 
 log = logging.getLogger(__name__)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    """A JSON response with no NaN or Infinity (null instead)."""
+    return web.json_response(body, status=status, dumps=strict_dumps)
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -142,12 +147,12 @@ class Worker:
         # ready = consuming, partitions assigned, a broker that answers, ClickHouse writes that succeed
         reason = await self.jobs.ingestor.readiness() if self.jobs else "starting"
         body: dict[str, Any] = {"ready": not reason, **({"reason": reason} if reason else {})}
-        return web.json_response(body, status=503 if reason else 200)
+        return _json(body, status=503 if reason else 200)
 
     async def _stats(self, request: web.Request) -> web.Response:
         jobs = self.jobs
         if jobs is None:
-            return web.json_response({"starting": True, "ready": False, "assigned": []})
+            return _json({"starting": True, "ready": False, "assigned": []})
         body: dict[str, Any] = jobs.ingestor.stats.as_dict()
         body["metric_rows"] = jobs.publisher.rows
         body["dropped_late"] = jobs.engine.dropped_late()
@@ -155,16 +160,16 @@ class Worker:
         body["ready"] = jobs.ingestor.ready.is_set()
         consumer = jobs.ingestor.consumer
         body["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment()) if consumer else []
-        return web.json_response(body)
+        return _json(body)
 
     async def _active_alerts(self, request: web.Request) -> web.Response:
         # Same bearer token as the stream: this shows alerts, decisions and subscriptions.
         if not self.stream.authorized(request):
             return unauthorized()
         if self.jobs is None:
-            return web.json_response({"starting": True})
+            return _json({"starting": True})
         alerting = self.jobs.alerting
-        return web.json_response(
+        return _json(
             {
                 "firing": alerting.evaluator.firing(),
                 "silences": [s.as_dict() for s in alerting.dispatcher.silences.all()],
@@ -175,7 +180,7 @@ class Worker:
         )
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        return _json({"ok": True})
 
     # -- the ingest task -------------------------------------------------------------------------
 

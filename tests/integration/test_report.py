@@ -71,3 +71,33 @@ def test_file_names_from_model_names_stay_inside_the_target_folder(tmp_path: Pat
         assert written.resolve().parent == data.resolve(), written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ch", "data"]
     assert len(list(data.iterdir())) == 4  # four models, four distinct files
+
+
+def test_cli_json_output_is_strict_json(tmp_path: Path) -> None:
+    """`driftline metrics` prints a NaN metric as null, never a bare NaN (issue 17.8)."""
+    import json
+    import subprocess
+    import sys
+
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    write = (
+        "from driftline.config import Settings; from driftline.metrics.rows import MetricRow; "
+        "from driftline.sinks.clickhouse import ClickHouseSink; "
+        f"s = ClickHouseSink(Settings(clickhouse={dsn!r})); s.migrate(); "
+        "import time; t = time.time() // 60 * 60; "
+        "s.write_metrics([MetricRow(t, t + 60, 'm', 'v1', 'quality', 'roc_auc', '', '', float('nan'), 3)])"
+    )
+    subprocess.run([sys.executable, "-c", write], check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "driftline", "metrics", "--model", "m", "--clickhouse", dsn],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    (row,) = [json.loads(line, parse_constant=refuse) for line in out.splitlines()]
+    assert row["metric"] == "roc_auc" and row["value"] is None
