@@ -39,11 +39,26 @@ def _control(flags: dict[str, Any]) -> Iterator[Any]:
     from driftline.control import ControlClient
 
     settings = Settings.from_env(**flags)
+    _ensure_control_topic(settings)
     client = ControlClient(settings.broker, settings.topic("control"))
     try:
         yield client
     finally:
         client.close()
+
+
+def _ensure_control_topic(settings: Settings) -> None:
+    """Create the control topic (compacted) if no worker has yet: a registry change needs no running worker."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from driftline.streams.topics import ensure_topics
+
+    try:
+        asyncio.run(ensure_topics(settings, names=["control"]))
+    except (KafkaError, OSError) as exc:
+        raise ConfigError(f"cannot reach Kafka at {settings.broker} ({exc}); check --broker") from None
 
 
 def _show_model(state: Any) -> None:

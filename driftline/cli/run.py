@@ -19,6 +19,13 @@ from driftline.events import strict_dumps
 @click.option("--partitions", type=int, envvar="DRIFTLINE_PARTITIONS", show_envvar=True, help="Partitions per topic.")
 @click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
+@click.option(
+    "--group-id",
+    envvar="DRIFTLINE_GROUP_ID",
+    show_envvar=True,
+    help="Consumer group of one deployment's workers (default: driftline-ingest). Two deployments on one "
+    "broker need two groups, or each takes part of the other's partitions.",
+)
 @click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec (YAML) to apply.")
 @click.option(
     "--loglevel",

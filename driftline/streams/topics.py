@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from driftline.config import Settings
 
 #: Topic name (without prefix) -> compacted? `control` is a change feed keyed by model.
@@ -16,8 +18,8 @@ TOPICS = {
 }
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create every missing driftline topic with the configured partitions."""
+async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
+    """Create the missing driftline topics (all, or those `names`) with the configured partitions."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
@@ -32,7 +34,7 @@ async def ensure_topics(settings: Settings) -> None:
                 topic_configs={"cleanup.policy": "compact"} if compacted else {},
             )
             for name, compacted in TOPICS.items()
-            if settings.topic(name) not in existing
+            if settings.topic(name) not in existing and (names is None or name in names)
         ]
         if wanted:
             await admin.create_topics(wanted)

@@ -114,3 +114,18 @@ def test_simulate_sends_the_demo_stream_to_a_running_kafka(settings_factory: Cal
     assert state.production == "v1" and state.canaries == {"v2": 10.0}
     listing = run(s, "models", "list")
     assert "loan-approval" in listing and "simulate: demo" in listing
+
+
+def test_models_register_works_before_any_worker_ran(settings_factory: Callable[..., Settings]) -> None:
+    """Issue 17.10: it failed with "topic 'driftline.control' does not exist" until a worker had run."""
+    import uuid
+
+    from driftline.streams.topics import TOPICS
+
+    base = settings_factory()
+    fresh = Settings(broker=base.broker, topic_prefix=f"fresh{uuid.uuid4().hex[:8]}.")  # no topics at all
+    assert "control" in TOPICS
+    out = run(fresh, "models", "register", "churn", "v1", "--stage", "production", "--reason", "first")
+    assert "v1" in out and "production" in out
+    with RoutingClient(fresh.broker, "churn", topic=fresh.topic("control")) as router:
+        assert router.state.production == "v1"

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from driftline.cli import main
@@ -41,3 +42,14 @@ def test_help_tree_is_unchanged() -> None:
     if os.environ.get("DRIFTLINE_UPDATE_HELP_SNAPSHOT") == "1":
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text()
+
+
+def test_worker_takes_its_consumer_group_from_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17.10: the group had no flag, so two deployments on one broker split each other's partitions."""
+    import driftline.streams.worker as worker_module
+
+    seen = {}
+    monkeypatch.setattr(worker_module, "run_worker", lambda settings, **kw: seen.setdefault("group", settings.group_id))
+    result = CliRunner().invoke(main, ["worker", "--group-id", "fraud-prod", "--broker", "127.0.0.1:1"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"group": "fraud-prod"} and "(group fraud-prod)" in result.output
