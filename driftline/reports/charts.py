@@ -28,18 +28,42 @@ def _colour(n: int) -> str:
     return _COLOURS[n % len(_COLOURS)]
 
 
+def nice_axis(lo: float, hi: float, ticks: int = 4) -> tuple[float, float, float]:
+    """An axis range that covers [lo, hi] with about `ticks` steps of a round size (1, 2, 2.5 or 5 x 10^k).
+
+    >>> nice_axis(0.0, 0.0909)
+    (0.0, 0.1, 0.025)
+    >>> nice_axis(-3.2, 41.0)
+    (-20.0, 60.0, 20.0)
+    """
+    if not hi > lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= raw)
+    step = float(f"{step:.12g}")
+    return float(f"{math.floor(lo / step) * step:.12g}"), float(f"{math.ceil(hi / step) * step:.12g}"), step
+
+
 def _open(
-    title: str, width: int, height: int, left: int, pw: float, lo: float, hi: float, y: Callable[[float], float]
+    title: str,
+    width: int,
+    height: int,
+    left: int,
+    pw: float,
+    axis: tuple[float, float, float],
+    y: Callable[[float], float],
 ) -> list[str]:
-    """The SVG element, the title and five horizontal grid lines with their values."""
+    """The SVG element, the title and a horizontal grid line with its value at each round tick."""
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         f'font-size="11"><text x="{left}" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>'
     ]
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
+    lo, hi, step = axis
+    for k in range(round((hi - lo) / step) + 1):
+        v = float(f"{lo + k * step:.12g}")
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
     return parts
 
 
@@ -74,8 +98,8 @@ def svg_chart(
     if not xs or not values:
         return f"<p><b>{html.escape(title)}</b>: no data</p>"
     left, right, top, bottom = 60, 150, 30, 40
-    lo, hi = min(0.0, min(values)), max(values)
-    hi = hi if hi > lo else lo + 1.0
+    axis = nice_axis(min(0.0, min(values)), max(values))
+    lo, hi = axis[0], axis[1]
     pw, ph = width - left - right, height - top - bottom
 
     def x(i: int) -> float:
@@ -84,7 +108,7 @@ def svg_chart(
     def y(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    parts = _open(title, width, height, left, pw, lo, hi, y)
+    parts = _open(title, width, height, left, pw, axis, y)
     step = max(1, math.ceil(len(xs) / 8))
     same_day = len({label[:10] for label in xs}) == 1  # then show only the time of day
     for i, label in enumerate(xs):
@@ -113,8 +137,8 @@ def svg_bars(
     if not categories or not values:
         return f"<p><b>{html.escape(title)}</b>: no data</p>"
     left, right, top, bottom = 60, 150, 30, 60
-    lo, hi = min(0.0, *values.values()), max(0.0, *values.values())
-    hi = hi if hi > lo else lo + 1.0
+    axis = nice_axis(min(0.0, *values.values()), max(0.0, *values.values()))
+    lo, hi = axis[0], axis[1]
     pw, ph = width - left - right, height - top - bottom
     group_w = pw / len(categories)
     bar_w = max(1.0, group_w * 0.8 / max(1, len(series)))
@@ -122,7 +146,7 @@ def svg_bars(
     def y(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    parts = _open(title, width, height, left, pw, lo, hi, y)
+    parts = _open(title, width, height, left, pw, axis, y)
     for i, category in enumerate(categories):
         x0 = left + i * group_w + group_w * 0.1
         for n in range(len(series)):

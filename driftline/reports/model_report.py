@@ -44,7 +44,7 @@ def model_report(
     fair_attrs = sorted({f for (fam, met, f, _) in by if fam == "fairness" and met == "demographic_parity_difference"})
     quality = [series("quality", m) for m in ("accuracy", "roc_auc", "f1", "label_coverage")]
     fairness = [series("fairness", "demographic_parity_difference", a, label=a) for a in fair_attrs]
-    dq_metrics = ("missing_rate", "type_violation_rate", "duplicate_rate")
+    dq_metrics = ("missing_rate", "type_violation_rate", "out_of_range_rate", "unseen_category_rate", "duplicate_rate")
     dq_keys = [k for k in sorted(by) if k[0] == "data_quality" and k[1] in dq_metrics and any(v > 0 for _, v in by[k])]
     data_quality = [series(*k, label=f"{k[1]} {k[2]}".strip()) for k in dq_keys[:8]]
     latency = [series("kpi", f"latency_p{q}_ms", label=f"p{q}") for q in (50, 95, 99)]

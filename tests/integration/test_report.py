@@ -40,6 +40,30 @@ def test_report_draws_each_series_and_escapes_names(
     assert "no data" in page  # fairness: nothing recorded, said so
 
 
+def test_report_plots_every_data_quality_rate_on_round_ticks(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink], tmp_path: Path
+) -> None:
+    """Issue 17.10: out-of-range reached 28 % in the demo while the report's chart said "no data"."""
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time()) // 300 * 300 - 3000)
+    rows = []
+    for w in range(6):
+        start = t0 + w * 300
+        rows += [
+            MetricRow(start, start + 300, "m", "v1", "data_quality", "out_of_range_rate", "salary", "", 0.0682, 100),
+            MetricRow(start, start + 300, "m", "v1", "data_quality", "unseen_category_rate", "car", "", 0.0909, 100),
+            MetricRow(start, start + 300, "m", "v1", "data_quality", "missing_rate", "age", "", 0.0, 100),
+        ]
+    sink.write_metrics(rows)
+    page = model_report(sink.client, settings.clickhouse_database, "m", "v1", tmp_path / "r.html").read_text()
+    chart = page[page.index("Data quality") : page.index("</svg>", page.index("Data quality"))]
+    assert chart.count("<polyline") == 2  # the two rates above 0; missing_rate stayed 0
+    assert "out_of_range_rate salary" in chart and "unseen_category_rate car" in chart
+    ticks = [float(v) for v in re.findall(r'text-anchor="end">([^<]+)</text>', chart)]
+    assert ticks == [0.0, 0.025, 0.05, 0.075, 0.1]  # round values, not 0.0682 or 0.0909
+
+
 def test_file_names_from_model_names_stay_inside_the_target_folder(tmp_path: Path) -> None:
     """A model named `../x` made `driftline report` write outside the data dir (issue 18.7)."""
     import subprocess
