@@ -79,8 +79,8 @@ class SchemaOptions:
 
 #: table -> (time column, which TTL setting applies)
 TABLE_TTLS = {
-    "predictions": ("ts", "ttl_days"),
-    "labels": ("ts", "ttl_days"),
+    "predictions": ("ingested_at", "ttl_days"),  # on arrival: a backfill of old events is kept (0010)
+    "labels": ("ingested_at", "ttl_days"),
     "labeling_requests": ("ts", "ttl_days"),
     "dead_letters": ("received_at", "ttl_days"),
     "metrics": ("window_start", "metrics_ttl_days"),
@@ -202,7 +202,7 @@ def _apply_ttl(client: ClickHouseClient, database: str, options: SchemaOptions) 
                 parameters={"db": database, "t": local},
             )
         )
-        if not create or f"toIntervalDay({days})" in create:
+        if not create or f"toDateTime({column}) + toIntervalDay({days})" in create:
             continue  # a table a later migration creates, or already right
         on = f" ON CLUSTER {options.cluster}" if options.cluster else ""
         client.command(
