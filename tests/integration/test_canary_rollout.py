@@ -106,6 +106,7 @@ def test_bad_canary_rolled_back_good_canary_promoted(settings_factory: Callable[
     env = {
         **os.environ,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_GROUP_ID": settings.group_id,  # its own group: a shared one stalls joins on Tansu
         "DRIFTLINE_DATA_DIR": str(tmp_path / "d"),
         "DRIFTLINE_SPEC": str(spec),
         "DRIFTLINE_QUALITY_INTERVAL_S": "1",

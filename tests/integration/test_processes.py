@@ -82,6 +82,7 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
     env = {
         **os.environ,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_GROUP_ID": settings.group_id,  # its own group: a shared one stalls joins on Tansu
         "DRIFTLINE_CLICKHOUSE_PASSWORD": "do-not-print-me",
         "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
         "DRIFTLINE_GRAFANA_LIVE_URL": live.url,
@@ -101,7 +102,11 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        assert _http(web, "/ready") == (200, '{"ready": true}')
+        # ready = consuming *and* partitions assigned (and a broker that answers): polled, as a probe does
+        while (ready := _http(web, "/ready")) != (200, '{"ready": true}'):
+            assert ready[0] == 503 and "reason" in json.loads(ready[1]), ready
+            assert time.monotonic() < deadline, ready
+            time.sleep(0.2)
         with Producer(settings.broker, topic_prefix=settings.topic_prefix) as p:
             for i in range(250):
                 p.send(make_prediction(i))

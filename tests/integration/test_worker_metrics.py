@@ -95,6 +95,7 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
     env = {
         **os.environ,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_GROUP_ID": settings.group_id,  # its own group: a shared one stalls joins on Tansu
         "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
         "DRIFTLINE_MONITOR_WINDOW_S": str(W),
         "DRIFTLINE_MONITOR_LATENESS_S": "0",
