@@ -61,7 +61,11 @@ class GroupFairness:
             negatives = size - positives
             out[name] = {
                 "size": float(size),
+                "positives": float(positives),
+                "negatives": float(negatives),
                 "selection_rate": selected / size if size else 0.0,
+                # undefined without positives (negatives): NaN, left out of the gaps (fairlearn counts 0,
+                # which reads a group nobody could help as one the model failed entirely)
                 "tpr": tp / positives if positives else float("nan"),
                 "fpr": fp / negatives if negatives else float("nan"),
             }

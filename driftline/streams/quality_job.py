@@ -377,9 +377,10 @@ class QualityJob:
                 if metric in fair:
                     add("fairness", metric, fair[metric], name, k=k)
             for group, stats in fair["groups"].items():
-                for metric in ("selection_rate", "tpr", "fpr"):
-                    if not np.isnan(stats[metric]):
-                        add("fairness", metric, stats[metric], name, group, k=int(stats["size"]))
+                # each rate with its denominator as n; a TPR (FPR) without positives (negatives) is a row
+                # of value NaN (null in JSON) and n 0, so a dashboard shows the group and why it has none
+                for metric, of in (("selection_rate", "size"), ("tpr", "positives"), ("fpr", "negatives")):
+                    add("fairness", metric, stats[metric], name, group, k=int(stats[of]))
 
 
 def _pane(spec: ModelSpec) -> int:

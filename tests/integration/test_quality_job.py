@@ -237,3 +237,42 @@ def test_a_prediction_stored_after_its_label_updates_its_window(
         window = [p for p in preds if p.ts // W * W == w]
         assert second[w] == pytest.approx(sum(p.event_id in labelled for p in window) / len(window))
     assert first  # the first run saw the windows it could
+
+
+def test_a_group_without_positives_gets_a_missing_tpr_row_with_its_n(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 17.9: such a group's TPR was skipped silently; now a row says it is undefined, and why."""
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    rng = np.random.default_rng(4)
+    preds, labels = [], []
+    for i in range(400):
+        group = "young" if i % 4 == 0 else "old"
+        y = 0 if group == "young" else int(rng.integers(0, 2))  # no young applicant was a positive
+        preds.append(
+            Prediction(
+                event_id=f"g{i}",
+                model="credit",
+                version="v1",
+                ts=t0 + i * 0.5,
+                features={},
+                prediction=int(rng.integers(0, 2)),
+                score=0.5,
+                attributes={"age": group},
+            )
+        )
+        labels.append(Label(event_id=f"g{i}", label=y, ts=t0 + i * 0.5 + 10))
+    sink.write(SinkBatch(preds, labels, [], token="nopos"))
+    spec = MonitorSpec.from_dict({"defaults": {"window": W, "thresholds": {"min_group_size": 10}}})
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    fair = {(r.metric, r.segment): r for r in rows if r.family == "fairness" and r.window_start == t0}
+    young_tpr = fair[("tpr", "young")]
+    assert np.isnan(young_tpr.value) and young_tpr.n == 0  # undefined: no positives
+    young = [p for p, lab in zip(preds, labels, strict=True) if p.ts < t0 + W and p.attributes["age"] == "young"]
+    assert fair[("fpr", "young")].n == len(young)  # every young applicant was a negative
+    old_tpr = fair[("tpr", "old")]
+    assert 0 <= old_tpr.value <= 1 and old_tpr.n > 0
+    # the gap leaves the undefined TPR out (fairlearn would count it as 0)
+    assert fair[("equal_opportunity_difference", "")].value == 0.0
