@@ -83,18 +83,19 @@ def profile_build(
     if from_clickhouse and not (since and until):
         raise click.UsageError("--from-clickhouse needs --since and --until")
     settings = settings_from(**flags)
-    kinds = settings.monitor_spec().for_model(model).features or None
+    model_spec = settings.monitor_spec().for_model(model)
+    kinds = model_spec.features or None
     sink = None if (no_store and input_) else ClickHouseSink(settings)
     if sink is not None:
         sink.migrate()
     if input_:
-        rows = read_rows(input_)
+        rows = read_rows(input_, model, version_)
         source = f"file:{input_.name}"
     else:
         assert sink is not None and since and until
         rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version_, since, until)
         source = f"clickhouse:{since}/{until}"
-    built = profile_from_rows(model, version_, rows, kinds)
+    built = profile_from_rows(model, version_, rows, kinds, task=model_spec.task)
     path = write_artifact(built, out or settings.data_path / "profiles" / f"{file_name(model, version_)}.json")
     if sink is not None and not no_store:
         store_profile(sink.client, settings.clickhouse_database, built, source)

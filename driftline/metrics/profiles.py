@@ -30,6 +30,8 @@ import numpy.typing as npt
 from driftline.exceptions import ConfigError
 
 PROFILE_VERSION = 1
+#: Pseudo-features for the model's outputs; brackets keep them apart from real feature names.
+SCORE, PREDICTION = "[score]", "[prediction]"
 N_BINS = 10
 GRID_POINTS = 257
 #: Distinct categories a profile remembers (as hashes) to tell `other` from `unseen`; beyond, the

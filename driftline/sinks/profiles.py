@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 from tqdm import tqdm
 
-from driftline.exceptions import ConfigError
-from driftline.metrics.profiles import ReferenceProfile
+from driftline.events import canonical_target
+from driftline.exceptions import ConfigError, SinkError
+from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile
 from driftline.sinks.client import ClickHouseClient
 
 _decode = msgspec.json.Decoder().decode
@@ -31,8 +32,14 @@ def _number(text: str) -> float | str | None:
         return text
 
 
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Feature rows from CSV (a column per feature) or JSONL (prediction events or flat rows)."""
+def read_rows(path: Path, model: str | None = None, version: str | None = None) -> Iterator[dict[str, Any]]:
+    """Feature rows from CSV (a column per feature) or JSONL (flat rows, or prediction events).
+
+    Prediction events (objects with a ``features`` map) count only when they are of `model` and
+    `version` (where they say), and bring their ``score`` and ``prediction`` as `SCORE` and
+    `PREDICTION`, so a profile built from a file watches the model's outputs too. A JSONL file of
+    events none of which is of that model version is an error that names what the file holds.
+    """
     if not path.is_file():
         raise ConfigError(f"reference data {str(path)!r} does not exist")
     if path.suffix.lower() == ".csv":
@@ -42,6 +49,8 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
         return
     if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
         raise ConfigError(f"reference data {path.name!r}: use .csv or .jsonl (one JSON object per line)")
+    events = kept = 0
+    others: set[tuple[str, str]] = set()
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -52,12 +61,41 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
                 raise ConfigError(f"{path.name} line {number}: not JSON ({exc})") from exc
             if not isinstance(obj, dict):
                 raise ConfigError(f"{path.name} line {number}: expected a JSON object")
-            yield obj["features"] if isinstance(obj.get("features"), dict) else obj
+            if not isinstance(obj.get("features"), dict):
+                yield obj  # a flat row of features
+                continue
+            events += 1
+            of = (str(obj.get("model", model or "")), str(obj.get("version", version or "")))
+            if (model is not None and of[0] != model) or (version is not None and of[1] != version):
+                others.add(of)
+                continue
+            kept += 1
+            yield {**obj["features"], **_targets(obj)}
+    if events and not kept:
+        seen = ", ".join(f"{m} {v}" for m, v in sorted(others)[:10])
+        raise ConfigError(f"{path.name}: none of its {events:,} events is of {model} {version} (it holds: {seen})")
+
+
+def _targets(event: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(event.get("score"), int | float) and not isinstance(event.get("score"), bool):
+        out[SCORE] = float(event["score"])
+    if event.get("prediction") is not None:
+        out[PREDICTION] = event["prediction"]
+    return out
 
 
 def profile_from_rows(
-    model: str, version: str, rows: Iterator[dict[str, Any]], kinds: dict[str, str] | None = None, limit: int = 0
+    model: str,
+    version: str,
+    rows: Iterator[dict[str, Any]],
+    kinds: dict[str, str] | None = None,
+    limit: int = 0,
+    task: str = "binary",
 ) -> ReferenceProfile:
+    """A profile of `rows`; the model's outputs (`SCORE`, `PREDICTION`), where the rows have them, are
+    profiled as the stream profiles them: the score as a number, the prediction as a class (its
+    canonical text: 1, 1.0 and true are one class) unless `task` is regression."""
     columns: dict[str, list[Any]] = {}
     n = 0
     for row in tqdm(rows, desc="reading reference rows", unit="row", disable=None):
@@ -70,12 +108,17 @@ def profile_from_rows(
             break
     if n == 0:
         raise ConfigError("the reference data has no rows")
+    targets = {SCORE: "numeric", PREDICTION: "numeric" if task == "regression" else "categorical"}
+    if PREDICTION in columns and task != "regression":
+        columns[PREDICTION] = [None if v is None else canonical_target(v) for v in columns[PREDICTION]]
+    present = {name: kind for name, kind in targets.items() if name in columns}
     if kinds:
-        columns = {k: v for k, v in columns.items() if k in kinds}
+        columns = {k: v for k, v in columns.items() if k in kinds or k in present}
         missing = sorted(set(kinds) - set(columns))
         if missing:
             raise ConfigError(f"features {missing} are in the spec but not in the reference data")
-    return ReferenceProfile.build(model, version, columns, kinds=kinds)
+    # features the spec does not declare are inferred by ReferenceProfile.build
+    return ReferenceProfile.build(model, version, columns, kinds={**(kinds or {}), **present} or None)
 
 
 def rows_from_clickhouse(
@@ -93,12 +136,15 @@ def rows_from_clickhouse(
 
 
 def store_profile(client: ClickHouseClient, database: str, profile: ReferenceProfile, source: str) -> None:
-    client.insert(
-        "reference_profiles",
-        [[profile.model, profile.version, source, profile.to_json()]],
-        column_names=["model", "version", "source", "profile"],
-        database=database,
-    )
+    try:
+        client.insert(
+            "reference_profiles",
+            [[profile.model, profile.version, source, profile.to_json()]],
+            column_names=["model", "version", "source", "profile"],
+            database=database,
+        )
+    except Exception as exc:
+        raise SinkError(f"could not store the reference profile of {profile.model} {profile.version}: {exc}") from exc
 
 
 def load_profiles(client: ClickHouseClient, database: str) -> list[ReferenceProfile]:

@@ -37,7 +37,7 @@ from driftline.events import ColumnarEvents, Prediction, canonical_target
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
-from driftline.metrics.profiles import ReferenceProfile, reconstruction_errors
+from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_errors
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams import state_codec
@@ -134,10 +134,6 @@ def _class_counts(values: Sequence[Any]) -> dict[str, int]:
     return out
 
 
-#: Pseudo-features for drift of the model's outputs; brackets keep them apart from real feature names.
-SCORE, PREDICTION = "[score]", "[prediction]"
-
-
 def _target_kinds(spec: ModelSpec) -> dict[str, str]:
     return {SCORE: "numeric", PREDICTION: "numeric" if spec.task == "regression" else "categorical"}
 
@@ -199,6 +195,7 @@ class MonitoringEngine:
         self._state: dict[tuple[str, str], _VersionState] = {}
         self._sketches: deque[SketchRow] = deque(maxlen=MAX_PENDING_SKETCHES)  # closed since take_sketches()
         self.sketches_dropped = 0  # oldest pending sketches dropped because nobody took them
+        self._new_profiles: list[ReferenceProfile] = []  # built from first events since take_profiles()
         self._checkpoints = checkpoints  # (model, version) -> a state saved by checkpoint(), once
         for key, profile in (profiles or {}).items():
             self._version(key).profile = profile
@@ -245,6 +242,13 @@ class MonitoringEngine:
     def set_profile(self, profile: ReferenceProfile) -> None:
         """Use `profile` as the reference of its model version from now on."""
         self._version((profile.model, profile.version)).profile = profile
+
+    def take_profiles(self) -> list[ReferenceProfile]:
+        """The reference profiles built from versions' first events since the last call, to store:
+        a restarted worker then loads them instead of building new ones from later, maybe drifted,
+        traffic (at most one per version; a version with a stored profile never builds one)."""
+        out, self._new_profiles = self._new_profiles, []
+        return out
 
     def take_sketches(self) -> list[SketchRow]:
         """The drift sketches of the windows closed since the last call (for ``drift_sketches``)."""
@@ -304,6 +308,7 @@ class MonitoringEngine:
             kinds = {n: k for n, k in kinds.items() if n in columns}
             state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
             state.reference_rows = []
+            self._new_profiles.append(state.profile)  # stored by the worker: a restart reuses it
         return head.n
 
     def _add(self, state: _VersionState, batch: PredictionBatch, reference_events: int = 0) -> None:

@@ -27,9 +27,10 @@ from driftline.control import ControlClient
 from driftline.events import ColumnarEvents, Prediction, strict_dumps
 from driftline.exceptions import SinkError
 from driftline.grafana.live import GrafanaLive
+from driftline.metrics.profiles import ReferenceProfile
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.sinks.profiles import load_profiles
+from driftline.sinks.profiles import load_profiles, store_profile
 from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.checkpoints import CheckpointStore, signing_key
 from driftline.streams.ingest import BatchIngestor, tune_gc
@@ -240,14 +241,28 @@ class Worker:
 
     async def _on_batch(self, predictions: Sequence[Prediction], _labels: Any) -> None:
         jobs = self._running()
-        await jobs.publisher.publish(jobs.engine.update(predictions), jobs.engine.take_sketches())
+        rows = jobs.engine.update(predictions)
+        await self._store_profiles(jobs)
+        await jobs.publisher.publish(rows, jobs.engine.take_sketches())
         await jobs.requester.publish(jobs.requester.select(predictions))
 
     async def _on_columns(self, envelopes: Sequence[ColumnarEvents]) -> None:
         # columnar envelopes: the engine reads their columns
         jobs = self._running()
-        await jobs.publisher.publish(jobs.engine.update_columns(envelopes), jobs.engine.take_sketches())
+        rows = jobs.engine.update_columns(envelopes)
+        await self._store_profiles(jobs)
+        await jobs.publisher.publish(rows, jobs.engine.take_sketches())
         await jobs.requester.publish(jobs.requester.select_columns(envelopes))
+
+    async def _store_profiles(self, jobs: Jobs) -> None:
+        """Reference profiles the engine built from versions' first events, stored the moment they exist."""
+        source = f"auto:first {self.settings.monitor_reference_events} events"
+
+        def write(profile: ReferenceProfile) -> None:
+            store_profile(jobs.sink.client, self.settings.clickhouse_database, profile, source)
+
+        for profile in jobs.engine.take_profiles():
+            await jobs.publisher.store(write, profile)
 
     async def _save_checkpoint(self) -> None:
         jobs = self._running()
@@ -361,7 +376,11 @@ class MetricsPublisher:
         if self.then is not None:
             await self.then(rows)
 
-    async def _store(self, write: Callable[[Any], None], items: Sequence[Any]) -> None:
+    async def store(self, write: Callable[[Any], None], item: Any) -> None:
+        """Write `item` with `write`, retrying while ClickHouse is down (as metric rows are)."""
+        await self._store(write, item)
+
+    async def _store(self, write: Callable[[Any], None], items: Any) -> None:
         delay = 0.2
         while True:
             try:

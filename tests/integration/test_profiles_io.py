@@ -95,3 +95,51 @@ def test_lineage_records_round_trip_through_clickhouse(
     chain = ancestry(model.artefact_id[:10], store)
     assert [a.artefact_id for a in chain] == [model.artefact_id, data.artefact_id]
     assert chain[0].metrics == {"accuracy": 0.9} and chain[1].params == {"rows": 1}
+
+
+def test_a_profile_from_a_file_of_events_takes_only_its_model_version_and_its_outputs(tmp_path: Path) -> None:
+    """Issue 17.4: every line was read whatever its model and version, and only `features` profiled."""
+    from driftline.metrics.profiles import PREDICTION, SCORE
+
+    data = tmp_path / "events.jsonl"
+    with data.open("w") as fh:
+        for i in range(600):
+            model, version = ("churn", "v3") if i % 3 else ("fraud", "v1")
+            event = {
+                "model": model,
+                "version": version,
+                "features": {"age": float(i % 50)},
+                "score": (i % 10) / 10,
+                "prediction": i % 2 == 0,
+            }
+            fh.write(json.dumps(event) + "\n")
+    out = tmp_path / "p.json"
+    cmd = [sys.executable, "-m", "driftline", "profile", "build", "--model", "churn", "--version", "v3"]
+    done = subprocess.run([*cmd, "--input", str(data), "--out", str(out), "--no-store"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    profile = ReferenceProfile.from_json(out.read_text())
+    assert profile.features["age"].count == 400  # the churn v3 lines only
+    assert profile.features[SCORE].kind == "numeric" and profile.features[SCORE].count == 400
+    # classes by their canonical text, as the stream profiles them (true -> "1")
+    assert profile.features[PREDICTION].kind == "categorical"
+    assert profile.features[PREDICTION].categories == {"0": 200, "1": 200}
+    none = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "profile",
+            "build",
+            "--model",
+            "churn",
+            "--version",
+            "v9",
+            "--input",
+            str(data),
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert none.returncode == 2 and "none of its 600 events is of churn v9" in none.stderr
+    assert "churn v3" in none.stderr and "fraud v1" in none.stderr  # it says what the file holds

@@ -141,6 +141,15 @@ def test_worker_writes_drift_quality_and_fairness_that_match_references(
         assert proc.wait(timeout=90) == 0, log.read_text()
 
     published = _read_metrics_topic(settings)
+    # the auto-built reference (the first 1,200 events) was stored the moment it existed (issue 17.4)
+    query = (
+        "import clickhouse_connect, sys; c = clickhouse_connect.get_client(interface='chdb', path=sys.argv[1]); "
+        "print(c.command(\"SELECT groupArray(source) FROM driftline.reference_profiles WHERE model = 'credit'\"))"
+    )
+    sources = subprocess.run(
+        [sys.executable, "-c", query, str(tmp_path / "ch")], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert "auto:first 1200 events" in sources, sources
     assert published and all(m["model"] == "credit" for m in published)
 
     out = subprocess.run(

@@ -293,3 +293,28 @@ def test_columnar_envelopes_give_the_numbers_their_events_give(spec: MonitorSpec
     assert rows_c == rows_o  # exactly: the same values in the same order
     assert sketches_c == sketches_o
     assert by_columns.dropped_late() == by_objects.dropped_late() > 0
+
+
+def test_an_auto_built_reference_is_handed_out_once_and_a_restart_keeps_the_drift() -> None:
+    """Issue 17.4: a version's auto-built reference was not stored; after a crash the worker built a new
+    one from current, drifted traffic, and the drift disappeared."""
+    from driftline.metrics.profiles import ReferenceProfile
+
+    events = stream(n_windows=12, per_window=500, shift_from=6)
+    first = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=2000)
+    first.update(events[:2500])  # the reference: the first 2,000 events (windows 0-3)
+    (profile,) = first.take_profiles()
+    assert first.take_profiles() == []  # handed out once
+    stored = ReferenceProfile.from_json(profile.to_json())  # as it comes back from ClickHouse
+
+    def drifted(engine: MonitoringEngine) -> set[float]:
+        rows = engine.update(events[3500:]) + engine.flush()
+        return {r.window_start for r in rows if r.metric == "drifted" and r.feature == "income"}
+
+    restarted = MonitoringEngine(
+        window_s=60, allowed_lateness_s=0, reference_events=2000, profiles={("m", "v1"): stored}
+    )
+    assert drifted(restarted) == {T0 + w * 60 for w in range(7, 12)}  # the shift (from window 6) still seen
+    assert restarted.take_profiles() == []  # a version with a stored profile builds none
+    forgetful = MonitoringEngine(window_s=60, allowed_lateness_s=0, reference_events=2000)
+    assert drifted(forgetful) != drifted(restarted)  # what happened before: the reference was rebuilt later
