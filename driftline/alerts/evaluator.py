@@ -20,6 +20,7 @@ past the series' last value, as Prometheus resolves alerts of vanished series.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,11 @@ class _Series:
     starts_at: float = 0.0
     width: float = 0.0
     last: AlertEvent | None = None
+    # A relative rule's baseline while the alert is pending or firing: the last healthy windows before
+    # the first breach, frozen, so the alert resolves when the metric recovers, not when the
+    # baseline has slid down with it. None while the series is healthy (the baseline slides).
+    baseline: list[float] | None = None
+    baseline_from: float = math.inf  # window end of the first breaching window
 
 
 class AlertEvaluator:
@@ -156,12 +162,24 @@ class AlertEvaluator:
             rule = rules.get(event.labels.get("alertname", ""))
             if event.state != "firing" or rule is None:  # a rule gone from the spec has nothing to evaluate
                 continue
-            values = dict(history(event.labels, event.window_end, rule.history_needed)) if history else {}
+            # more than the rule keeps: a relative rule's baseline is the windows before the breach began
+            depth = rule.history_needed + (64 if rule.is_relative else 0)
+            values = dict(history(event.labels, event.window_end, depth)) if history else {}
             values.setdefault(event.window_end, event.value)
             width = event.window_end - event.window_start
-            self._series[(rule.name, event.fingerprint)] = _Series(
-                dict(event.labels), values, "firing", event.starts_at, width, event
-            )
+            series = _Series(dict(event.labels), values, "firing", event.starts_at, width, event)
+            ends = sorted(values)
+            for i in range(len(ends)):  # replay the windows' breaches to find where the baseline froze
+                _freeze_baseline(
+                    rule,
+                    series,
+                    ends[: i + 1],
+                    [values[e] for e in ends[: i + 1]],
+                    _streak(rule, series, ends[: i + 1], [values[e] for e in ends[: i + 1]]),
+                )
+            for old in ends[: -rule.history_needed]:
+                del values[old]
+            self._series[(rule.name, event.fingerprint)] = series
             restored += 1
         return restored
 
@@ -208,11 +226,7 @@ class AlertEvaluator:
             return None  # a recomputed older window: kept for baselines, the state follows the newest
         ends = sorted(series.values)
         values = [series.values[e] for e in ends]
-        streak = 0
-        for i in range(len(values) - 1, -1, -1):
-            if not rule.breached(values[i], values[:i]):
-                break
-            streak += 1
+        streak = _streak(rule, series, ends, values)
         new_state = series.state
         if streak >= rule.for_windows:
             new_state = "firing"
@@ -226,6 +240,7 @@ class AlertEvaluator:
             new_state = "inactive"
         if streak == 1 and series.state in ("inactive", "resolved"):
             series.starts_at = row.window_start
+        _freeze_baseline(rule, series, ends, values, streak)
         if new_state == series.state or (new_state == "inactive" and series.state in ("pending", "resolved")):
             series.state = new_state
             return None
@@ -251,6 +266,30 @@ class AlertEvaluator:
                 del self._series[key]
                 return
         del self._series[next(iter(self._series))]
+
+
+def _streak(rule: AlertRule, series: _Series, ends: list[float], values: list[float]) -> int:
+    """How many of the newest windows breach in a row (a relative rule compares those after the first
+    breach with the frozen baseline)."""
+    streak = 0
+    for i in range(len(values) - 1, -1, -1):
+        frozen = series.baseline is not None and ends[i] >= series.baseline_from
+        if not rule.breached(values[i], series.baseline if frozen else values[:i]):  # type: ignore[arg-type]
+            break
+        streak += 1
+    return streak
+
+
+def _freeze_baseline(rule: AlertRule, series: _Series, ends: list[float], values: list[float], streak: int) -> None:
+    """Freeze a relative rule's baseline at the first breach; let it slide again once healthy."""
+    if not rule.is_relative or rule.relative_reference is not None:
+        return
+    if streak == 0:
+        series.baseline, series.baseline_from = None, math.inf
+    elif series.baseline is None:
+        first = len(values) - streak
+        series.baseline = values[:first][-rule.relative_windows :]
+        series.baseline_from = ends[first]
 
 
 class _Defaults(dict[str, Any]):

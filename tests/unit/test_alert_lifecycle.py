@@ -166,3 +166,37 @@ def test_firing_alert_of_a_series_that_stops_reporting_resolves() -> None:
     (resolved,) = ev.observe([row(3, 0.1)])
     assert resolved.state == "resolved" and resolved.labels["version"] == "v2" and resolved.ends_at == W
     assert ev.observe([row(4, 0.1)]) == []
+
+
+def _accuracy(i: int, value: float) -> MetricRow:
+    return MetricRow(i * W, (i + 1) * W, "loan", "v1", "quality", "accuracy", "", "", value, 500)
+
+
+def test_a_relative_rule_stays_firing_until_the_metric_recovers() -> None:
+    """Issue 17.6: AccuracyDrop (20 % below the mean of the previous 3 windows) resolved while accuracy
+    stayed at 0.47, because its baseline slid down with it."""
+    rule = AlertRule("AccuracyDrop", "accuracy", relative_below=0.2, relative_windows=3, severity="critical")
+    evaluator = AlertEvaluator([rule], clock=lambda: 0.0)
+    series = [0.98, 0.98, 0.98, 0.97, 0.49, 0.47, 0.47, 0.46, 0.45, 0.47, 0.60, 0.97]
+    states = []
+    for i, value in enumerate(series):
+        states += [(i, e.state) for e in evaluator.observe([_accuracy(i, value)])]
+    # fires at the drop, stays firing while accuracy stays low (0.60 is still 20 % below 0.977), resolves on recovery
+    assert states == [(4, "firing"), (11, "resolved")]
+
+
+def test_a_restored_relative_alert_keeps_its_frozen_baseline() -> None:
+    rule = AlertRule("AccuracyDrop", "accuracy", relative_below=0.2, relative_windows=3, severity="critical")
+    before = AlertEvaluator([rule], clock=lambda: 0.0)
+    series = [0.98, 0.98, 0.98, 0.97, 0.49, 0.47, 0.47]
+    events = [e for i, v in enumerate(series) for e in before.observe([_accuracy(i, v)])]
+    (firing,) = [e for e in events if e.state == "firing"]
+    history = {(i + 1) * W: v for i, v in enumerate(series)}
+
+    def values(labels: dict[str, str], until: float, n: int) -> dict[float, float]:
+        return dict(sorted((e, v) for e, v in history.items() if e <= until)[-n:])
+
+    after = AlertEvaluator([rule], clock=lambda: 0.0)  # a restarted worker
+    assert after.restore([replace(firing, window_end=7 * W, value=0.47)], values) == 1
+    assert after.observe([_accuracy(7, 0.46), _accuracy(8, 0.47)]) == []  # still firing: nothing new
+    assert [e.state for e in after.observe([_accuracy(9, 0.96)])] == ["resolved"]
