@@ -10,6 +10,14 @@ interval where every check passed steps the weight up by `step_weight`; after
 back to a primary that is itself failing (a critical alert firing on it, or accuracy under
 `primary_min_accuracy`): the model is locked and a person decides.
 
+A canary's analysis starts at its first event or its registration, whichever is later, both in
+event time: its registration counts from the newest window the analyzer had seen of the model
+when the canary first appeared in the registry (so a replay of past traffic is judged like live
+traffic). A window that closed before is never judged, and windows without canary traffic
+before its first event are not "no data" failures. A canary that has sent nothing
+`progress_deadline` (event time, 15 minutes by default) after its registration is rolled back
+then (Flagger's "no data is a failure", but only after the deadline).
+
 Checks (each is on when it has a limit in the spec):
 
 ==================== ====================================== ===========================
@@ -81,6 +89,9 @@ class Decision:
 
 @dataclass
 class _Progress:
+    since: float | None = None  # event time of its registration: windows ending up to it are never judged
+    deadline: float = math.inf  # event time by which it must have served something
+    first_served: float | None = None  # start of the canary's first window with traffic
     failed: int = 0
     passed_at_max: int = 0
     last_window: float = -math.inf
@@ -124,6 +135,7 @@ class CanaryAnalyzer:
         self.default = default or CanarySpec()
         self.history = MetricHistory()
         self._progress: dict[tuple[str, str], _Progress] = defaultdict(_Progress)
+        self._seen_until: dict[str, float] = {}  # newest window end passed to windows_to_analyze, per model
 
     def spec(self, model: str) -> CanarySpec:
         return self.specs.get(model, self.default)
@@ -133,12 +145,19 @@ class CanaryAnalyzer:
 
     def windows_to_analyze(self, state: ModelState, rows: Iterable[MetricRow]) -> list[tuple[str, float, float]]:
         """(canary, window start, window end) that `rows` completed: a canary's window, or two primary windows
-        without any canary traffic (no data)."""
+        without any canary traffic (no data) once the canary has served, or its progress deadline passed.
+        A window that closed before the canary's registration (in event time) is never one of them."""
+        rows = [r for r in rows if r.model == state.model and r.complete]
         out = []
         for canary in state.canaries:
             progress = self._progress[(state.model, canary)]
+            if progress.since is None:  # first seen now: registered at the newest event time seen so far
+                progress.since = self._seen_until.get(state.model, -math.inf)
+            if progress.deadline == math.inf and (math.isfinite(progress.since) or rows):
+                base = progress.since if math.isfinite(progress.since) else min(r.window_start for r in rows)
+                progress.deadline = base + self.spec(state.model).progress_deadline_s
             for r in rows:
-                if r.model != state.model or not r.complete:
+                if r.window_end <= progress.since:
                     continue
                 if (r.version, r.family, r.metric) == (canary, "quality", "accuracy") and (
                     r.window_end in progress.awaiting_labels
@@ -150,12 +169,20 @@ class CanaryAnalyzer:
                 if r.window_end <= progress.last_window:
                     continue
                 if r.version == canary:
+                    if r.value > 0 and (progress.first_served is None or r.window_start < progress.first_served):
+                        progress.first_served = r.window_start
                     out.append((canary, r.window_start, r.window_end))
                 elif r.version == state.production:
+                    if progress.first_served is None and r.window_end < progress.deadline:
+                        continue  # no traffic yet, and still time for it: nothing to judge
                     width = r.window_end - r.window_start
                     seen = self.history.get(state.model, canary, "volume", "predictions", "")
                     if not any(r.window_end - 2 * width < end <= r.window_end for end in seen):
                         out.append((canary, r.window_start, r.window_end))
+        if rows:
+            self._seen_until[state.model] = max(
+                self._seen_until.get(state.model, -math.inf), *(r.window_end for r in rows)
+            )
         return sorted(set(out), key=lambda t: t[2])
 
     def analyze(
@@ -170,6 +197,11 @@ class CanaryAnalyzer:
             return None
         progress.last_window = max(progress.last_window, window_end)
         spec = self.spec(state.model)
+        served = progress.first_served is not None or any(
+            n > 0 for n, _ in self.history.get(state.model, canary, "volume", "predictions", "").values()
+        )
+        if not served and window_end >= progress.deadline:
+            return self._no_traffic(state, canary, window_start, window_end, weight, spec)
         checks = tuple(
             self._check(state.model, canary, primary, name, limit, window_end, spec)
             for name, limit in spec.checks.items()
@@ -226,6 +258,30 @@ class CanaryAnalyzer:
             after,
             progress.failed,
             checks,
+            reason,
+        )
+
+    def _no_traffic(
+        self, state: ModelState, canary: str, window_start: float, window_end: float, weight: float, spec: CanarySpec
+    ) -> Decision:
+        deadline = spec.progress_deadline_s
+        reason = (
+            f"{canary} served nothing within its progress deadline ({deadline:g} s of event time after registering)"
+        )
+        check = CheckResult("progress_deadline", "fail", math.nan, math.nan, deadline, 0, 0, window_end, reason)
+        key = f"{state.model}\x00{canary}\x00{window_end}\x00deadline"
+        return Decision(
+            hashlib.sha256(key.encode()).hexdigest()[:16],
+            state.model,
+            canary,
+            state.production or "",
+            window_start,
+            window_end,
+            "rollback",
+            weight,
+            0.0,
+            self._progress[(state.model, canary)].failed,
+            (check,),
             reason,
         )
 

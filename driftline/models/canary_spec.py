@@ -12,6 +12,7 @@
           min_samples: 50          # fewer events per version: the check is inconclusive
           label_lookback: 6        # windows to look back for labelled metrics
           primary_min_accuracy: 0.7  # never roll back to a primary below this
+          progress_deadline: 15m   # event time after registration for a first event; none: rolled back
           checks: {accuracy_drop: 0.05, drift_share_increase: 0.25, parity_gap_increase: 0.1,
                    latency_p99_ratio: 3, error_rate_increase: 0.02}
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.exceptions import ConfigError
+from driftline.values import parse_duration
 
 #: check -> (family, metric, feature or "*" for the largest over features, label based?, kind)
 CHECKS: dict[str, tuple[str, str, str, bool, str]] = {
@@ -50,6 +52,7 @@ class CanarySpec:
     label_lookback: int = 6
     checks: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CHECKS))
     primary_min_accuracy: float | None = None
+    progress_deadline_s: int = 900  # a canary with no event this long (event time) after registering fails
 
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> CanarySpec:
@@ -66,6 +69,7 @@ class CanarySpec:
             "label_lookback",
             "checks",
             "primary_min_accuracy",
+            "progress_deadline",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -76,7 +80,10 @@ class CanarySpec:
         for name, limit in checks.items():
             if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
                 raise ConfigError(f"monitor spec, {where}.checks.{name}: the limit must be a number >= 0")
-        spec = cls(**{k: v for k, v in raw.items() if k != "checks"}, checks={k: float(v) for k, v in checks.items()})
+        settings = {k: v for k, v in raw.items() if k not in ("checks", "progress_deadline")}
+        if "progress_deadline" in raw:
+            settings["progress_deadline_s"] = parse_duration(raw["progress_deadline"], f"{where}.progress_deadline")
+        spec = cls(**settings, checks={k: float(v) for k, v in checks.items()})
         if spec.max_failed_checks < 1 or spec.promote_after < 1 or spec.min_samples < 1 or spec.label_lookback < 1:
             raise ConfigError(f"monitor spec, {where}: counts must be at least 1")
         if not 0 < spec.step_weight <= spec.max_weight <= 100:

@@ -186,3 +186,56 @@ def test_window_analysed_before_its_labels_is_analysed_again_when_they_come() ->
                 state = state.rollback("v2", by="canary-analysis", reason=d.reason, now=9.0)
     assert actions == ["hold", "rollback"]  # two failed intervals -> rolled back; then no canary is left
     assert an.windows_to_analyze(state, labelled) == []  # each window gets its labelled analysis once
+
+
+def _primary_only(an: CanaryAnalyzer, until: int) -> ModelState:
+    """Windows 0..until-1 of the primary alone; then the canary is registered."""
+    state = ModelState("m").register("v1", "production", by="ana", reason="first", now=0.0)
+    for i in range(until):
+        batch = rows("v1", i, 0.95)
+        an.observe(batch)
+        assert an.windows_to_analyze(state, batch) == []
+    return state.register("v2", "canary", weight=20, by="ana", reason="try", now=1.0)
+
+
+def _run(an: CanaryAnalyzer, state: ModelState, windows: range, canary_from: int | None) -> list[tuple[int, str]]:
+    out = []
+    for i in windows:
+        batch = rows("v1", i, 0.95) + (rows("v2", i, 0.60) if canary_from is not None and i >= canary_from else [])
+        an.observe(batch)
+        for canary, start, end in an.windows_to_analyze(state, batch):
+            d = an.analyze(state, canary, start, end)
+            if d is not None:
+                out.append((i, d.action))
+    return out
+
+
+def test_a_canary_is_judged_from_its_first_traffic_not_from_before() -> None:
+    """Issue 17.5: registered at 20 % before its traffic started, a canary was rolled back within two
+    windows for "no data"; the window that closed just before registration counted as a failure."""
+    an = CanaryAnalyzer(default=CanarySpec(max_failed_checks=2, progress_deadline_s=int(30 * W)))
+    state = _primary_only(an, 10)  # registered after window 9 closed
+    # window 9 again (a recomputation: it closed before the registration), then 10 to 21 without canary
+    # traffic, the deadline not reached: nothing is judged
+    assert _run(an, state, range(9, 22), canary_from=None) == []
+    # traffic from window 22 on, worse than the primary: rolled back within three intervals of it
+    decisions = _run(an, state, range(22, 30), canary_from=22)
+    rollback = [i for i, action in decisions if action == "rollback"]
+    assert rollback and 22 <= rollback[0] <= 24
+    assert all(i >= 22 for i, _ in decisions)  # nothing judged before the first traffic
+
+
+def test_a_canary_that_never_serves_is_rolled_back_at_its_progress_deadline() -> None:
+    an = CanaryAnalyzer(default=CanarySpec(progress_deadline_s=int(5 * W)))
+    state = _primary_only(an, 10)  # registered at the end of window 9 (event time 10 W)
+    decisions = _run(an, state, range(10, 20), canary_from=None)
+    assert decisions[0] == (14, "rollback")  # window 14 ends at 15 W: the deadline
+    d = an.analyze(state, "v2", 14 * W, 15 * W)
+    assert d is None  # decided once
+
+
+def test_progress_deadline_in_the_spec() -> None:
+    spec = CanarySpec.from_dict({"progress_deadline": "20m"}, "models.m.canary")
+    assert spec.progress_deadline_s == 1200
+    with pytest.raises(ConfigError, match="progress_deadline"):
+        CanarySpec.from_dict({"progress_deadline": "soon"}, "models.m.canary")
