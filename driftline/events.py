@@ -27,6 +27,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
@@ -39,7 +40,10 @@ Kind: TypeAlias = Literal["prediction", "label"]
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 
 # 2000-01-01 .. 2100-01-01: outside it, ClickHouse DateTime64 and TTLs misbehave.
-_TS = Annotated[float, msgspec.Meta(ge=946_684_800.0, le=4_102_444_800.0)]
+_TS_MIN, _TS_MAX = 946_684_800.0, 4_102_444_800.0  # 2000-01-01 .. 2100-01-01 UTC
+#: Event time: epoch seconds, or an RFC 3339 string with a UTC offset ("2026-01-01T00:00:00.250Z",
+#: "...+02:00"); a string without an offset is refused (which zone would it be?).
+_TS = Annotated[float, msgspec.Meta(ge=_TS_MIN, le=_TS_MAX)] | Annotated[datetime, msgspec.Meta(tz=True)]
 _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 #: Longest feature, attribute or KPI name (and model, version, annotator); the shortest has 1 character.
 MAX_NAME_CHARS = 256
@@ -47,6 +51,36 @@ _NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 FeatureValue: TypeAlias = float | str | bool | None
 Target: TypeAlias = int | float | str | bool
 Route: TypeAlias = Literal["primary", "canary", "shadow"]
+
+
+def epoch_seconds(value: Any) -> float:
+    """Event time as epoch seconds: from a number, an aware datetime, or an RFC 3339 string with an offset.
+
+    >>> epoch_seconds("2026-01-01T00:00:00.250Z"), epoch_seconds("2026-01-01T02:00:00+02:00")
+    (1767225600.25, 1767225600.0)
+    >>> epoch_seconds("2026-01-01T00:00:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: ts '2026-01-01T00:00:00' has no UTC offset: write e.g. 2026-01-01T00:00:00Z or epoch seconds
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"ts {value!r} is not an RFC 3339 time or epoch seconds") from None
+        value = parsed
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"ts {value.isoformat()!r} has no UTC offset: write e.g. 2026-01-01T00:00:00Z or epoch seconds"
+            )
+        value = value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"ts {value!r} is not a number or an RFC 3339 time")
+    seconds = float(value)
+    if not _TS_MIN <= seconds <= _TS_MAX:
+        raise ValueError(f"ts {seconds:.3f} is out of range (2000-01-01 to 2100-01-01)")
+    return seconds
 
 
 class Prediction(msgspec.Struct, kw_only=True, gc=False):
@@ -72,6 +106,10 @@ class Prediction(msgspec.Struct, kw_only=True, gc=False):
     kpis: dict[str, float] = {}
     request_id: _ID | None = None  # the same request's primary and shadow predictions share it
     schema_version: Literal[1] = 1
+
+    def __post_init__(self) -> None:
+        if type(self.ts) is not float:  # an RFC 3339 time, or an int: epoch seconds as a float
+            self.ts = epoch_seconds(self.ts)
 
 
 class _NamedPrediction(Prediction, kw_only=True, gc=False):
@@ -110,6 +148,10 @@ class Label(msgspec.Struct, kw_only=True, gc=False):
     annotator: _NAME | None = None
     guideline_version: _NAME | None = None  # the labeling guideline the annotator followed
     schema_version: Literal[1] = 1
+
+    def __post_init__(self) -> None:
+        if type(self.ts) is not float:
+            self.ts = epoch_seconds(self.ts)
 
 
 Event: TypeAlias = Prediction | Label
@@ -192,6 +234,10 @@ def _classify(exc: Exception, payload: bytes, kind: str) -> DeadLetter:
         )
     if "missing required field" in text:
         return DeadLetter("missing_field", text, payload)
+    if "with a timezone component" in text:  # an RFC 3339 time without an offset
+        return DeadLetter(
+            "wrong_type", f"{text}: write the offset, e.g. 2026-01-01T00:00:00Z, or epoch seconds", payload
+        )
     if "out of range" in text or "<=" in text or ">=" in text or "length" in text:
         return DeadLetter("out_of_range", _name_key(text, payload), payload)
     return DeadLetter("wrong_type", _name_key(text, payload), payload)
@@ -333,6 +379,12 @@ def _check_columnar(payload: bytes, kind: Kind) -> ColumnarEvents | DeadLetter:
         letter = _classify(exc, payload, kind)
         return DeadLetter(letter.code, f"columnar envelope: {letter.reason}", payload)
     n = len(columns.event_id)
+    if set(map(type, columns.ts)) - {float}:  # RFC 3339 times (or ints) among the epoch seconds
+        try:
+            columns.ts = [epoch_seconds(v) for v in columns.ts]
+        except ValueError as exc:
+            code = "out_of_range" if "out of range" in str(exc) else "wrong_type"
+            return DeadLetter(code, f"columnar envelope: {exc} - at `$.ts`", payload)
     as_dict = {f: getattr(columns, f) for f in columns.__struct_fields__}
     problem = _check_lengths(as_dict, n)
     if problem:

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from driftline.events import (
     decode_message,
     encode_columnar,
     encode_json,
+    epoch_seconds,
     names_ok,
 )
 from driftline.exceptions import ConfigError, DeliveryError
@@ -120,7 +122,7 @@ def _prediction(
     prediction: Target,
     score: float | None,
     event_id: str | None,
-    ts: float | None,
+    ts: float | datetime | str | None,
     attributes: Mapping[str, str] | None,
     route: Route,
     latency_ms: float | None,
@@ -131,7 +133,7 @@ def _prediction(
         event_id=event_id or uuid.uuid4().hex,
         model=model,
         version=version,
-        ts=time.time() if ts is None else ts,
+        ts=time.time() if ts is None else epoch_seconds(ts),
         features=dict(features),
         prediction=prediction,
         score=score,
@@ -225,7 +227,7 @@ class Producer:
         prediction: Target,
         score: float | None = None,
         event_id: str | None = None,
-        ts: float | None = None,
+        ts: float | datetime | str | None = None,
         attributes: Mapping[str, str] | None = None,
         route: Route = "primary",
         latency_ms: float | None = None,
@@ -248,7 +250,7 @@ class Producer:
         event_id: str,
         label: Target,
         *,
-        ts: float | None = None,
+        ts: float | datetime | str | None = None,
         annotator: str | None = None,
         guideline_version: str | None = None,
     ) -> None:
@@ -362,7 +364,7 @@ class AsyncProducer:
         event_id: str,
         label: Target,
         *,
-        ts: float | None = None,
+        ts: float | datetime | str | None = None,
         annotator: str | None = None,
         guideline_version: str | None = None,
     ) -> None:
@@ -400,12 +402,14 @@ class AsyncProducer:
         await self.close()
 
 
-def _label(event_id: str, label: Target, ts: float | None, annotator: str | None, guideline: str | None) -> Label:
+def _label(
+    event_id: str, label: Target, ts: float | datetime | str | None, annotator: str | None, guideline: str | None
+) -> Label:
     """The label event both producers send (`ts` defaults to now)."""
     return Label(
         event_id=event_id,
         label=label,
-        ts=time.time() if ts is None else ts,
+        ts=time.time() if ts is None else epoch_seconds(ts),
         annotator=annotator,
         guideline_version=guideline,
     )

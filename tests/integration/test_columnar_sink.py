@@ -106,3 +106,23 @@ def test_a_refused_event_of_an_envelope_becomes_a_dead_letter_and_the_rest_is_st
     assert [r.letter.code for r in rejected] == ["rejected_by_clickhouse"]
     assert json.loads(rejected[0].letter.payload)["event_id"] == "e13"
     assert sink.counts() == {"predictions": 39, "labels": 0, "dead_letters": 1}
+
+
+def test_rfc3339_times_are_stored_as_the_instant_they_name(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 17.7: the JSON as sent (a string `ts`) goes to ClickHouse as is; it must store the same instant."""
+    from driftline.events import decode_message
+
+    sink = sink_factory(settings_factory())
+    sent = [
+        b'{"event_id":"z1","model":"m","version":"v","features":{},"prediction":1,"ts":"2026-01-01T00:00:00.250Z"}',
+        b'{"event_id":"z2","model":"m","version":"v","features":{},"prediction":1,"ts":"2026-01-01T02:00:00.5+02:00"}',
+    ]
+    events = [e for raw in sent for e in decode_message(raw, "prediction").events]
+    assert [e.ts for e in events] == [1767225600.25, 1767225600.5]
+    assert sink.write(SinkBatch(events, [], [], "rfc", prediction_json=sent)) == []
+    stored = sink.client.query(
+        f"SELECT event_id, toUnixTimestamp64Milli(ts) FROM {sink.database}.predictions FINAL ORDER BY event_id"
+    ).result_rows
+    assert [tuple(r) for r in stored] == [("z1", 1767225600250), ("z2", 1767225600500)]

@@ -220,3 +220,54 @@ def test_names_are_checked_in_every_section(section: str, name: str, ok: bool) -
     [letter] = batch.dead_letters
     assert letter.index == 1 and f"`key` in `$.{section}`" in letter.reason
     assert msgspec.json.decode(letter.payload)["event_id"] == "e2"
+
+
+RFC3339 = {
+    "2026-01-01T00:00:00.250Z": 1767225600.25,
+    "2026-01-01T02:00:00.250+02:00": 1767225600.25,
+    "2025-12-31T19:00:00.25-05:00": 1767225600.25,
+}
+
+
+def _json_event(ts: str) -> bytes:
+    return b'{"event_id":"e1","model":"m","version":"v","features":{"a":1},"prediction":1,"ts":"%s"}' % ts.encode()
+
+
+@pytest.mark.parametrize("ts", list(RFC3339))
+def test_rfc3339_event_times_are_accepted_in_every_form(ts: str) -> None:
+    """Issue 17.7: `"ts": "2026-01-01T00:00:00.250Z"` was a `wrong_type` dead letter."""
+    (event,) = decode_message(_json_event(ts), "prediction").events
+    assert event.ts == RFC3339[ts]
+    (in_array,) = decode_message(b"[" + _json_event(ts) + b"]", "prediction").events
+    assert in_array.ts == RFC3339[ts]
+    label = b'{"event_id":"e1","label":1,"ts":"%s"}' % ts.encode()
+    assert [x.ts for x in decode_message(label, "label").events] == [RFC3339[ts]]
+    columns = {
+        "event_id": ["e1", "e2"],
+        "model": ["m", "m"],
+        "version": ["v", "v"],
+        "ts": [ts, 1767225600.5],
+        "prediction": [1, 0],
+        "features": {"a": [1.0, 2.0]},
+    }
+    envelope = msgspec.msgpack.encode({"schema_version": 1, "kind": "prediction", "columns": columns})
+    assert [e.ts for e in decode_message(envelope, "prediction").events] == [RFC3339[ts], 1767225600.5]
+    # and the SDK takes the same strings (and datetimes)
+    assert Prediction(event_id="e", model="m", version="v", ts=ts, prediction=1).ts == RFC3339[ts]
+
+
+@pytest.mark.parametrize(
+    ("ts", "code", "says"),
+    [
+        ("2026-01-01T00:00:00", "wrong_type", "write the offset"),
+        ("1990-01-01T00:00:00Z", "out_of_range", "out of range"),
+        ("yesterday", "wrong_type", "RFC3339"),
+    ],
+)
+def test_times_without_an_offset_or_out_of_range_are_dead_letters_with_a_reason(ts: str, code: str, says: str) -> None:
+    (letter,) = decode_message(_json_event(ts), "prediction").dead_letters
+    assert letter.code == code and says in letter.reason
+    columns = {"event_id": ["e1"], "model": ["m"], "version": ["v"], "ts": [ts], "prediction": [1]}
+    envelope = msgspec.msgpack.encode({"schema_version": 1, "kind": "prediction", "columns": columns})
+    (in_envelope,) = decode_message(envelope, "prediction").dead_letters
+    assert in_envelope.code == code
