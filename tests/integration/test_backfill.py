@@ -13,7 +13,9 @@ from driftline.config import Settings
 from driftline.events import Label
 from driftline.producer import Producer
 from driftline.sinks.clickhouse import ClickHouseSink
+from driftline.spec import MonitorSpec
 from driftline.streams.ingest import BatchIngestor
+from driftline.streams.quality_job import QualityJob
 from tests.integration.conftest import ingested, run_ingestor
 from tests.unit.test_events import make_prediction
 
@@ -39,6 +41,12 @@ def test_a_backfill_of_last_years_events_is_stored_and_counted(
     stats = ingestor.stats.as_dict()
     assert sink.counts() == {"predictions": 200, "labels": 200, "dead_letters": 0}
     assert (stats["predictions"], stats["labels"]) == (200, 200)  # /stats and `driftline counts` agree
+    # and the label join (it reads ClickHouse) computes quality for those old windows
+    spec = MonitorSpec.from_dict({"defaults": {"window": 300}})
+    rows = QualityJob(sink.client, db, spec, overlap_s=0).run_once()
+    accuracy = [r for r in rows if r.metric == "accuracy"]
+    assert accuracy and all(r.window_start < time.time() - 300 * 86_400 for r in accuracy)
+    assert sum(r.n for r in accuracy) == 200
     ttl = str(
         sink.client.command(
             f"SELECT create_table_query FROM system.tables WHERE database = '{db}' AND name = 'predictions'"
