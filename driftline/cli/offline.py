@@ -63,22 +63,43 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
 @click.option("--dropout", type=float, default=0.1, show_default=True, help="Chance a client drops out per round.")
 @click.option("--clip", type=float, default=None, help="Clip each client update's L2 norm (client-level DP).")
 @click.option("--noise-multiplier", type=float, default=0.0, show_default=True)
+@click.option(
+    "--min-survivors",
+    type=int,
+    default=None,
+    help="Fewest clients a round is unmasked with (default: half the clients, at least 2); fewer: refused.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path(".driftline/federated"), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @fail_cleanly
 def offline_federated(
-    clients: int, rounds: int, dropout: float, clip: float | None, noise_multiplier: float, out: Path, seed: int
+    clients: int,
+    rounds: int,
+    dropout: float,
+    clip: float | None,
+    noise_multiplier: float,
+    min_survivors: int | None,
+    out: Path,
+    seed: int,
 ) -> None:
     """FedAvg over simulated non-IID clients, each round summed by secure aggregation."""
     import numpy as np
 
-    from driftline.offline.federated import centralized_accuracy, fedavg, gaussian_client_dp_note, non_iid_clients
+    from driftline.offline.federated import (
+        centralized_accuracy,
+        default_threshold,
+        fedavg,
+        gaussian_client_dp_note,
+        non_iid_clients,
+    )
     from driftline.sinks.lineage import record
 
     if clients < 2 or rounds < 1 or not 0 <= dropout < 1 or noise_multiplier < 0:
         raise ConfigError("need --clients >= 2, --rounds >= 1, 0 <= --dropout < 1, --noise-multiplier >= 0")
     if noise_multiplier > 0 and clip is None:
         raise ConfigError("--noise-multiplier needs --clip (noise is scaled to the clipping norm)")
+    if min_survivors is not None and not 2 <= min_survivors <= clients:
+        raise ConfigError("--min-survivors must be between 2 and --clients (one survivor's sum is its own update)")
     from driftline.offline.reports import federated_report
 
     data, test = non_iid_clients(clients, 400, seed=seed)
@@ -93,6 +114,7 @@ def offline_federated(
             test=test,
             seed=seed,
             on_round=lambda _: bar.update(),
+            min_survivors=min_survivors,
         )
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "weights.npy", result.weights)
@@ -101,6 +123,7 @@ def offline_federated(
         "clients": clients,
         "rounds": rounds,
         "dropout": dropout,
+        "min_survivors": min_survivors or default_threshold(clients),
         "pooled_accuracy": pooled,
         "federated_accuracy": final,
         "history": result.history,

@@ -12,8 +12,10 @@ uniformly distributed whatever x_i is. When clients drop out after the masks wer
 the survivors reveal their seeds shared with the dropped ones, and the server removes
 those masks from the survivors' sum. (This is the core of Bonawitz et al. 2017 without its
 self-masks and secret sharing, which additionally protect a client that was only late; the
-README says so.) Optional client-level DP: clip each update's L2 norm and add Gaussian noise
-before masking.
+README says so.) As SecAgg's t-out-of-n, the server refuses to unmask a round with fewer than
+`threshold` survivors (default: half the clients, rounded up, and never fewer than 2): with
+one survivor, the "sum" would be that client's own update. Optional client-level DP: clip each
+update's L2 norm and add Gaussian noise before masking.
 
 The model is logistic regression in numpy, so federated training needs no extra packages.
 
@@ -60,10 +62,22 @@ class KeyAgreement:
         return self._seeds[(min(me, other), max(me, other))]
 
 
+def default_threshold(clients: int) -> int:
+    """The fewest survivors a round may be unmasked with: half the clients, rounded up, at least 2."""
+    return max(2, math.ceil(clients / 2))
+
+
+class TooFewSurvivors(ValueError):
+    """Unmasking this round would reveal too little aggregation: fewer survivors than the threshold."""
+
+
 class SecureAggregation:
-    def __init__(self, clients: int, dim: int, rng: np.random.Generator):
+    def __init__(self, clients: int, dim: int, rng: np.random.Generator, threshold: int | None = None):
         self.clients = clients
         self.dim = dim
+        self.threshold = default_threshold(clients) if threshold is None else threshold
+        if not 2 <= self.threshold <= clients:
+            raise ValueError(f"threshold {self.threshold} must be between 2 and the {clients} clients")
         self._keys = KeyAgreement(clients, rng)  # held by the clients, not by the server
 
     def _prg(self, seed: int) -> npt.NDArray[np.uint64]:
@@ -84,7 +98,14 @@ class SecureAggregation:
         return {d: self._keys.seed(survivor, d) for d in dropped}
 
     def unmask_sum(self, masked: Sequence[npt.NDArray[np.uint64]], survivors: Sequence[int]) -> npt.NDArray[np.float64]:
-        """The server: sum the survivors' masked updates, remove masks shared with dropped clients, decode."""
+        """The server: sum the survivors' masked updates, remove masks shared with dropped clients, decode.
+
+        Refused (TooFewSurvivors) below `threshold` survivors: the masks of the dropped clients are
+        never revealed for such a round, so nothing about any one update leaves it."""
+        if len(set(survivors)) < self.threshold:
+            raise TooFewSurvivors(
+                f"{len(set(survivors))} survivor(s) < threshold {self.threshold}: the round is not unmasked"
+            )
         total = np.zeros(self.dim, dtype=np.uint64)
         for y in masked:
             total = (total + y) % MOD
@@ -147,12 +168,15 @@ def fedavg(
     test: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
     seed: int = 0,
     on_round: Callable[[dict[str, float]], None] | None = None,
+    min_survivors: int | None = None,
 ) -> FederatedResult:
     """FedAvg with every round's updates summed by secure aggregation; the server never sees one update.
 
     Clients send (n_i * delta_i, n_i) masked, so the server can weight by data size without
     learning any n_i. With `clip`, each delta's L2 norm is clipped to `clip` before weighting
-    and Gaussian noise of std `noise_multiplier * clip` is added by each client.
+    and Gaussian noise of std `noise_multiplier * clip` is added by each client. A round with
+    fewer survivors than `min_survivors` (default: `default_threshold`) is refused and leaves the
+    model as it was (history entry ``skipped`` = 1).
     """
     rng = np.random.default_rng(seed)
     dim = clients[0][0].shape[1] + 1
@@ -161,8 +185,18 @@ def fedavg(
     sizes = np.array([len(x) for x, _ in clients], dtype=np.float64)
     scale = float(sizes.max())
     for r in range(rounds):
-        agg = SecureAggregation(len(clients), dim + 1, np.random.default_rng(rng.integers(0, 2**63)))
-        survivors = [i for i in range(len(clients)) if rng.uniform() >= dropout] or [0]
+        agg = SecureAggregation(
+            len(clients), dim + 1, np.random.default_rng(rng.integers(0, 2**63)), threshold=min_survivors
+        )
+        survivors = [i for i in range(len(clients)) if rng.uniform() >= dropout]
+        if len(survivors) < agg.threshold:  # refused, as SecAgg does: the model stays as it was
+            entry = {"round": float(r + 1), "survivors": float(len(survivors)), "skipped": 1.0}
+            if test is not None:
+                entry["accuracy"] = float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
+            result.history.append(entry)
+            if on_round is not None:
+                on_round(entry)
+            continue
         masked = []
         for i in survivors:
             x, y = clients[i]
@@ -175,7 +209,7 @@ def fedavg(
             masked.append(agg.mask(i, np.concatenate([weight * delta, [weight]])))
         total = agg.unmask_sum(masked, survivors)
         w = w + total[:-1] / total[-1]
-        entry = {"round": float(r + 1), "survivors": float(len(survivors))}
+        entry = {"round": float(r + 1), "survivors": float(len(survivors)), "skipped": 0.0}
         if test is not None:
             entry["accuracy"] = float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
         result.history.append(entry)

@@ -38,12 +38,17 @@ def federated_report(out: Any, summary: dict[str, Any], artefact_id: str) -> Rep
         "",
         f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds, "
         f"dropout {summary['dropout']:.0%}; every round's updates summed by secure aggregation (the server sees "
-        "masked updates and their sum only).",
+        "masked updates and their sum only). A round with fewer than "
+        f"{summary.get('min_survivors', 2)} survivors is refused (never unmasked) and leaves the model as it was.",
         "",
-        "| round | survivors | accuracy |",
-        "|---:|---:|---:|",
+        "| round | survivors | unmasked | accuracy |",
+        "|---:|---:|---|---:|",
     ]
-    lines += [f"| {int(h['round'])} | {int(h['survivors'])} | {h['accuracy']:.4f} |" for h in history]
+    lines += [
+        f"| {int(h['round'])} | {int(h['survivors'])} | {'no (refused)' if h.get('skipped') else 'yes'} | "
+        f"{h['accuracy']:.4f} |"
+        for h in history
+    ]
     lines += [
         "",
         f"Pooled (centralised) training on the same data: accuracy {summary['pooled_accuracy']:.4f}.",

@@ -160,3 +160,35 @@ def test_private_fairness_is_close_with_a_large_epsilon_and_spends_and_flags() -
         private_group_metrics(y, p, groups, privacy, budget, 30, rng)
     with pytest.raises(Exception, match="epsilon_per_window <= budget"):
         MonitorSpec.from_yaml("models: {m: {privacy: {epsilon_per_window: 2, budget: 1}}}")
+
+
+def test_a_round_below_the_survivor_threshold_is_never_unmasked() -> None:
+    """Issue 22.3: with one survivor the server's "sum" was that client's exact update, and when everyone
+    dropped out the code forced client 0 in alone."""
+    from driftline.offline.federated import TooFewSurvivors, default_threshold
+
+    assert [default_threshold(n) for n in (2, 3, 4, 7, 10)] == [2, 2, 2, 4, 5]
+    updates = [np.random.default_rng(i).normal(size=5) for i in range(6)]
+    agg = SecureAggregation(6, dim=5, rng=np.random.default_rng(3))
+    masked = [agg.mask(i, u) for i, u in enumerate(updates)]
+    with pytest.raises(TooFewSurvivors):
+        agg.unmask_sum([masked[0]], survivors=[0])  # alone, its "sum" would be its own update
+    with pytest.raises(TooFewSurvivors):
+        agg.unmask_sum([masked[0], masked[4]], survivors=[0, 4])  # 2 < 3 of 6
+    assert np.allclose(agg.unmask_sum(masked[:3], [0, 1, 2]), sum(updates[:3]), atol=1e-3)
+    with pytest.raises(ValueError, match="threshold"):
+        SecureAggregation(6, dim=5, rng=np.random.default_rng(3), threshold=1)
+
+
+def test_no_federated_round_reveals_a_single_update() -> None:
+    clients, test = non_iid_clients(4, 200, seed=5)
+    result = fedavg(clients, rounds=30, dropout=0.6, test=test, seed=5)
+    refused = [h for h in result.history if h["skipped"]]
+    applied = [h for h in result.history if not h["skipped"]]
+    assert refused and applied  # at 60 % dropout some rounds fall below 2 of 4, others do not
+    assert all(h["survivors"] >= 2 for h in applied) and all(h["survivors"] < 2 for h in refused)
+    # a refused round leaves the model as it was: its accuracy equals the round before's
+    by_round = {int(h["round"]): h["accuracy"] for h in result.history}
+    for h in refused:
+        if int(h["round"]) > 1:
+            assert h["accuracy"] == by_round[int(h["round"]) - 1]
