@@ -56,6 +56,7 @@ class Settings:
     rollup_ttl_days: int = 1825  # hourly and daily rollups of metrics
     clickhouse_cluster: str = ""  # a cluster name: Replicated tables + Distributed ones (see sinks/migrations.py)
     web_port: int = 0
+    web_host: str = "127.0.0.1"  # the address /metrics, /ready, /stats and the live stream listen on
     data_dir: str = ".driftline"
     monitor_window_s: int = 300
     monitor_lateness_s: int = 60
@@ -104,6 +105,10 @@ class Settings:
             raise ConfigError("Grafana Live needs DRIFTLINE_GRAFANA_TOKEN (a service-account token, Editor role)")
         if not 0 <= self.web_port <= 65535:
             raise ConfigError(f"web_port={self.web_port} is not a TCP port (0 picks a free one)")
+        if not self.web_host or any(ch in self.web_host for ch in " /"):
+            raise ConfigError(
+                f"web_host={self.web_host!r} is not an address; e.g. 127.0.0.1, or 0.0.0.0 in a container"
+            )
 
     def monitor_spec(self) -> MonitorSpec:
         """The spec file if one is set, else defaults built from the monitor_* settings."""

@@ -18,6 +18,12 @@ from driftline.events import strict_dumps
 @data_dir_option
 @click.option("--partitions", type=int, envvar="DRIFTLINE_PARTITIONS", show_envvar=True, help="Partitions per topic.")
 @click.option("--web-port", type=int, envvar="DRIFTLINE_WEB_PORT", show_envvar=True, help="Port of /stats and /health.")
+@click.option(
+    "--web-host",
+    envvar="DRIFTLINE_WEB_HOST",
+    show_envvar=True,
+    help="Address the web server listens on (default: 127.0.0.1; 0.0.0.0 in a container, for Prometheus).",
+)
 @click.option("--topic-prefix", envvar="DRIFTLINE_TOPIC_PREFIX", show_envvar=True, help="Prefix of every topic name.")
 @click.option(
     "--group-id",
@@ -54,7 +60,7 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
     banner = (
         f"driftline worker: consuming {settings.topic('predictions')} and {settings.topic('labels')} from "
         f"{settings.broker} (group {settings.group_id}); ClickHouse {redact_dsn(settings.clickhouse)} "
-        f"database {settings.clickhouse_database}; GET /stats on 127.0.0.1:{settings.web_port or 6066}"
+        f"database {settings.clickhouse_database}; GET /stats on {settings.web_host}:{settings.web_port or 6066}"
     )
     if log_format == "json":
         import time

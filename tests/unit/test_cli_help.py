@@ -53,3 +53,18 @@ def test_worker_takes_its_consumer_group_from_a_flag(monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(main, ["worker", "--group-id", "fraud-prod", "--broker", "127.0.0.1:1"])
     assert result.exit_code == 0, result.output
     assert seen == {"group": "fraud-prod"} and "(group fraud-prod)" in result.output
+
+
+def test_worker_listens_where_it_is_told(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 19.3: the web server was bound to 127.0.0.1 with no way to change it (no container could scrape it)."""
+    import driftline.streams.worker as worker_module
+    from driftline.config import Settings
+
+    seen = {}
+    monkeypatch.setattr(worker_module, "run_worker", lambda settings, **kw: seen.setdefault("host", settings.web_host))
+    result = CliRunner().invoke(main, ["worker", "--web-host", "0.0.0.0", "--broker", "127.0.0.1:1"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"host": "0.0.0.0"} and "GET /stats on 0.0.0.0:6066" in result.output
+    app = worker_module.faust_app(Settings(web_host="0.0.0.0", data_dir=str(tmp_path)))
+    assert (app.conf.web_bind, app.conf.web_host) == ("0.0.0.0", "0.0.0.0")
+    assert worker_module.faust_app(Settings(data_dir=str(tmp_path))).conf.web_bind == "127.0.0.1"  # the default
