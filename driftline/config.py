@@ -70,6 +70,8 @@ class Settings:
     grafana_live_url: str = ""  # Grafana's URL: window metrics are pushed to Grafana Live (off when empty)
     grafana_token: Secret = field(default_factory=lambda: Secret(""))  # service-account token for Live and push
     checkpoint_key: Secret = field(default_factory=lambda: Secret(""))  # signs engine checkpoints (default: derived)
+    # seconds between engine snapshots; Kafka offsets are committed up to the last one (0: at a clean stop only)
+    checkpoint_interval_s: int = 2
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -97,6 +99,8 @@ class Settings:
             raise ConfigError(
                 "monitor_window_s >= 1, monitor_lateness_s >= 0 and monitor_reference_events >= 50 are required"
             )
+        if self.checkpoint_interval_s < 0:
+            raise ConfigError("checkpoint_interval_s must be 0 (only at a clean stop) or a number of seconds")
         if self.quality_interval_s < 1 or self.label_ttl_s < 1 or self.fairness_min_group_size < 1:
             raise ConfigError("quality_interval_s, label_ttl_s and fairness_min_group_size must be positive")
         if self.grafana_live_url and not self.grafana_live_url.startswith(("http://", "https://")):

@@ -7,6 +7,7 @@ __all__ = [
     "alert_job",
     "checkpoints",
     "consumer",
+    "engine_checkpoint",
     "ingest",
     "label_metrics",
     "labeling_requests",

@@ -110,3 +110,27 @@ class CheckpointStore:
                 "checkpoint of %s %s has a bad signature; ignored (another deployment, or tampered)", model, version
             )
         return payload
+
+    def save_engine(self, key: str, blob: bytes) -> None:
+        """The whole engine's snapshot with its offsets, under `key` (the prediction partitions it covers)."""
+        row = [[self.group_id, "", key, int(time.time() * 1000), sign(self.key, blob), 0]]
+        try:
+            self.client.insert("engine_checkpoints", row, database=self.database, column_names=_COLUMNS)
+        except Exception as exc:
+            raise SinkError(f"could not save the engine checkpoint: {exc}") from exc
+
+    def load_engine(self, key: str) -> bytes | None:
+        """The newest engine snapshot under `key`, if its signature verifies (it is not marked used: a
+        second crash before the next save loads it again, and the offsets replayed with it)."""
+        rows = self.client.query(
+            f"SELECT state FROM {self.database}.engine_checkpoints FINAL "
+            "WHERE group_id = {g:String} AND model = '' AND version = {v:String}",
+            parameters={"g": self.group_id, "v": key},
+            column_formats={"state": "bytes"},
+        ).result_rows
+        if not rows:
+            return None
+        payload = verified(self.key, bytes(rows[0][0]))
+        if payload is None:
+            log.error("the engine checkpoint %s has a bad signature; ignored (another deployment, or tampered)", key)
+        return payload

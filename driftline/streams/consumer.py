@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -68,6 +68,9 @@ def _raise_if_fatal(error: Any) -> None:
     log.warning("Kafka consumer: %s", error)
 
 
+#: (assigned partitions, their committed offsets) -> where to start reading some of them
+AssignHook = Callable[[list[tuple[str, int]], dict[tuple[str, int], int]], dict[tuple[str, int], int]]
+
 _CHUNK = 1000  # messages taken from librdkafka's queue per call while a fetch fills up
 _WAIT_SLICE_S = 0.01  # longest single wait inside consume(): a commit waits at most this long
 
@@ -82,6 +85,7 @@ class BatchConsumer:
         topics: Sequence[str],
         max_bytes: int = 8 * 1024 * 1024,  # as Settings.batch_max_bytes
         session_timeout_ms: int = 10_000,
+        on_assign: AssignHook | None = None,
     ):
         self.max_bytes = max_bytes
         self.config = {
@@ -104,6 +108,7 @@ class BatchConsumer:
             "logger": log,
         }
         self.topics = list(topics)
+        self.on_assign = on_assign  # where to start reading newly assigned partitions (engine checkpoints)
         self._consumer: Any = None
         self._fetching: asyncio.Future[list[Any]] | None = None  # close() waits for it
         self._calls = threading.Lock()  # one librdkafka call at a time (see _poll)
@@ -112,7 +117,29 @@ class BatchConsumer:
         from confluent_kafka import Consumer
 
         self._consumer = Consumer(self.config)
-        self._consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+        self._consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._on_revoke)
+
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        """Runs in the consuming thread when partitions are assigned, before any message of theirs."""
+        if self.on_assign is None or not partitions:
+            return
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.committed(partitions, timeout=10)
+                if tp.offset >= 0
+            }
+        except Exception:  # no committed offsets known: nothing can be compared, nothing is moved
+            log.exception("committed offsets not read at assignment")
+            return
+        starts = self.on_assign(keys, committed)
+        if not starts:
+            return
+        for tp in partitions:
+            if (tp.topic, tp.partition) in starts:
+                tp.offset = starts[(tp.topic, tp.partition)]
+        consumer.assign(partitions)
 
     @staticmethod
     def _on_revoke(consumer: Any, partitions: list[Any]) -> None:

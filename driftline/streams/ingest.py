@@ -18,9 +18,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from driftline.config import Settings
 from driftline.events import (
@@ -246,6 +246,18 @@ def _decode_partition(
 _POLL_WHILE_WRITING_MS = 5
 
 
+class EngineCheckpoints(Protocol):
+    """What the ingest loop needs to keep the engine's state and its offsets together (engine_checkpoint.py)."""
+
+    def due(self) -> bool: ...
+
+    def resume(
+        self, partitions: Sequence[tuple[str, int]], committed: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]: ...
+
+    async def save(self, covered: Mapping[tuple[str, int], int], partitions: Sequence[tuple[str, int]]) -> None: ...
+
+
 class StoppedWithoutCommit(Exception):
     """The worker stopped while a batch could not be stored; it is replayed at the next start."""
 
@@ -262,6 +274,7 @@ class BatchIngestor:
         metrics: WorkerMetrics | None = None,
         before_close: Callable[[], Awaitable[None]] | None = None,
         on_columns: ColumnsHook | None = None,
+        checkpoints: EngineCheckpoints | None = None,
     ):
         """`on_batch` gets each stored batch's events as objects; with `on_columns` too, the events
         of columnar envelopes go to `on_columns` as their columns instead (no object per event)."""
@@ -282,6 +295,12 @@ class BatchIngestor:
         # /ready reports it, the log and driftline_sink_failing show it while it lasts.
         self.sink_fault = ""
         self._hooks: asyncio.Task[None] | None = None  # the hooks of the last stored batch, running
+        # With engine checkpoints, offsets are committed only once a saved snapshot covers them:
+        self.checkpoints = checkpoints
+        self._hooked: DecodedBatch | None = None  # the batch whose hooks run now
+        self._pending: dict[tuple[str, int], int] = {}  # processed by the hooks, not yet committed
+        self._covered: dict[tuple[str, int], int] = {}  # every offset the engine has seen, per partition
+        self._resumed = False
 
     async def readiness(self) -> str:
         """Why this ingestor is not ready, or "" when it is: consuming, with partitions assigned, a
@@ -313,9 +332,22 @@ class BatchIngestor:
         self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=5, max_request_size=16 * 1024 * 1024)
         await self.producer.start()
         self.consumer = BatchConsumer(
-            s.broker, s.group_id, [s.topic("predictions"), s.topic("labels")], max_bytes=s.batch_max_bytes
+            s.broker,
+            s.group_id,
+            [s.topic("predictions"), s.topic("labels")],
+            max_bytes=s.batch_max_bytes,
+            on_assign=self._on_assign if self.checkpoints is not None else None,
         )
         await self.consumer.start()
+
+    def _on_assign(
+        self, partitions: list[tuple[str, int]], committed: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """At the first assignment: the engine takes its snapshot, reading starts where it ends."""
+        if self._resumed or self.checkpoints is None:
+            return {}
+        self._resumed = True
+        return self.checkpoints.resume(partitions, committed)
 
     async def close(self) -> None:
         consumer, producer, self.consumer, self.producer = self.consumer, self.producer, None, None
@@ -359,11 +391,17 @@ class BatchIngestor:
                     batch, seconds = await self._decode_stage(records)
                     gathered = batch if gathered is None else gathered.extend(batch)
                     decode_seconds += seconds
+                elif gathered is None and (storing is None or storing.done()):
+                    await self._idle_checkpoint()
             if storing is not None:
                 await storing
             if gathered is not None:
                 await self._store_stage(gathered, decode_seconds)
             await self._finish_hooks()
+            if self.checkpoints is not None:
+                self._processed(self._hooked)
+                self._hooked = None
+                await self._save_and_commit(force=True)
             if self.before_close is not None:
                 await self.before_close()
         except StoppedWithoutCommit as exc:
@@ -407,10 +445,49 @@ class BatchIngestor:
         started = time.perf_counter()
         await self._write_with_retry(batch, batch_token(batch.offsets))
         await self._finish_hooks()
-        await self._commit(batch)
+        hooked = (self.on_batch is not None or self.on_columns is not None) and batch.events > 0
+        if self.checkpoints is None:
+            await self._commit(batch)
+        else:
+            self._processed(self._hooked)
+            self._hooked = batch if hooked else None
+            if not hooked:
+                self._processed(batch)
+            await self._save_and_commit(force=False)
         self._count(batch, decode_seconds + time.perf_counter() - started)
-        if (self.on_batch is not None or self.on_columns is not None) and batch.events:
+        if hooked:
             self._hooks = asyncio.create_task(self._run_hooks(batch))
+
+    async def _idle_checkpoint(self) -> None:
+        """Nothing to read: once the last hooks are done, a due snapshot lets their offsets be committed
+        (otherwise an idle worker would hold back the commits of its last batches until the next one)."""
+        if self.checkpoints is None or (self._hooks is not None and not self._hooks.done()):
+            return
+        await self._finish_hooks()
+        self._processed(self._hooked)
+        self._hooked = None
+        await self._save_and_commit(force=False)
+
+    def _processed(self, batch: DecodedBatch | None) -> None:
+        """`batch` went through the hooks: its offsets may be committed once a snapshot covers them."""
+        if batch is None:
+            return
+        for key, (_, last) in batch.offsets.items():
+            self._pending[key] = max(self._pending.get(key, 0), last + 1)
+            self._covered[key] = max(self._covered.get(key, 0), last + 1)
+
+    async def _save_and_commit(self, force: bool) -> None:
+        """Save an engine snapshot covering what the hooks processed, then commit those offsets."""
+        if self.checkpoints is None or not self._pending or not (force or self.checkpoints.due()):
+            return
+        assigned = [(tp.topic, tp.partition) for tp in self._consumer().assignment()]
+        try:
+            await self.checkpoints.save(self._covered, assigned)
+        except SinkError as exc:  # not saved: nothing is committed either, so a crash replays it all
+            log.error("engine checkpoint not saved, offsets held back: %s", exc)
+            return
+        pending, self._pending = self._pending, {}
+        await self._commit_offsets(pending)
 
     async def _finish_hooks(self) -> None:
         hooks, self._hooks = self._hooks, None
@@ -495,9 +572,11 @@ class BatchIngestor:
                 delay = min(delay * 2, ceiling)
 
     async def _commit(self, batch: DecodedBatch) -> None:
+        await self._commit_offsets({key: last + 1 for key, (_, last) in batch.offsets.items()})
+
+    async def _commit_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
         from confluent_kafka import KafkaException
 
-        offsets = {key: last + 1 for key, (_, last) in batch.offsets.items()}
         try:
             await self._consumer().commit(offsets)
             self.committed.update(offsets)

@@ -218,12 +218,35 @@ class MonitoringEngine:
             out[key] = state_codec.encode({"format": CHECKPOINT_FORMAT, "window": shape, "state": attrs})
         return out
 
+    def snapshot(self) -> bytes:
+        """The whole engine (every version's state) as one blob for `load`: what a crash-safe
+        checkpoint stores beside the offsets it covers (streams/engine_checkpoint.py)."""
+        versions = {f"{m}\x00{v}": blob for (m, v), blob in self.checkpoint().items()}
+        return state_codec.encode({"format": CHECKPOINT_FORMAT, "versions": versions})
+
+    def load(self, blob: bytes) -> int:
+        """Take every version's state from a `snapshot`; returns how many. Only before any event."""
+        data = state_codec.decode(blob)
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise state_codec.StateError("an engine snapshot of another format")
+        loaded = 0
+        for name, version_blob in data["versions"].items():
+            model, version = name.split("\x00", 1)
+            state = self._decode_state((model, version), version_blob)
+            if state is not None:
+                self._state[(model, version)] = state
+                loaded += 1
+        return loaded
+
     def _restored(self, key: tuple[str, str]) -> _VersionState | None:
         if self._checkpoints is None:
             return None
         payload = self._checkpoints(*key)
         if payload is None:
             return None
+        return self._decode_state(key, payload)
+
+    def _decode_state(self, key: tuple[str, str], payload: bytes) -> _VersionState | None:
         spec = self.spec.for_model(key[0])
         try:
             data = state_codec.decode(payload)

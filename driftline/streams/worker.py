@@ -33,6 +33,7 @@ from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.sinks.profiles import load_profiles, store_profile
 from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.checkpoints import CheckpointStore, signing_key
+from driftline.streams.engine_checkpoint import EngineCheckpointer
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.labeling_requests import LabelingRequester, request_store
 from driftline.streams.logs import logging_config
@@ -158,6 +159,8 @@ class Worker:
         body["metric_rows"] = jobs.publisher.rows
         body["dropped_late"] = jobs.engine.dropped_late()
         body["labeling_requests"] = jobs.requester.requested
+        if jobs.ingestor.checkpoints is not None:
+            body["engine_snapshots"] = getattr(jobs.ingestor.checkpoints, "saved", 0)
         body["ready"] = jobs.ingestor.ready.is_set()
         consumer = jobs.ingestor.consumer
         body["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment()) if consumer else []
@@ -226,6 +229,11 @@ class Worker:
         requester = LabelingRequester(
             spec, request_store(sink.client, settings.clickhouse_database), self._send_request
         )
+        engine_checkpoints = (
+            EngineCheckpointer(engine, checkpoints, settings.topic("predictions"), settings.checkpoint_interval_s)
+            if settings.checkpoint_interval_s > 0
+            else None
+        )
         ingestor = BatchIngestor(
             settings,
             sink,
@@ -233,6 +241,7 @@ class Worker:
             on_columns=self._on_columns,
             metrics=self.metrics,
             before_close=self._save_checkpoint,
+            checkpoints=engine_checkpoints,
         )
         self.metrics.lag_from(ingestor.lag)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
