@@ -280,7 +280,8 @@ class MonitoringEngine:
         return out
 
     def dropped_late(self) -> int:
-        return sum(s.dropped_late for s in self._state.values())
+        # a copy: /stats may ask while an engine snapshot is loaded in the consumer's thread
+        return sum(s.dropped_late for s in list(self._state.values()))
 
     def update(self, predictions: Sequence[Prediction]) -> list[MetricRow]:
         """Add a batch of predictions; the rows of the windows that closed."""
