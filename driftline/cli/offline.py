@@ -83,8 +83,6 @@ def offline_federated(
     seed: int,
 ) -> None:
     """FedAvg over simulated non-IID clients, each round summed by secure aggregation."""
-    import numpy as np
-
     from driftline.offline.federated import (
         centralized_accuracy,
         default_threshold,
@@ -92,15 +90,8 @@ def offline_federated(
         gaussian_client_dp_note,
         non_iid_clients,
     )
-    from driftline.sinks.lineage import record
 
-    if clients < 2 or rounds < 1 or not 0 <= dropout < 1 or noise_multiplier < 0:
-        raise ConfigError("need --clients >= 2, --rounds >= 1, 0 <= --dropout < 1, --noise-multiplier >= 0")
-    if noise_multiplier > 0 and clip is None:
-        raise ConfigError("--noise-multiplier needs --clip (noise is scaled to the clipping norm)")
-    if min_survivors is not None and not 2 <= min_survivors <= clients:
-        raise ConfigError("--min-survivors must be between 2 and --clients (one survivor's sum is its own update)")
-    from driftline.offline.reports import federated_report
+    _check_federated(clients, rounds, dropout, clip, noise_multiplier, min_survivors)
 
     data, test = non_iid_clients(clients, 400, seed=seed)
     pooled = centralized_accuracy(data, test, seed=seed)
@@ -116,6 +107,27 @@ def offline_federated(
             on_round=lambda _: bar.update(),
             min_survivors=min_survivors,
         )
+    _write_federated(
+        out,
+        result,
+        clients,
+        rounds,
+        dropout,
+        min_survivors or default_threshold(clients),
+        pooled,
+        gaussian_client_dp_note(noise_multiplier),
+    )
+
+
+def _write_federated(
+    out: Path, result: Any, clients: int, rounds: int, dropout: float, threshold: int, pooled: float, privacy: str
+) -> None:
+    """The federated run's weights, lineage record and report."""
+    import numpy as np
+
+    from driftline.offline.reports import federated_report
+    from driftline.sinks.lineage import record
+
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "weights.npy", result.weights)
     final = result.history[-1]["accuracy"]
@@ -123,11 +135,11 @@ def offline_federated(
         "clients": clients,
         "rounds": rounds,
         "dropout": dropout,
-        "min_survivors": min_survivors or default_threshold(clients),
+        "min_survivors": threshold,
         "pooled_accuracy": pooled,
         "federated_accuracy": final,
         "history": result.history,
-        "privacy": gaussian_client_dp_note(noise_multiplier),
+        "privacy": privacy,
     }
     art = record(
         out / "weights.npy",
@@ -140,6 +152,17 @@ def offline_federated(
         f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
         f"report {files.html} (+ .md, .json)"
     )
+
+
+def _check_federated(
+    clients: int, rounds: int, dropout: float, clip: float | None, noise_multiplier: float, min_survivors: int | None
+) -> None:
+    if clients < 2 or rounds < 1 or not 0 <= dropout < 1 or noise_multiplier < 0:
+        raise ConfigError("need --clients >= 2, --rounds >= 1, 0 <= --dropout < 1, --noise-multiplier >= 0")
+    if noise_multiplier > 0 and clip is None:
+        raise ConfigError("--noise-multiplier needs --clip (noise is scaled to the clipping norm)")
+    if min_survivors is not None and not 2 <= min_survivors <= clients:
+        raise ConfigError("--min-survivors must be between 2 and --clients (one survivor's sum is its own update)")
 
 
 @offline.command("privacy")
