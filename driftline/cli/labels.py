@@ -86,7 +86,12 @@ def _window_frame(client: ClickHouseClient, database: str, model: str, since: st
 @click.option("--max-duplicates", type=float, default=0.01, show_default=True)
 @click.option("--min-class-share", type=float, default=0.05, show_default=True)
 @click.option("--max-share-gap", type=float, default=0.05, show_default=True)
-@click.option("--max-label-noise", type=float, default=0.1, show_default=True)
+@click.option(
+    "--max-label-noise", type=float, default=0.05, show_default=True, help="Limit on the estimated wrong-label share."
+)
+@click.option(
+    "--min-class-rows", type=int, default=10, show_default=True, help="Smaller classes: listed as rare, not modelled."
+)
 @click.option(
     "--augment", type=click.Path(path_type=Path), help="Write the data plus SMOTE rows for scarce classes here."
 )
@@ -167,6 +172,7 @@ def _audit_config(
     population: str | None,
     guideline: Path | None,
     ignore: str | None,
+    min_class_rows: int,
     **limits: float,
 ) -> Any:
     from driftline.labeling.audit import AuditConfig
@@ -182,6 +188,7 @@ def _audit_config(
         population=_shares(population),
         guideline=Guideline.from_yaml(guideline) if guideline else None,
         ignore=_names(ignore),
+        min_class_rows=min_class_rows,
         **limits,
     )
 

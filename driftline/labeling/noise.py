@@ -9,6 +9,12 @@ confident joint and is a suspected label error. Suspects are ranked by self-conf
 (``P[i, y_i]``, lowest first), the order a reviewer should work in. This is cleanlab's
 ``filter_by="confident_learning"`` (tested to give the same items).
 
+The *rate* of label noise is not the share of suspects: an item is a suspect only where the
+model is confident, so the suspects undercount the errors (on breast-cancer data with 10 %
+planted flips, 7.8 % of items are suspects). ``estimate_noise_rate`` is the paper's
+estimate instead: the confident joint's rows rescaled to the given label counts (the
+*calibrated* joint, cleanlab's ``estimate_joint``), and the rate is its off-diagonal mass.
+
 The streaming counterpart is ``driftline.metrics.label_noise.ConfidentDisagreement``.
 
 >>> probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.95, 0.05]])
@@ -48,6 +54,25 @@ def confident_joint(labels: npt.ArrayLike, pred_probs: npt.ArrayLike) -> npt.NDA
     c = confident_classes(y, pred_probs)
     ok = c >= 0
     return np.bincount(y[ok] * k + c[ok], minlength=k * k).reshape(k, k)
+
+
+def estimate_noise_rate(labels: npt.ArrayLike, pred_probs: npt.ArrayLike) -> float:
+    """The estimated share of wrong labels: off-diagonal mass of the calibrated confident joint.
+
+    Each row of the confident joint is rescaled to the number of items given that label, so
+    items no class was confident about count as the row's confident ones do; every class
+    keeps at least one item on the diagonal (as cleanlab does).
+
+    >>> probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.95, 0.05]])
+    >>> round(estimate_noise_rate(np.array([0, 0, 1, 1, 1]), probs), 3)
+    0.2
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    joint = confident_joint(y, pred_probs).astype(np.float64)
+    np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1.0))
+    counts = np.bincount(y, minlength=joint.shape[0]).astype(np.float64)
+    calibrated = joint / joint.sum(axis=1, keepdims=True) * counts[:, None]
+    return float(1.0 - np.trace(calibrated) / calibrated.sum())
 
 
 def find_label_issues(labels: npt.ArrayLike, pred_probs: npt.ArrayLike) -> npt.NDArray[np.int64]:

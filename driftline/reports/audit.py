@@ -76,11 +76,24 @@ def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[st
             "|---|---:|---:|",
         ]
         lines += [f"| {k} | {v:.2%} | {s['expected'][k]:.2%} |" for k, v in s["observed"].items()]
+    if result.noise and result.noise.get("rare_classes"):
+        n = result.noise
+        lines += [
+            "",
+            "## Rare classes (too few rows to model; often a mistyped label)",
+            "",
+            "| class | rows |",
+            "|---|---:|",
+            *[f"| {k} | {v} |" for k, v in n["rare_classes"].items()],
+            "",
+            "Rows: " + ", ".join(f"{e['row']} ({e['label']})" for e in n["rare_rows"]),
+        ]
     if result.noise and "examples" in result.noise:
         n = result.noise
         lines += [
             "",
-            f"## Suspected label errors ({n['suspects']}, from {n['source']}; least confident first)",
+            f"## Suspected label errors ({n['suspects']} of {n['rows']} rows; estimated noise rate "
+            f"{n['rate']:.1%}; from {n['source']}; least confident first)",
             "",
             "| row | label | suggested | self-confidence |",
             "|---:|---|---|---:|",

@@ -10,7 +10,12 @@ import pytest
 from cleanlab.filter import find_label_issues as cleanlab_issues
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from driftline.labeling.noise import find_label_issues, out_of_fold_probabilities, score_detection
+from driftline.labeling.noise import (
+    estimate_noise_rate,
+    find_label_issues,
+    out_of_fold_probabilities,
+    score_detection,
+)
 from driftline.metrics.label_noise import ConfidentDisagreement
 
 
@@ -66,3 +71,33 @@ def test_streaming_signal_rises_in_the_segment_with_bad_labels() -> None:
         expected = float(np.mean((scores[m] >= 0.5) != labels[m]))
         assert got[name] == (pytest.approx(expected), int(m.sum()))
     assert got["vendor-b"][0] > 0.15 > 0.02 > got["vendor-a"][0]
+
+
+def test_noise_rate_is_the_calibrated_joint_as_cleanlab_estimates_it() -> None:
+    from cleanlab.count import estimate_joint
+
+    for loader, share in ((load_breast_cancer, 0.1), (load_digits, 0.2)):
+        x, noisy, _ = flipped(loader, share, seed=3)
+        probs = out_of_fold_probabilities(x, noisy)
+        # cleanlab rounds its calibrated counts to integers; ours stay real: within a few items.
+        expected = 1.0 - float(np.trace(estimate_joint(noisy, probs)))
+        assert estimate_noise_rate(noisy, probs) == pytest.approx(expected, abs=5 / len(noisy))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.1, 0.2])
+def test_noise_rate_tracks_planted_flips_where_the_suspect_share_undercounts(share: float) -> None:
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x[:, :8]
+    estimates, suspect_shares = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        flip = rng.choice(len(y), size=int(share * len(y)), replace=False)
+        noisy = y.copy()
+        noisy[flip] = 1 - noisy[flip]
+        probs = out_of_fold_probabilities(x, noisy, seed=seed)
+        estimates.append(estimate_noise_rate(noisy, probs))
+        suspect_shares.append(len(find_label_issues(noisy, probs)) / len(y))
+    assert np.mean(estimates) == pytest.approx(share, abs=0.02), estimates
+    assert max(abs(e - share) for e in estimates) < 0.035, estimates
+    if share >= 0.1:  # the old gate: the suspects' share reads well below the planted rate
+        assert np.mean(suspect_shares) < share - 0.015, suspect_shares
