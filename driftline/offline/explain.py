@@ -112,6 +112,59 @@ def importance_shift(
     return out
 
 
+@dataclass(frozen=True)
+class SourceColumns:
+    """How encoded columns map back to the features users name: a numeric column, or a one-hot group.
+
+    LIME must perturb a categorical feature as one category, not each of its one-hot columns
+    on its own: column-wise sampling gives rows with zero or several categories set (about
+    94 % of LIME's samples on the Agrawal data), which the model never saw, and LIME's local
+    fit then explains those. ``decode`` turns an encoded table into one column per source
+    feature (a numeric value, or the category's code; one past the last code where a row has
+    no category set, e.g. a lone ``plan=gold`` column) and ``encode`` turns it back.
+    """
+
+    names: tuple[str, ...]  # source features, in order of first appearance
+    columns: tuple[tuple[int, ...], ...]  # encoded column indices per source feature
+    categories: tuple[tuple[str, ...], ...]  # category names per source feature; () for a numeric one
+    width: int
+
+    @classmethod
+    def of(cls, encoded_names: Sequence[str]) -> SourceColumns:
+        groups: dict[str, list[int]] = {}
+        for j, name in enumerate(encoded_names):
+            groups.setdefault(_source(name), []).append(j)
+        cats = tuple(
+            tuple(encoded_names[j].split("=", 1)[1] for j in cols) if "=" in encoded_names[cols[0]] else ()
+            for cols in groups.values()
+        )
+        return cls(tuple(groups), tuple(tuple(c) for c in groups.values()), cats, len(encoded_names))
+
+    def categorical(self) -> list[int]:
+        return [i for i, c in enumerate(self.categories) if c]
+
+    def decode(self, x: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        out = np.empty((x.shape[0], len(self.names)), dtype=np.float64)
+        for i, (cols, cats) in enumerate(zip(self.columns, self.categories, strict=True)):
+            block = np.asarray(x[:, list(cols)], dtype=np.float64)
+            if cats:
+                out[:, i] = np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), len(cols))
+            else:
+                out[:, i] = block[:, 0]
+        return out
+
+    def encode(self, table: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        out = np.zeros((table.shape[0], self.width), dtype=np.float32)
+        for i, (cols, cats) in enumerate(zip(self.columns, self.categories, strict=True)):
+            if cats:
+                codes = np.asarray(table[:, i]).round().astype(np.int64)
+                hit = codes < len(cols)
+                out[np.nonzero(hit)[0], np.asarray(cols)[codes[hit]]] = 1.0
+            else:
+                out[:, cols[0]] = table[:, i]
+        return out
+
+
 def lime_local(
     model: Any,
     train_x: npt.NDArray[np.float32],
@@ -122,35 +175,39 @@ def lime_local(
 ) -> tuple[dict[str, float], float]:
     """LIME's weights for the positive class per source feature, and the local model's R².
 
-    Standard tabular LIME: numeric columns discretised into training quartiles, one-hot
-    columns sampled as categories from their training frequencies; seeded, so repeatable.
+    Tabular LIME on the unencoded table (``SourceColumns``): numeric columns discretised into
+    training quartiles, each categorical feature sampled as one category from its training
+    frequencies, so every sample the model sees is a valid encoding. Seeded, so repeatable.
     """
     from lime.lime_tabular import LimeTabularExplainer
 
-    categorical = [j for j, n in enumerate(names) if "=" in n]
+    source = SourceColumns.of(names)
     explainer = LimeTabularExplainer(
-        np.asarray(train_x, dtype=np.float64),
-        feature_names=list(names),
-        categorical_features=categorical,
+        source.decode(train_x),
+        feature_names=list(source.names),
+        categorical_features=source.categorical(),
+        categorical_names={i: [*c, "(none)"] for i, c in enumerate(source.categories) if c},
         mode="classification",
         random_state=seed,
         discretize_continuous=True,
     )
     exp = explainer.explain_instance(
-        np.asarray(row, dtype=np.float64),
-        lambda rows: model.predict_proba(np.asarray(rows, dtype=np.float32)),
+        source.decode(row[None, :])[0],
+        lambda table: model.predict_proba(source.encode(table)),
         labels=(1,),
-        num_features=len(names),
+        num_features=len(source.names),
         num_samples=samples,
     )
-    sums: dict[str, float] = defaultdict(float)
-    for j, weight in exp.as_map()[1]:
-        sums[_source(names[j])] += float(weight)
-    return dict(sums), float(exp.score)
+    return {source.names[j]: float(weight) for j, weight in exp.as_map()[1]}, float(exp.score)
 
 
-def compare_rankings(shap_local: dict[str, float], lime_local: dict[str, float]) -> dict[str, Any]:
-    """How far SHAP and LIME agree on one decision: ranks by |contribution|, Spearman, top-3 overlap."""
+def compare_rankings(shap_local: dict[str, float], lime_local: dict[str, float], k: int = 3) -> dict[str, Any]:
+    """How far SHAP and LIME agree on one decision, and on what.
+
+    Ranks by |contribution| over every source feature (Spearman), and for SHAP's top ``k``:
+    how many LIME also ranks in its top ``k``, and on how many the two agree in sign. A shared
+    top feature with opposite signs is disagreement, and is reported as such.
+    """
     from scipy.stats import spearmanr
 
     features = sorted(set(shap_local) | set(lime_local))
@@ -171,9 +228,20 @@ def compare_rankings(shap_local: dict[str, float], lime_local: dict[str, float])
         }
         for f in sorted(features, key=lambda f: s_rank[f])
     ]
-    top3 = len({f for f in features if s_rank[f] <= 3} & {f for f in features if l_rank[f] <= 3})
-    same_top = min(features, key=lambda f: s_rank[f]) == min(features, key=lambda f: l_rank[f])
-    return {"comparison": top, "spearman": rho, "top3_overlap": top3, "same_top": same_top}
+    shap_top = [f for f in features if s_rank[f] <= k]
+    overlap = len(set(shap_top) & {f for f in features if l_rank[f] <= k})
+    signs = sum(np.sign(shap_local.get(f, 0.0)) == np.sign(lime_local.get(f, 0.0)) for f in shap_top)
+    first = min(features, key=lambda f: s_rank[f])
+    same_top = first == min(features, key=lambda f: l_rank[f])
+    return {
+        "comparison": top,
+        "spearman": rho,
+        "k": k,
+        "topk_overlap": overlap,
+        "topk_same_sign": int(signs),
+        "same_top": same_top,
+        "same_top_sign": bool(same_top and np.sign(shap_local[first]) == np.sign(lime_local.get(first, 0.0))),
+    }
 
 
 def explain(

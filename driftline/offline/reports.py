@@ -238,6 +238,35 @@ def hybrid_report(out: Any, points: Sequence[CurvePoint], edge_ms: float, server
     return write_report(out, "hybrid", "\n".join(lines), charts, data)
 
 
+def _lime_agreement(lime: dict[str, Any]) -> list[str]:
+    """What the SHAP/LIME comparison compares, and how well LIME's local model fits at all."""
+    k = lime["k"]
+    top = lime["comparison"][0]
+    if not lime["same_top"]:
+        first = f"different top features (SHAP: {top['feature']})"
+    elif lime["same_top_sign"]:
+        first = f"the same top feature ({top['feature']}) with the same sign"
+    else:
+        first = f"the same top feature ({top['feature']}) but opposite signs: they disagree on it"
+    lines = [
+        "SHAP is in the model's raw output (log-odds for gradient boosting), LIME in probability "
+        "(weights of its local linear model on quartile and same-category indicators): compare ranks "
+        "and signs, not sizes. LIME perturbs each categorical feature as one category, so every sample "
+        "is a valid encoding.",
+        "",
+        f"Agreement over all {len(lime['comparison'])} features: rank correlation of |contribution| "
+        f"(Spearman) {lime['spearman']:.3f}. Of SHAP's top {k}, LIME ranks {lime['topk_overlap']} in its "
+        f"top {k} and gives {lime['topk_same_sign']} of {k} the same sign; {first}.",
+    ]
+    if lime["score"] < 0.5:
+        lines += [
+            "",
+            f"LIME's local model explains little of the model near this row (R² {lime['score']:.2f} < 0.5): "
+            "read its weights with care.",
+        ]
+    return lines
+
+
 def explain_report(out: Any, data: dict[str, Any]) -> ReportFiles:
     """`data`: importance, local, top, pd (grid, average), counterfactual, optional shift and lime."""
     importance: dict[str, float] = data["importance"]
@@ -267,14 +296,7 @@ def explain_report(out: Any, data: dict[str, Any]) -> ReportFiles:
             f"| {c['feature']} | {c['shap']:+.4f} | {c['lime']:+.4f} | {c['shap_rank']} | {c['lime_rank']} |"
             for c in lime["comparison"]
         ]
-        lines += [
-            "",
-            "SHAP is in the model's raw output (log-odds for gradient boosting), LIME in probability "
-            "(weights of its local linear model on quartile indicators): compare ranks, not sizes.",
-            "",
-            f"Rank agreement (Spearman) {lime['spearman']:.3f}; top-3 overlap {lime['top3_overlap']}/3; "
-            f"same top feature: {'yes' if lime['same_top'] else 'no'}.",
-        ]
+        lines += ["", *_lime_agreement(lime)]
     grid, avg = data["pd"]
     if grid:
         lines += [

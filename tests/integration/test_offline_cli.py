@@ -228,7 +228,7 @@ def test_explain_flags_the_feature_production_broke(tmp_path: Path) -> None:
         timeout=300,
     ).stdout
     assert "## Global importance" in text and "## Counterfactual for row 0" in text
-    assert "## The same prediction by LIME" in text and "Rank agreement (Spearman)" in text
+    assert "## The same prediction by LIME" in text and "rank correlation of |contribution|" in text
     report = assert_report(out, "explain")
     assert report["lime"]["seed"] == 0 and report["shift"]["age"][2] is True  # type: ignore[call-overload,index]
     shift = {

@@ -125,6 +125,46 @@ def test_lime_is_repeatable_and_agrees_with_shap_where_the_answer_is_known() -> 
     assert other != first  # the seed is what makes it repeatable
     shap_row = dict(ex.local(ex.shap_values(model, x[:300], x[1600:1601])[0], names, top=5))
     agreement = ex.compare_rankings(shap_row, first)
-    assert agreement["same_top"] and agreement["comparison"][0]["feature"] == "income"
+    assert agreement["same_top"] and agreement["same_top_sign"] and agreement["comparison"][0]["feature"] == "income"
     assert max(first, key=lambda f: abs(first[f])) == "income"
     assert set(first) == {"income", "tenure", "noise_a", "noise_b", "plan"}  # one-hot summed back to its feature
+
+
+def test_lime_perturbs_categories_as_categories(data: Dataset) -> None:
+    """Every row LIME shows the model is a valid encoding: one category set per one-hot group (was 6 %)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from driftline.offline import explain as ex
+
+    model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(data.x_train, data.y_train)
+    seen: list[np.ndarray] = []
+
+    class Spy:
+        def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+            seen.append(np.asarray(rows))
+            return model.predict_proba(rows)
+
+    weights, score = ex.lime_local(Spy(), data.x_train, data.x_test[0], data.feature_names, samples=1000)
+    rows = np.vstack(seen)
+    groups = ex.SourceColumns.of(data.feature_names)
+    assert rows.shape == (1000, len(data.feature_names))
+    for cols, cats in zip(groups.columns, groups.categories, strict=True):
+        if cats:
+            assert (rows[:, list(cols)].sum(axis=1) == 1).all()
+            assert set(np.unique(rows[:, list(cols)])) == {0.0, 1.0}
+    assert set(weights) == {"salary", "commission", "age", "hvalue", "hyears", "loan", "elevel", "car", "zipcode"}
+    np.testing.assert_array_equal(groups.encode(groups.decode(data.x_test)), data.x_test)  # a lossless round trip
+    assert 0 <= score <= 1
+
+
+def test_agreement_says_what_it_compares_and_calls_opposite_signs_disagreement() -> None:
+    from driftline.offline import explain as ex
+    from driftline.offline.reports import _lime_agreement
+
+    shap_row = {"elevel": 7.9, "age": 7.1, "hvalue": -0.03, "loan": 0.01}
+    lime_row = {"elevel": -0.13, "age": 0.003, "hvalue": -0.018, "loan": -0.05}  # the issue's top-feature case
+    got = ex.compare_rankings(shap_row, lime_row)
+    assert got["same_top"] and not got["same_top_sign"] and got["topk_same_sign"] == 2
+    text = "\n".join(_lime_agreement({**got, "score": 0.14, "seed": 0, "samples": 5000}))
+    assert "opposite signs: they disagree on it" in text and "same top feature: yes" not in text
+    assert "Spearman" in text and "same sign" in text and "R² 0.14 < 0.5" in text
