@@ -60,7 +60,10 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
 @offline.command("federated")
 @click.option("--clients", type=int, default=10, show_default=True)
 @click.option("--rounds", type=int, default=20, show_default=True)
-@click.option("--dropout", type=float, default=0.1, show_default=True, help="Chance a client drops out per round.")
+@click.option(
+    "--participation", type=float, default=1.0, show_default=True, help="Chance a client is sampled into a round."
+)
+@click.option("--dropout", type=float, default=0.1, show_default=True, help="Chance a sampled client drops out.")
 @click.option("--clip", type=float, default=None, help="Clip each client update's L2 norm (client-level DP).")
 @click.option("--noise-multiplier", type=float, default=0.0, show_default=True)
 @click.option(
@@ -75,6 +78,7 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
 def offline_federated(
     clients: int,
     rounds: int,
+    participation: float,
     dropout: float,
     clip: float | None,
     noise_multiplier: float,
@@ -83,15 +87,9 @@ def offline_federated(
     seed: int,
 ) -> None:
     """FedAvg over simulated non-IID clients, each round summed by secure aggregation."""
-    from driftline.offline.federated import (
-        centralized_accuracy,
-        default_threshold,
-        fedavg,
-        gaussian_client_dp_note,
-        non_iid_clients,
-    )
+    from driftline.offline.federated import centralized_accuracy, client_dp_note, fedavg, non_iid_clients
 
-    _check_federated(clients, rounds, dropout, clip, noise_multiplier, min_survivors)
+    _check_federated(clients, rounds, participation, dropout, clip, noise_multiplier, min_survivors)
 
     data, test = non_iid_clients(clients, 400, seed=seed)
     pooled = centralized_accuracy(data, test, seed=seed)
@@ -99,6 +97,7 @@ def offline_federated(
         result = fedavg(
             data,
             rounds=rounds,
+            participation=participation,
             dropout=dropout,
             clip=clip,
             noise_multiplier=noise_multiplier,
@@ -107,21 +106,23 @@ def offline_federated(
             on_round=lambda _: bar.update(),
             min_survivors=min_survivors,
         )
-    _write_federated(
-        out,
-        result,
-        clients,
-        rounds,
-        dropout,
-        min_survivors or default_threshold(clients),
-        pooled,
-        gaussian_client_dp_note(noise_multiplier),
-    )
+    summary = {
+        "clients": clients,
+        "rounds": rounds,
+        "participation": participation,
+        "dropout": dropout,
+        "min_survivors": min_survivors,
+        "pooled_accuracy": pooled,
+        "federated_accuracy": result.history[-1]["accuracy"],
+        "bytes_per_client_per_round": result.bytes_per_client_per_round,
+        "history": result.history,
+        # A client's contribution is in a round with probability participation x (1 - dropout).
+        "privacy": client_dp_note(noise_multiplier, participation * (1 - dropout), rounds, clients),
+    }
+    _write_federated(out, result, summary)
 
 
-def _write_federated(
-    out: Path, result: Any, clients: int, rounds: int, dropout: float, threshold: int, pooled: float, privacy: str
-) -> None:
+def _write_federated(out: Path, result: Any, summary: dict[str, Any]) -> None:
     """The federated run's weights, lineage record and report."""
     import numpy as np
 
@@ -130,17 +131,7 @@ def _write_federated(
 
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "weights.npy", result.weights)
-    final = result.history[-1]["accuracy"]
-    summary = {
-        "clients": clients,
-        "rounds": rounds,
-        "dropout": dropout,
-        "min_survivors": threshold,
-        "pooled_accuracy": pooled,
-        "federated_accuracy": final,
-        "history": result.history,
-        "privacy": privacy,
-    }
+    final, rounds, pooled = summary["federated_accuracy"], summary["rounds"], summary["pooled_accuracy"]
     art = record(
         out / "weights.npy",
         "federated_model",
@@ -150,15 +141,24 @@ def _write_federated(
     files = federated_report(out, summary, art.artefact_id)
     click.echo(
         f"federated accuracy {final:.4f} after {rounds} rounds (pooled training: {pooled:.4f}); "
-        f"report {files.html} (+ .md, .json)"
+        f"{summary['bytes_per_client_per_round']:,.0f} bytes per client per round; privacy: {summary['privacy']}"
     )
+    click.echo(f"report {files.html} (+ .md, .json)")
 
 
 def _check_federated(
-    clients: int, rounds: int, dropout: float, clip: float | None, noise_multiplier: float, min_survivors: int | None
+    clients: int,
+    rounds: int,
+    participation: float,
+    dropout: float,
+    clip: float | None,
+    noise_multiplier: float,
+    min_survivors: int | None,
 ) -> None:
-    if clients < 2 or rounds < 1 or not 0 <= dropout < 1 or noise_multiplier < 0:
-        raise ConfigError("need --clients >= 2, --rounds >= 1, 0 <= --dropout < 1, --noise-multiplier >= 0")
+    if clients < 2 or rounds < 1 or not 0 <= dropout < 1 or noise_multiplier < 0 or not 0 < participation <= 1:
+        raise ConfigError(
+            "need --clients >= 2, --rounds >= 1, 0 < --participation <= 1, 0 <= --dropout < 1, --noise-multiplier >= 0"
+        )
     if noise_multiplier > 0 and clip is None:
         raise ConfigError("--noise-multiplier needs --clip (noise is scaled to the clipping norm)")
     if min_survivors is not None and not 2 <= min_survivors <= clients:

@@ -38,6 +38,11 @@ import numpy.typing as npt
 
 MOD = 2**32
 SCALE = 2**16  # fixed point: 16 fractional bits; |value| * clients must stay below 2**15
+# What the simulated protocol puts on the wire, counted where the simulation does each step:
+KEY_BYTES = 32  # one public key of the pairwise key agreement (X25519)
+SEED_BYTES = 32  # one pairwise secret a survivor reveals for a dropped client
+VALUE_BYTES = 4  # one masked value (uint32)
+WEIGHT_BYTES = 8  # one model weight downloaded at the start of a round (float64)
 
 
 def encode(x: npt.ArrayLike) -> npt.NDArray[np.uint64]:
@@ -79,6 +84,8 @@ class SecureAggregation:
         if not 2 <= self.threshold <= clients:
             raise ValueError(f"threshold {self.threshold} must be between 2 and the {clients} clients")
         self._keys = KeyAgreement(clients, rng)  # held by the clients, not by the server
+        # Bytes each client sent and received: one public key up, the cohort's other keys down.
+        self.traffic = np.full(clients, clients * KEY_BYTES, dtype=np.int64)
 
     def _prg(self, seed: int) -> npt.NDArray[np.uint64]:
         return np.random.default_rng(seed).integers(0, MOD, self.dim, dtype=np.uint64)
@@ -86,6 +93,7 @@ class SecureAggregation:
     def mask(self, client: int, update: npt.ArrayLike) -> npt.NDArray[np.uint64]:
         """What client `client` sends: its encoded update plus its pairwise masks, mod 2**32."""
         y = encode(update)
+        self.traffic[client] += self.dim * VALUE_BYTES
         for other in range(self.clients):
             if other == client:
                 continue
@@ -95,6 +103,7 @@ class SecureAggregation:
 
     def reveal(self, survivor: int, dropped: Sequence[int]) -> dict[int, int]:
         """A survivor's seeds shared with the dropped clients (sent to the server only after the dropout)."""
+        self.traffic[survivor] += len(dropped) * SEED_BYTES
         return {d: self._keys.seed(survivor, d) for d in dropped}
 
     def unmask_sum(self, masked: Sequence[npt.NDArray[np.uint64]], survivors: Sequence[int]) -> npt.NDArray[np.float64]:
@@ -151,8 +160,14 @@ def predict_proba(w: npt.NDArray[np.float64], x: npt.NDArray[np.float64]) -> npt
 @dataclass
 class FederatedResult:
     weights: npt.NDArray[np.float64]
-    history: list[dict[str, float]] = field(default_factory=list)  # per round: accuracy, survivors, ...
+    history: list[dict[str, float]] = field(default_factory=list)  # per round: accuracy, cohort, survivors, bytes
     dp_sigma: float = 0.0
+
+    @property
+    def bytes_per_client_per_round(self) -> float:
+        """Mean bytes one cohort member sent and received in a round, as the simulation counted them."""
+        cohort = sum(h["cohort"] for h in self.history)
+        return sum(h["bytes"] for h in self.history) / cohort if cohort else 0.0
 
 
 def fedavg(
@@ -162,6 +177,7 @@ def fedavg(
     local_epochs: int = 2,
     lr: float = 0.5,
     batch: int = 32,
+    participation: float = 1.0,
     dropout: float = 0.0,
     clip: float | None = None,
     noise_multiplier: float = 0.0,
@@ -172,11 +188,14 @@ def fedavg(
 ) -> FederatedResult:
     """FedAvg with every round's updates summed by secure aggregation; the server never sees one update.
 
-    Clients send (n_i * delta_i, n_i) masked, so the server can weight by data size without
-    learning any n_i. With `clip`, each delta's L2 norm is clipped to `clip` before weighting
-    and Gaussian noise of std `noise_multiplier * clip` is added by each client. A round with
-    fewer survivors than `min_survivors` (default: `default_threshold`) is refused and leaves the
-    model as it was (history entry ``skipped`` = 1).
+    Each round the server samples a cohort (each client with probability `participation`), the
+    cohort agrees on pairwise keys and downloads the model, and each member drops out with
+    probability `dropout` after the keys are agreed. Survivors send (n_i * delta_i, n_i) masked,
+    so the server can weight by data size without learning any n_i. With `clip`, each delta's L2
+    norm is clipped to `clip` before weighting and Gaussian noise of std `noise_multiplier * clip`
+    is added by each client. A round with fewer survivors than `min_survivors` (default:
+    `default_threshold` of the cohort) is refused, never unmasked, and leaves the model as it
+    was (history entry ``skipped`` = 1). Every round records the bytes the protocol moved.
     """
     rng = np.random.default_rng(seed)
     dim = clients[0][0].shape[1] + 1
@@ -185,31 +204,31 @@ def fedavg(
     sizes = np.array([len(x) for x, _ in clients], dtype=np.float64)
     scale = float(sizes.max())
     for r in range(rounds):
-        agg = SecureAggregation(
-            len(clients), dim + 1, np.random.default_rng(rng.integers(0, 2**63)), threshold=min_survivors
-        )
-        survivors = [i for i in range(len(clients)) if rng.uniform() >= dropout]
-        if len(survivors) < agg.threshold:  # refused, as SecAgg does: the model stays as it was
-            entry = {"round": float(r + 1), "survivors": float(len(survivors)), "skipped": 1.0}
-            if test is not None:
-                entry["accuracy"] = float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
-            result.history.append(entry)
-            if on_round is not None:
-                on_round(entry)
-            continue
-        masked = []
-        for i in survivors:
-            x, y = clients[i]
-            delta = local_sgd(w, x, y, epochs=local_epochs, lr=lr, batch=batch, rng=rng) - w
-            if clip is not None:
-                delta = delta * min(1.0, clip / max(float(np.linalg.norm(delta)), 1e-12))
-                if noise_multiplier > 0:
-                    delta = delta + rng.normal(0.0, noise_multiplier * clip, dim)
-            weight = sizes[i] / scale  # in (0, 1]: keeps the fixed-point values small
-            masked.append(agg.mask(i, np.concatenate([weight * delta, [weight]])))
-        total = agg.unmask_sum(masked, survivors)
-        w = w + total[:-1] / total[-1]
-        entry = {"round": float(r + 1), "survivors": float(len(survivors)), "skipped": 0.0}
+        cohort = [i for i in range(len(clients)) if rng.uniform() < participation]
+        survivors = [k for k in range(len(cohort)) if rng.uniform() >= dropout]  # positions in the cohort
+        threshold = default_threshold(len(cohort)) if min_survivors is None else min_survivors
+        entry = {"round": float(r + 1), "cohort": float(len(cohort)), "survivors": float(len(survivors))}
+        if len(cohort) < max(2, threshold):  # too few even to agree keys: nothing is sent
+            entry.update(skipped=1.0, bytes=float(len(cohort) * dim * WEIGHT_BYTES))
+        else:
+            agg = SecureAggregation(len(cohort), dim + 1, np.random.default_rng(rng.integers(0, 2**63)), threshold)
+            masked = []
+            for k in survivors:
+                x, y = clients[cohort[k]]
+                delta = local_sgd(w, x, y, epochs=local_epochs, lr=lr, batch=batch, rng=rng) - w
+                if clip is not None:
+                    delta = delta * min(1.0, clip / max(float(np.linalg.norm(delta)), 1e-12))
+                    if noise_multiplier > 0:
+                        delta = delta + rng.normal(0.0, noise_multiplier * clip, dim)
+                weight = sizes[cohort[k]] / scale  # in (0, 1]: keeps the fixed-point values small
+                masked.append(agg.mask(k, np.concatenate([weight * delta, [weight]])))
+            try:
+                total = agg.unmask_sum(masked, survivors)
+                w = w + total[:-1] / total[-1]
+                entry["skipped"] = 0.0
+            except TooFewSurvivors:  # refused, as SecAgg does: the model stays as it was
+                entry["skipped"] = 1.0
+            entry["bytes"] = float(agg.traffic.sum() + len(cohort) * dim * WEIGHT_BYTES)
         if test is not None:
             entry["accuracy"] = float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
         result.history.append(entry)
@@ -255,11 +274,32 @@ def centralized_accuracy(
     return float(np.mean((predict_proba(w, test[0]) >= 0.5) == test[1]))
 
 
-def gaussian_client_dp_note(noise_multiplier: float) -> str:
+def client_delta(clients: int) -> float:
+    """The delta of client-level DP: well below one in the number of clients."""
+    return min(1e-5, 1.0 / (10 * clients))
+
+
+def client_epsilon(noise_multiplier: float, participation: float, rounds: int, delta: float) -> float:
+    """Client-level epsilon of a whole run: `rounds` subsampled Gaussian rounds (Opacus RDP accountant).
+
+    A client takes part in a round with probability `participation` x (1 - dropout) at most,
+    independently of the data, and adds noise of `noise_multiplier` x clip itself, so the
+    bound holds even if the other clients collude. Every round is counted, refused ones too.
+    """
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(noise_multiplier, participation, rounds)]
+    return float(accountant.get_epsilon(delta))
+
+
+def client_dp_note(noise_multiplier: float, participation: float, rounds: int, clients: int) -> str:
     if noise_multiplier <= 0:
-        return "no DP noise on client updates"
+        return "no DP noise on client updates: no formal privacy guarantee"
+    delta = client_delta(clients)
+    eps = client_epsilon(noise_multiplier, participation, rounds, delta)
     return (
-        f"client updates clipped and noised with std {noise_multiplier:g} x clip per round "
-        f"(a per-round Gaussian mechanism; {math.sqrt(2 * math.log(1.25 / 1e-5)) / noise_multiplier:.2f} "
-        f"= epsilon at delta 1e-5 per round by the classic bound, before composition over rounds)"
+        f"client-level (epsilon {eps:.2f}, delta {delta:.0e}) for the whole run of {rounds} rounds: Opacus' RDP "
+        f"accountant, noise multiplier {noise_multiplier:g}, a client in a round with probability "
+        f"{participation:.2f}"
     )

@@ -36,22 +36,29 @@ def federated_report(out: Any, summary: dict[str, Any], artefact_id: str) -> Rep
     lines = [
         f"# Federated training ({time.strftime('%Y-%m-%d')})",
         "",
-        f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds, "
-        f"dropout {summary['dropout']:.0%}; every round's updates summed by secure aggregation (the server sees "
-        "masked updates and their sum only). A round with fewer than "
-        f"{summary.get('min_survivors', 2)} survivors is refused (never unmasked) and leaves the model as it was.",
+        f"{summary['clients']} clients with shifted feature means and label shares, {summary['rounds']} rounds; "
+        f"each round a cohort is sampled (each client with probability {summary.get('participation', 1.0):.2f}) "
+        f"and each member drops out with probability {summary['dropout']:.0%} after the keys are agreed. Every "
+        "round's updates are summed by secure aggregation within the cohort (the server sees masked updates and "
+        "their sum only). A round with fewer survivors than "
+        f"{summary.get('min_survivors') or 'half its cohort (at least 2)'} is refused (never unmasked) and leaves "
+        "the model as it was.",
         "",
-        "| round | survivors | unmasked | accuracy |",
-        "|---:|---:|---|---:|",
+        "| round | cohort | survivors | unmasked | bytes per cohort member | accuracy |",
+        "|---:|---:|---:|---|---:|---:|",
     ]
     lines += [
-        f"| {int(h['round'])} | {int(h['survivors'])} | {'no (refused)' if h.get('skipped') else 'yes'} | "
+        f"| {int(h['round'])} | {int(h.get('cohort', 0))} | {int(h['survivors'])} | "
+        f"{'no (refused)' if h.get('skipped') else 'yes'} | {h.get('bytes', 0) / max(h.get('cohort', 1), 1):,.0f} | "
         f"{h['accuracy']:.4f} |"
         for h in history
     ]
     lines += [
         "",
         f"Pooled (centralised) training on the same data: accuracy {summary['pooled_accuracy']:.4f}.",
+        f"Communication, as the simulated protocol sends it: {summary.get('bytes_per_client_per_round', 0):,.0f} "
+        "bytes per cohort member per round (keys with the cohort, the model down, the masked update up, and "
+        "32 bytes per dropped member a survivor reveals).",
         f"Privacy: {summary['privacy']}.",
         f"Model artefact: `{artefact_id}`.",
     ]
@@ -377,9 +384,11 @@ def tradeoff_report(out: Any, rows: Sequence[TradeoffRow], target: float, settin
         )
     lines += [
         "",
-        "Centralised rows move each client's rows once (their bytes are that upload); federated rows move "
-        "a masked update up, the model down and one public key to each other participant per round. The "
-        "sum of the clients' size weights reaches the server unnoised.",
+        "Centralised rows move each client's rows once (their bytes are that upload). Federated rows count "
+        "what the simulated protocol sends, per member of a round's cohort: a public key up and the cohort's "
+        "others down, the model down, the masked update up, and 32 bytes per dropped member a survivor "
+        "reveals; to the target: all the rounds' bytes divided by the clients. The sum of the clients' size "
+        "weights reaches the server unnoised.",
     ]
     names = [
         r.technique.replace("FedAvg + secure aggregation", "FedAvg+SA").replace("centralised", "central") for r in rows

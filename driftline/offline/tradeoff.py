@@ -16,14 +16,16 @@ All rows train the same logistic-regression model on the same generated non-IID 
   (a whole client's data), delta = 1/(10 x clients). The sum of the clients' size weights
   is revealed to the server unnoised (see README).
 
-Communication per participating client and round: upload of the masked update ((d + 1)
-values of 4 bytes, fixed point mod 2^32, + the size weight), download of the model (d
-values of 8 bytes) and the pairwise key agreement (one 32-byte public key to each other
-participant: the Diffie-Hellman exchange the simulation stands in for); a client takes part
-in a round with the participation probability, so its expected bytes to the target are
-bytes per round x participation x rounds to target. Rounds to target:
-the first round whose test accuracy reaches ``target_ratio`` x the centralised
-non-private accuracy.
+Communication is counted by the simulation as it runs the protocol
+(``federated.SecureAggregation.traffic``): each round the server samples a cohort (each
+client with the participation probability); each cohort member uploads one 32-byte public
+key and downloads the others' (the Diffie-Hellman exchange the simulation stands in for,
+with the cohort only), downloads the model (d + 1 values of 8 bytes) and uploads its
+masked update ((d + 1) values of 4 bytes, fixed point mod 2^32, + the size weight); a
+survivor reveals 32 bytes per cohort member that dropped out. "Bytes per client per round"
+is the mean over cohort members; "bytes per client to target" is everything the rounds up
+to the target moved, divided by the number of clients. Rounds to target: the first round
+whose test accuracy reaches ``target_ratio`` x the centralised non-private accuracy.
 """
 
 from __future__ import annotations
@@ -34,9 +36,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from driftline.offline.federated import centralized_accuracy, fedavg, non_iid_clients, predict_proba
-
-KEY_BYTES = 32
+from driftline.offline.federated import (
+    centralized_accuracy,
+    client_delta,
+    client_epsilon,
+    fedavg,
+    non_iid_clients,
+    predict_proba,
+)
 
 
 @dataclass(frozen=True)
@@ -48,28 +55,11 @@ class TradeoffRow:
     noise_multiplier: float | None
     sample_rate: float | None  # what the accountant was given: records per batch / N, or participation
     steps: int | None
-    bytes_per_client_per_round: int
+    bytes_per_client_per_round: int  # federated rows: the mean over the clients in a round's cohort
     rounds: int
     rounds_to_target: int | None
     bytes_per_client_to_target: int | None
     accuracy: float
-
-
-def fed_epsilon(noise_multiplier: float, participation: float, rounds: int, delta: float) -> float:
-    """Client-level epsilon of `rounds` subsampled Gaussian rounds (Opacus RDP accountant)."""
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    accountant.history = [(noise_multiplier, participation, rounds)]
-    return float(accountant.get_epsilon(delta))
-
-
-def round_bytes(dim: int, participants: float) -> int:
-    """Bytes one participating client sends and receives in a round (see the module docstring)."""
-    upload = (dim + 2) * 4  # d weights + bias, and the size weight, as uint32
-    download = (dim + 1) * 8
-    keys = round(max(0.0, participants - 1)) * KEY_BYTES
-    return upload + download + keys
 
 
 def _dp_sgd(
@@ -171,13 +161,12 @@ def tradeoff(
             )
         )
         tick()
-    per_round = round_bytes(dim, participation * clients)
-    delta_c = 1.0 / (10 * clients)
+    delta_c = client_delta(clients)
     for sigma in (0.0, *noise_multipliers):
         result = fedavg(
             data,
             rounds=rounds,
-            dropout=1 - participation,
+            participation=participation,
             clip=clip if sigma > 0 else None,
             noise_multiplier=sigma,
             test=test,
@@ -186,7 +175,8 @@ def tradeoff(
         reached = next((int(h["round"]) for h in result.history if h["accuracy"] >= target), None)
         acc = float(np.mean((predict_proba(result.weights, test[0]) >= 0.5) == test[1]))
         name = "FedAvg + secure aggregation" + (f" + client DP (sigma {sigma:g}, clip {clip:g})" if sigma else "")
-        fed_eps = fed_epsilon(sigma, participation, rounds, delta_c) if sigma else None
+        fed_eps = client_epsilon(sigma, participation, rounds, delta_c) if sigma else None
+        to_target = sum(h["bytes"] for h in result.history[:reached]) / clients if reached else None
         rows.append(
             TradeoffRow(
                 name,
@@ -196,10 +186,10 @@ def tradeoff(
                 sigma or None,
                 participation if sigma else None,
                 rounds if sigma else None,
-                per_round,
+                round(result.bytes_per_client_per_round),
                 rounds,
                 reached,
-                int(per_round * participation * reached) if reached else None,
+                round(to_target) if to_target is not None else None,
                 acc,
             )
         )

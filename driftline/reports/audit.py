@@ -14,6 +14,37 @@ def _verdict(passed: bool | None) -> str:
     return "skipped" if passed is None else ("pass" if passed else "**FAIL**")
 
 
+def _noise_lines(noise: dict[str, Any]) -> list[str]:
+    """The rare classes and the suspected label errors, as Markdown."""
+    lines: list[str] = []
+    if noise and noise.get("rare_classes"):
+        n = noise
+        lines += [
+            "",
+            "## Rare classes (too few rows to model; often a mistyped label)",
+            "",
+            "| class | rows |",
+            "|---|---:|",
+            *[f"| {k} | {v} |" for k, v in n["rare_classes"].items()],
+            "",
+            "Rows: " + ", ".join(f"{e['row']} ({e['label']})" for e in n["rare_rows"]),
+        ]
+    if noise and "examples" in noise:
+        n = noise
+        lines += [
+            "",
+            f"## Suspected label errors ({n['suspects']} of {n['rows']} rows; estimated noise rate "
+            f"{n['rate']:.1%}; from {n['source']}; least confident first)",
+            "",
+            "| row | label | suggested | self-confidence |",
+            "|---:|---|---|---:|",
+        ]
+        lines += [
+            f"| {e['row']} | {e['label']} | {e['suggested']} | {e['self_confidence']:.3f} |" for e in n["examples"]
+        ]
+    return lines
+
+
 def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[str, Any] | None = None) -> ReportFiles:
     lines = [
         f"# Data audit: {source}",
@@ -76,31 +107,7 @@ def audit_report(out: Path, source: str, result: AuditResult, augmented: dict[st
             "|---|---:|---:|",
         ]
         lines += [f"| {k} | {v:.2%} | {s['expected'][k]:.2%} |" for k, v in s["observed"].items()]
-    if result.noise and result.noise.get("rare_classes"):
-        n = result.noise
-        lines += [
-            "",
-            "## Rare classes (too few rows to model; often a mistyped label)",
-            "",
-            "| class | rows |",
-            "|---|---:|",
-            *[f"| {k} | {v} |" for k, v in n["rare_classes"].items()],
-            "",
-            "Rows: " + ", ".join(f"{e['row']} ({e['label']})" for e in n["rare_rows"]),
-        ]
-    if result.noise and "examples" in result.noise:
-        n = result.noise
-        lines += [
-            "",
-            f"## Suspected label errors ({n['suspects']} of {n['rows']} rows; estimated noise rate "
-            f"{n['rate']:.1%}; from {n['source']}; least confident first)",
-            "",
-            "| row | label | suggested | self-confidence |",
-            "|---:|---|---|---:|",
-        ]
-        lines += [
-            f"| {e['row']} | {e['label']} | {e['suggested']} | {e['self_confidence']:.3f} |" for e in n["examples"]
-        ]
+    lines += _noise_lines(result.noise)
     charts = []
     if result.missing:
         cols = list(result.missing)[:40]
