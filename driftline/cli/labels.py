@@ -312,6 +312,7 @@ def labels_suspects(model: str, confidence: float, limit: int, **flags: Any) -> 
     sink = ClickHouseSink(settings)
     db = settings.clickhouse_database
     try:
+        _require_model(sink.client, db, model)
         rows = sink.client.query(
             f"""SELECT p.event_id, p.version, p.score, p.prediction_norm, l.label_norm, l.annotator,
                        l.guideline_version
@@ -324,13 +325,114 @@ def labels_suspects(model: str, confidence: float, limit: int, **flags: Any) -> 
     finally:
         sink.close()
     if not rows:
-        click.echo(f"no confident disagreements for {model}")
+        click.echo(f"no confident disagreements for {model} (its labelled predictions agree with the labels)")
     for event_id, version, score, pred, lab, annotator, guide in rows:
         who = f" by {annotator}" if annotator else ""
         click.echo(
             f"{event_id:<24}{version:<8}score {score:.3f}  predicted {pred}  labelled {lab}{who}"
             + (f" (guideline {guide})" if guide else "")
         )
+
+
+def _require_model(client: ClickHouseClient, db: str, model: str) -> None:
+    """A model with no predictions is most likely a typo: say so, with the models there are."""
+    known = [str(r[0]) for r in client.query(f"SELECT DISTINCT model FROM {db}.predictions ORDER BY model").result_rows]
+    if model not in known:
+        shown = ", ".join(known[:20]) or "none yet"
+        raise ConfigError(f"unknown model {model!r}: no predictions of it in {db}.predictions (models: {shown})")
+
+
+@labels.command("agreement")
+@click.argument("data", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--item", "item_col", default="item", show_default=True, help="DATA's column naming the item.")
+@click.option("--annotator", "annotator_col", default="annotator", show_default=True, help="DATA's annotator column.")
+@click.option("--label", "label_col", default="label", show_default=True, help="DATA's label column.")
+@clickhouse_option
+@click.option("--model", help="With --clickhouse: the labels of this model's predictions instead of DATA.")
+@click.option("--since", help="With --model: predictions from (ISO time, UTC).")
+@click.option("--until", help="With --model: predictions until (ISO time, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@fail_cleanly
+def labels_agreement(
+    data: Path | None, item_col: str, annotator_col: str, label_col: str, as_json: bool, **window: Any
+) -> None:
+    """Inter-annotator agreement: Krippendorff's alpha, Fleiss' kappa, Cohen's kappa per pair, per annotator.
+
+    DATA is a table with one row per label (CSV, TSV, Parquet, JSON lines); or, with --clickhouse
+    and --model, the labels that name their annotator on that model's predictions.
+    """
+    from driftline.labeling.agreement import summary
+
+    if data is not None:
+        rows = _label_rows_from_file(data, item_col, annotator_col, label_col)
+    elif window["clickhouse"] and window["model"]:
+        rows = _label_rows_from_clickhouse(**window)
+    else:
+        raise ConfigError("give DATA (a file of item, annotator, label rows), or --clickhouse with --model")
+    if not rows:
+        raise ConfigError("no labels with an annotator to compare")
+    result = summary(*zip(*rows, strict=True))
+    click.echo(strict_dumps(result, indent=2) if as_json else _agreement_text(result))
+
+
+def _label_rows_from_file(path: Path, item: str, annotator: str, label: str) -> list[tuple[str, str, str]]:
+    _need_audit_extra()
+    from driftline.labeling.audit import read_table
+
+    df = read_table(path)
+    missing = [c for c in (item, annotator, label) if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"{path} has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))}); "
+            "name them with --item, --annotator and --label"
+        )
+    df = df.dropna(subset=[item, annotator, label])
+    return list(zip(df[item].astype(str), df[annotator].astype(str), df[label].astype(str), strict=True))
+
+
+def _label_rows_from_clickhouse(
+    clickhouse: str, model: str, since: str | None, until: str | None
+) -> list[tuple[str, str, str]]:
+    from driftline.sinks.clickhouse import ClickHouseSink
+
+    settings = Settings.from_env(clickhouse=clickhouse)
+    sink = ClickHouseSink(settings)
+    db = settings.clickhouse_database
+    try:
+        _require_model(sink.client, db, model)
+        rows = sink.client.query(
+            f"""SELECT l.event_id, l.annotator, l.label_norm
+                FROM (SELECT event_id FROM {db}.predictions FINAL WHERE model = {{m:String}}
+                        AND ts >= parseDateTime64BestEffort({{s:String}}, 3, 'UTC')
+                        AND ts < parseDateTime64BestEffort({{u:String}}, 3, 'UTC')) AS p
+                INNER JOIN (SELECT event_id, annotator, label_norm FROM {db}.labels FINAL WHERE annotator != '')
+                  AS l ON p.event_id = l.event_id""",
+            parameters={"m": model, "s": since or "1970-01-01", "u": until or "2200-01-01"},
+        ).result_rows
+    finally:
+        sink.close()
+    return [(str(e), str(a), str(v)) for e, a, v in rows]
+
+
+def _agreement_text(r: dict[str, Any]) -> str:
+    def num(value: float) -> str:
+        return "n/a (no item with two labels, or one label only)" if value != value else f"{value:.3f}"
+
+    lines = [
+        f"{len(r['annotators'])} annotators, {r['items']} items ({r['multi_labelled_items']} with two or more "
+        f"labels), labels {', '.join(r['labels'])}",
+        f"Krippendorff's alpha (nominal): {num(r['krippendorff_alpha'])}",
+        f"Fleiss' kappa ({r['fleiss_items']} items with {r['fleiss_ratings_per_item']} labels each): "
+        f"{num(r['fleiss_kappa'])}",
+        "Cohen's kappa per pair (items both labelled):",
+        *[f"  {p['pair']:<30} {num(p['cohen_kappa'])}  ({p['items']} items)" for p in r["cohen_kappa"]],
+        "Agreement with the other annotators' majority:",
+        *[
+            f"  {a['annotator']:<30} {num(a['agreement'])}  ({a['compared']} of {a['labels']} labels compared)"
+            for a in r["annotator_agreement"]
+        ],
+    ]
+    return "\n".join(lines)
 
 
 @labels.command("requests")

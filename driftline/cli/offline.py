@@ -375,8 +375,8 @@ def offline_distill(data: Path, hidden: int, temperature: float, energy: bool, w
     from driftline.offline.train import load_dataset, require_torch
     from driftline.sinks.lineage import content_hash, record
 
+    holdout = load_dataset(data)
     with _progress(2 if energy else 1, "distill: teacher, students, energy") as bar:
-        holdout = load_dataset(data)
         result = distill(holdout, hidden=hidden, temperature=temperature)
         bar.update()
         points = []
@@ -428,7 +428,7 @@ def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefi
 
     from driftline.offline.distill import distill
     from driftline.offline.export import export_onnx, quantize_dynamic, session
-    from driftline.offline.hybrid import curve, per_row_latency_ms, routing_events
+    from driftline.offline.hybrid import THRESHOLDS, curve, per_row_latency_ms, routing_events
     from driftline.offline.reports import hybrid_report
     from driftline.offline.train import load_dataset
 
@@ -453,10 +453,10 @@ def offline_hybrid(data: Path, threshold: float, broker: str | None, topic_prefi
     server_p = server.predict_proba(holdout.x_test)[:, 1]
     edge_ms = per_row_latency_ms(edge_predict, holdout.x_test)
     server_ms = per_row_latency_ms(server.predict_proba, holdout.x_test)
-    points = curve(edge_p, server_p, holdout.y_test, edge_ms, server_ms)
+    points = curve(edge_p, server_p, holdout.y_test, edge_ms, server_ms, (*THRESHOLDS, threshold))
     bar.update()
     bar.close()
-    files = hybrid_report(data.parent, points, edge_ms, server_ms)
+    files = hybrid_report(data.parent, points, edge_ms, server_ms, threshold)
     click.echo(files.markdown.read_text())
     click.echo(f"report: {files.html} (+ .md, .json)")
     if broker:

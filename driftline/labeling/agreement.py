@@ -23,7 +23,7 @@ products), so a window of 100k labels costs milliseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import combinations
 
 import numpy as np
@@ -159,3 +159,28 @@ def consensus(table: Ratings) -> npt.NDArray[np.int64]:
     out = counts.argmax(axis=1) if counts.size else np.full(table.shape[0], MISSING, dtype=np.int64)
     out[counts.sum(axis=1) == 0] = MISSING
     return np.asarray(out, dtype=np.int64)
+
+
+def summary(items: Sequence[str], annotators: Sequence[str], labels: Sequence[str]) -> dict[str, object]:
+    """Every agreement statistic of long rows (item, annotator, label), as plain data (`labels agreement`)."""
+    table, item_ids, names, label_set = encode(items, annotators, labels)
+    per_item = (table != MISSING).sum(axis=1)
+    usable = per_item[per_item >= 2]
+    fleiss_m = int(np.bincount(usable).argmax()) if usable.size else 0
+    pairs = []
+    for (a, b), kappa in pairwise_cohen(table, names, min_overlap=2).items():
+        i, j = names.index(a), names.index(b)
+        overlap = int(np.sum((table[:, i] != MISSING) & (table[:, j] != MISSING)))
+        pairs.append({"pair": f"{a}|{b}", "cohen_kappa": kappa, "items": overlap})
+    return {
+        "items": len(item_ids),
+        "multi_labelled_items": int(usable.size),
+        "annotators": names,
+        "labels": label_set,
+        "krippendorff_alpha": krippendorff_alpha(table),
+        "fleiss_kappa": fleiss_kappa(table),
+        "fleiss_ratings_per_item": fleiss_m,
+        "fleiss_items": int(np.sum(per_item == fleiss_m)) if fleiss_m else 0,
+        "cohen_kappa": pairs,
+        "annotator_agreement": [asdict(a) for a in agreement_with_consensus(table, names)],
+    }

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftline.exceptions import ConfigError
 from driftline.offline.export import export_onnx, parity
 from driftline.offline.train import Dataset, mlp, require_torch
 
@@ -65,9 +66,23 @@ class GateResult:
 
 
 def load_model(path: Path, inputs: int, hidden: int = 64) -> Any:
+    """An MLP written by `driftline offline train` (a torch state dict) for `inputs` input columns."""
     torch = require_torch()
     model = mlp(inputs, hidden)
-    model.load_state_dict(torch.load(path, weights_only=True))
+    if not path.is_file():
+        raise ConfigError(f"no model at {path}; `driftline offline train` writes model-*.pt files")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise ConfigError(f"{path} is not a torch state dict ({type(exc).__name__}); give a model-*.pt") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        got = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(state.items())[:3]) if isinstance(state, dict) else ""
+        raise ConfigError(
+            f"{path} is not the gate's architecture (an MLP of {inputs} inputs, {hidden} hidden units, as "
+            f"`offline train` writes){f'; it has {got}' if got else ''}: compare models of the same kind"
+        ) from exc
     model.eval()
     return model
 

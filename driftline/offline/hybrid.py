@@ -43,18 +43,22 @@ def per_row_latency_ms(
     return float(np.median(times) * 1000)
 
 
+#: The thresholds of the trade-off table, from all edge (0.5) to all server (1.01); the chosen one is added.
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+
+
 def curve(
     edge_proba: npt.NDArray[np.float64],
     server_proba: npt.NDArray[np.float64],
     y: npt.NDArray[np.int64],
     edge_ms: float,
     server_ms: float,
-    thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01),
+    thresholds: Sequence[float] = THRESHOLDS,
 ) -> list[CurvePoint]:
     """The trade-off: an escalated row costs the edge's latency plus the server's."""
     confidence = np.maximum(edge_proba, 1 - edge_proba)
     out = []
-    for t in thresholds:
+    for t in sorted(set(thresholds)):
         escalate = confidence < t
         proba = np.where(escalate, server_proba, edge_proba)
         accuracy = float(np.mean((proba >= 0.5).astype(np.int64) == y))

@@ -211,15 +211,24 @@ def distill_report(out: Any, result: DistillResult, energy: Sequence[EnergyPoint
     return write_report(out, "distill", "\n".join(lines), charts, data)
 
 
-def hybrid_report(out: Any, points: Sequence[CurvePoint], edge_ms: float, server_ms: float) -> ReportFiles:
+def hybrid_report(
+    out: Any, points: Sequence[CurvePoint], edge_ms: float, server_ms: float, threshold: float
+) -> ReportFiles:
+    chosen = next(p for p in points if p.threshold == threshold)
     lines = [
         f"# Hybrid edge/server inference (edge {edge_ms:.3f} ms, server {server_ms:.3f} ms per row)",
+        "",
+        f"At the chosen threshold {threshold:g} (`--threshold`): accuracy {chosen.accuracy:.4f}, "
+        f"{chosen.escalation_rate:.1%} of rows escalated to the server, {chosen.mean_latency_ms:.3f} ms per row "
+        f"on average.",
         "",
         "| threshold | accuracy | escalation rate | mean latency ms |",
         "|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {p.threshold:g} | {p.accuracy:.4f} | {p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |" for p in points
+        f"| {f'**{p.threshold:g}** (chosen)' if p is chosen else f'{p.threshold:g}'} | {p.accuracy:.4f} | "
+        f"{p.escalation_rate:.3f} | {p.mean_latency_ms:.3f} |"
+        for p in points
     ]
     lines += [
         "",
@@ -241,7 +250,13 @@ def hybrid_report(out: Any, points: Sequence[CurvePoint], edge_ms: float, server
             "ms",
         ),
     ]
-    data = {"edge_ms": edge_ms, "server_ms": server_ms, "curve": [asdict(p) for p in points]}
+    data = {
+        "edge_ms": edge_ms,
+        "server_ms": server_ms,
+        "threshold": threshold,
+        "chosen": asdict(chosen),
+        "curve": [asdict(p) for p in points],
+    }
     return write_report(out, "hybrid", "\n".join(lines), charts, data)
 
 

@@ -13,6 +13,7 @@ epsilon actually spent.
 from __future__ import annotations
 
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,17 @@ def load_dataset(path: Path) -> Dataset:
     """A dataset snapshot written by `driftline offline train` (dataset.npz)."""
     if not path.is_file():
         raise DriftlineError(f"no dataset snapshot at {path}; run `driftline offline train --out {path.parent}` first")
-    z = np.load(path)
+    needed = ("x_train", "y_train", "x_test", "y_test", "groups_train", "groups_test", "num_mean", "num_std")
+    try:
+        z = np.load(path, allow_pickle=False)
+        missing = [k for k in needed if k not in getattr(z, "files", ())]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise DriftlineError(
+            f"{path} is not a dataset snapshot (not an .npz archive); `driftline offline train --out DIR` "
+            "writes DIR/dataset.npz"
+        ) from None
+    if missing:
+        raise DriftlineError(f"{path} is not a dataset snapshot of `driftline offline train`: no {', '.join(missing)}")
     return Dataset(
         z["x_train"],
         z["y_train"],

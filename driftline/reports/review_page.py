@@ -143,12 +143,37 @@ def _charts(r: dict[str, Any]) -> list[str]:
     top = {d["feature"] for d in r["data_science"]["drift"][:5]}
     drift = [s for s in series("drift", "psi", True) if s.label.split(" ", 1)[-1] in top]
     return [
-        svg_chart("Predictions per day", series("volume", "predictions"), "predictions"),
-        svg_chart("Accuracy per day", series("quality", "accuracy"), "accuracy"),
-        svg_chart("PSI per day of the top drifting features", drift, "PSI"),
-        svg_chart("Demographic-parity difference per day", series("fairness", "demographic_parity_difference", True)),
-        svg_chart("Latency p95 per day (ms)", series("kpi", "latency_p95_ms"), "ms"),
-        svg_chart("Business KPIs per day (mean window sum)", series("kpi", "sum", True)),
+        svg_chart(
+            "Predictions per day", series("volume", "predictions"), "predictions", empty="no predictions in the period"
+        ),
+        svg_chart(
+            "Accuracy per day",
+            series("quality", "accuracy"),
+            "accuracy",
+            empty="no labelled predictions in the period: accuracy needs label events",
+        ),
+        svg_chart(
+            "PSI per day of the top drifting features",
+            drift,
+            "PSI",
+            empty="no drift rows: build a reference profile (`driftline profile build`) or wait for the first window",
+        ),
+        svg_chart(
+            "Demographic-parity difference per day",
+            series("fairness", "demographic_parity_difference", True),
+            empty="no fairness rows: declare sensitive attributes in the monitor spec and send labels",
+        ),
+        svg_chart(
+            "Latency p95 per day (ms)",
+            series("kpi", "latency_p95_ms"),
+            "ms",
+            empty="no events carried latency_ms",
+        ),
+        svg_chart(
+            "Business KPIs per day (mean window sum)",
+            series("kpi", "sum", True),
+            empty="no events carried kpis",
+        ),
     ]
 
 

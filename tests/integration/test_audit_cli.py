@@ -154,6 +154,8 @@ for i in range(400):
                             prediction=int(score >= 0.5), score=score, attributes={"region": "ns"[i % 2]}))
     label = 1 - y if i % 25 == 0 else y  # every 25th label is wrong: 16 of them
     labels.append(Label(event_id=f"p{i}", label=label, ts=t0 + i * 10 + 60, annotator="ann", guideline_version="v1"))
+    if 0 < i < 40 and i % 25:  # a second annotator agreeing with the first on 38 items
+        labels.append(Label(event_id=f"p{i}", label=label, ts=t0 + i * 10 + 90, annotator="bob"))
 sink.write(SinkBatch(preds, labels, [], token="w"))
 request_store(sink.client, "driftline")([[f"p{i}", "credit", "v1", utc(t0 + i * 10), utc(t0), "margin", 0.5,
                                           utc(time.time())] for i in range(0, 400, 40)])
@@ -189,6 +191,13 @@ def test_labels_commands_and_the_window_audit_on_clickhouse(tmp_path: Path) -> N
     wrong = {f"p{i}" for i in range(0, 400, 25)}
     listed = {line.split()[0] for line in suspects.splitlines() if line.startswith("p")}
     assert listed and len(listed & wrong) >= 0.8 * len(listed)
+    # Issue 22.7: an unknown model was "no confident disagreements", exit 0, as for a clean model.
+    unknown = cli("labels", "suspects", "--model", "credt", code=2)
+    assert "unknown model 'credt'" in unknown and "(models: credit)" in unknown
+    agreement = cli("labels", "agreement", "--model", "credit")
+    assert "2 annotators, 400 items (38 with two or more labels)" in agreement
+    assert "Krippendorff's alpha (nominal): 1.000" in agreement and "ann|bob" in agreement
+    assert "unknown model 'x'" in cli("labels", "agreement", "--model", "x", code=2)
     assert "10 asked, 10 answered (100%)" in cli("labels", "requests", "--model", "credit")
     review = cli("review", "--model", "credit", "--since", "1d", "--out", str(tmp_path / "rev"))
     assert "# Model review: credit" in review and "## Suggested actions" in review

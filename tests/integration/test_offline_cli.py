@@ -139,6 +139,10 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     )
     assert "| 0.5 |" in hybrid and "logged 1,000 routing decisions" in hybrid
     assert len(assert_report(out, "hybrid")["curve"]) == 8  # type: ignore[call-overload]
+    # Issue 22.7: --threshold changed nothing in the report without --broker.
+    alone = run("offline", "hybrid", "--data", data, "--threshold", "0.75")
+    assert "At the chosen threshold 0.75" in alone and "| **0.75** (chosen) |" in alone
+    assert assert_report(out, "hybrid")["threshold"] == 0.75  # type: ignore[call-overload]
     fair = run("offline", "fairness", "--data", data)
     assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
     assert len(assert_report(out, "fairness")) == 3

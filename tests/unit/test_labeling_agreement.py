@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import krippendorff
 import numpy as np
 import pytest
@@ -111,3 +114,44 @@ def test_encode_and_pairs() -> None:
     assert items == ["i1", "i2"] and annotators == ["a", "b"] and labels == ["no", "yes"]
     assert table.tolist() == [[0, 0], [0, 0]]  # a's second label for i1 replaced the first
     assert set(pairwise_cohen(table, annotators)) == {("a", "b")}
+
+
+def test_labels_agreement_command_on_a_file(tmp_path: Path) -> None:
+    """Issue 22.7: agreement was reachable from Python only. The CLI on Krippendorff's worked example."""
+    from click.testing import CliRunner
+
+    from driftline.cli import main
+
+    nan = np.nan
+    data = np.array(
+        [
+            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+        ]
+    )
+    rows = [f"u{u},{'ABCD'[c]},{int(data[c, u])}" for c in range(4) for u in range(12) if not np.isnan(data[c, u])]
+    path = tmp_path / "labels.csv"
+    path.write_text("unit,coder,value\n" + "\n".join(rows) + "\n")
+    names = ["--item", "unit", "--annotator", "coder", "--label", "value"]
+    text = CliRunner().invoke(main, ["labels", "agreement", str(path), *names], catch_exceptions=False)
+    assert text.exit_code == 0, text.output
+    assert "4 annotators, 12 items (11 with two or more labels)" in text.output
+    assert "Krippendorff's alpha (nominal): 0.743" in text.output
+    raw = CliRunner().invoke(main, ["labels", "agreement", str(path), *names, "--json"], catch_exceptions=False)
+
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    report = json.loads(raw.output, parse_constant=refuse)  # strict: no NaN anywhere
+    assert round(report["krippendorff_alpha"], 3) == 0.743
+    table = np.where(np.isnan(data), MISSING, data).T.astype(np.int64)
+    assert report["fleiss_kappa"] == pytest.approx(fleiss_kappa(table), abs=1e-12)
+    pair = next(p for p in report["cohen_kappa"] if p["pair"] == "A|B")
+    both = (table[:, 0] != MISSING) & (table[:, 1] != MISSING)
+    assert pair["cohen_kappa"] == pytest.approx(cohen_kappa_score(table[both, 0], table[both, 1]), abs=1e-12)
+    assert pair["items"] == int(both.sum())
+    wrong = CliRunner().invoke(main, ["labels", "agreement", str(path)])
+    assert wrong.exit_code == 2 and "no column item, annotator, label (columns: unit, coder, value)" in wrong.output
+    assert CliRunner().invoke(main, ["labels", "agreement"]).exit_code == 2
