@@ -54,7 +54,7 @@ def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
         )
     for note in summary["notes"]:
         click.echo(f"- {note}")
-    click.echo(f"report: {out / 'report.html'} and {out / 'report.json'}; model card {out / 'MODEL_CARD.md'}")
+    click.echo(f"report: {out / 'report.html'} (+ .md, .json); model card {out / 'MODEL_CARD.md'}")
 
 
 @offline.command("federated")

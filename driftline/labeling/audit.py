@@ -6,8 +6,8 @@ Checks, each with a limit (``AuditConfig``) and a pass/fail:
 * ``skew``: per column, PSI against the reference (the same quantile-bin profile the
   stream uses) with the KS or chi-square p-value; the largest PSI;
 * ``duplicates``: exact duplicates on ``keys`` (default: every column) plus near-duplicates
-  on ``near_keys`` (numbers rounded to ``near_tolerance`` relative precision, text
-  lower-cased with whitespace collapsed), as a share of rows;
+  on ``near_keys`` (numbers within ``near_tolerance`` of each other, relatively; text
+  lower-cased with whitespace collapsed; ``near_duplicate_rows``), as a share of rows;
 * ``class_balance``: the smallest class share of the label column;
 * ``sampling_bias``: segment shares against a reference population (given shares, or the
   reference data's), chi-square goodness of fit and the largest share gap;
@@ -137,18 +137,50 @@ def _skew(df: Any, reference: Any, columns: list[str]) -> dict[str, dict[str, fl
     return out
 
 
-def _normalise(series: Any, tolerance: float) -> Any:
-    if _numeric(series):
-        x = series.to_numpy(dtype=np.float64)
-        scale = np.where(np.abs(x) > 0, 10 ** np.floor(np.log10(np.abs(x) + 1e-300)), 1.0)
-        step = scale * max(tolerance, 1e-12)  # e.g. 14.23 with tolerance 0.01 -> steps of 0.1
-        return np.round(x / step) * step
+def _text_key(series: Any) -> Any:
+    """Text compared loosely: lower-cased, whitespace collapsed."""
     return series.astype(str).map(lambda s: re.sub(r"\s+", " ", s.strip().lower()))
 
 
-def _duplicates(df: Any, keys: list[str], near_keys: list[str], tolerance: float) -> dict[str, Any]:
-    import pandas as pd
+def near_duplicate_rows(df: Any, keys: list[str], tolerance: float) -> np.ndarray:
+    """Positions of rows that nearly repeat an earlier row on `keys`.
 
+    Two rows match when every text key is equal after normalisation and every numeric key is
+    within `tolerance` of the other's value, relative to the larger: |a - b| <= tolerance x
+    max(|a|, |b|) (zero matches zero only; a missing key matches nothing). Rounding to a grid,
+    as before, missed pairs 0.1 % apart that straddle a grid boundary and matched pairs farther
+    apart than the tolerance. In log space the rule is a box of half-width -ln(1 - tolerance)
+    per numeric key, so a k-d tree finds the pairs (Chebyshev radius 1), per group of equal
+    text keys and signs.
+    """
+    from scipy.spatial import cKDTree
+
+    numeric = [k for k in keys if _numeric(df[k])]
+    text_values = [_text_key(df[k]).to_numpy() for k in keys if k not in numeric]
+    complete = ~np.column_stack([_is_missing(df[k]) for k in keys]).any(axis=1)
+    values = np.column_stack([df[k].to_numpy(dtype=np.float64) for k in numeric]) if numeric else None
+    signs = np.sign(values) if values is not None else None
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i in np.nonzero(complete)[0]:
+        key = tuple(t[i] for t in text_values) + (tuple(signs[i]) if signs is not None else ())
+        groups.setdefault(key, []).append(int(i))
+    width = -np.log1p(-min(max(tolerance, 1e-12), 0.999))
+    flagged = np.zeros(len(df), dtype=bool)
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        if values is None:
+            flagged[rows[1:]] = True
+            continue
+        block = np.abs(values[rows])
+        with np.errstate(divide="ignore"):
+            coords = np.where(block == 0, 0.0, np.log(block) / width)
+        for a, b in cKDTree(coords).query_pairs(r=1.0 + 1e-9, p=np.inf):
+            flagged[max(rows[a], rows[b])] = True  # the later row repeats the earlier one
+    return np.nonzero(flagged)[0]
+
+
+def _duplicates(df: Any, keys: list[str], near_keys: list[str], tolerance: float) -> dict[str, Any]:
     exact_mask = df.duplicated(subset=keys, keep="first")
     out: dict[str, Any] = {
         "keys": keys,
@@ -158,9 +190,9 @@ def _duplicates(df: Any, keys: list[str], near_keys: list[str], tolerance: float
         "examples": [_row_id(i) for i in df.index[exact_mask][:20]],
     }
     if near_keys:
-        norm = pd.DataFrame({k: _normalise(df[k], tolerance) for k in near_keys}, index=df.index)
-        complete = norm.notna().all(axis=1)  # a missing key matches nothing
-        near_mask = norm[complete].duplicated(keep="first").reindex(df.index, fill_value=False) & ~exact_mask
+        near_mask = np.zeros(len(df), dtype=bool)
+        near_mask[near_duplicate_rows(df, near_keys, tolerance)] = True
+        near_mask &= ~exact_mask.to_numpy()
         out["near"] = int(near_mask.sum())
         out["near_examples"] = [_row_id(i) for i in df.index[near_mask][:20]]
     out["rate"] = (out["exact"] + out["near"]) / len(df) if len(df) else 0.0

@@ -7,7 +7,6 @@ compares against) and the report (HTML with charts, plus JSON).
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +19,7 @@ from driftline.metrics.profiles import ReferenceProfile
 from driftline.offline.export import Variant, edge_variants
 from driftline.offline.train import TrainResult, agrawal, require_torch, train
 from driftline.reports.charts import Series, svg_chart
+from driftline.reports.page import write_report
 from driftline.sinks.lineage import Artefact, model_card, record
 from driftline.sinks.profiles import write_artifact
 
@@ -36,7 +36,8 @@ def run_training(
 ) -> dict[str, Any]:
     torch = require_torch()
     out.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(total=3 + len(epsilons), desc="offline train", disable=quiet)
+    # disable=None: no bar when stderr is not a terminal (redirected logs get no carriage returns)
+    steps = tqdm(total=3 + len(epsilons), desc="offline train", disable=True if quiet else None)
     data = agrawal(rows)
     np.savez_compressed(
         out / "dataset.npz",
@@ -109,13 +110,12 @@ def run_training(
             )
     steps.update(1)
     summary = _summary(baseline, private, variants)
-    (out / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    (out / "report.html").write_text(_html(summary))
-    report_art = record(out / "report.html", "report", parents=[a.artefact_id for a in artefacts])
+    files = write_report(out, "report", _markdown(summary), [_chart(summary)], summary)
+    report_art = record(files.html, "report", parents=[a.artefact_id for a in artefacts])
     (out / "MODEL_CARD.md").write_text(model_card(model_art, [model_art, dataset]))
     steps.close()
     summary["artefacts"] = {a.name: a.artefact_id for a in [*artefacts, report_art]}
-    (out / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    files.json.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     return summary
 
 
@@ -172,12 +172,12 @@ def _notes(baseline: TrainResult, private: list[TrainResult], variants: list[Var
 
 
 def _parity(value: float | None) -> str:
-    return "" if value is None else f"{value:.1e}"
+    return "-" if value is None else f"{value:.1e}"
 
 
-def _html(summary: dict[str, Any]) -> str:
+def _chart(summary: dict[str, Any]) -> str:
     points = [(f"{r['epsilon']:06.2f}", r["accuracy"]) for r in summary["private"]]
-    chart = svg_chart(
+    return svg_chart(
         "Accuracy vs epsilon spent (DP-SGD)",
         [
             Series("private", points),
@@ -185,16 +185,44 @@ def _html(summary: dict[str, Any]) -> str:
         ],
         y_label="accuracy",
     )
-    rows = "".join(
-        f"<tr><td>{html.escape(v['name'])}</td><td>{v['accuracy']:.4f}</td><td>{v['size_bytes']:,}</td>"
-        f"<td>{_parity(v['parity'])}</td>" + "".join(f"<td>{ms:.3f}</td>" for ms in v["latency"].values()) + "</tr>"
-        for v in summary["edge"]
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summary["notes"])
-    return (
-        f"<!doctype html><meta charset='utf-8'><title>driftline offline report</title>"
-        f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>Offline training report</h1>"
-        f"{chart}<h2>Edge variants</h2><table border='1' cellpadding='4'><tr><th>variant</th><th>accuracy</th>"
-        f"<th>bytes</th><th>max |logit diff|</th><th colspan='4'>latency ms (see report.json for the keys)</th>"
-        f"</tr>{rows}</table><h2>Notes</h2><ul>{notes}</ul></body>"
-    )
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    """The training report as Markdown, like every other offline command's (report.md; .html and .json beside)."""
+    lines = [
+        "# Offline training report",
+        "",
+        f"Baseline (no privacy): accuracy {summary['baseline']['accuracy']:.4f}.",
+        "",
+        "## DP-SGD runs (Opacus)",
+        "",
+        "| target epsilon | epsilon spent | delta | noise multiplier | clip | accountant | accuracy |",
+        "|---:|---:|---:|---:|---:|---|---:|",
+        *[
+            f"| {r['target_epsilon']:g} | {r['epsilon']:.2f} | {r['delta']:.1e} | {r['noise_multiplier']:.2f} | "
+            f"{r['max_grad_norm']:g} | {r['accountant']} | {r['accuracy']:.4f} |"
+            for r in summary["private"]
+        ],
+        "",
+        "## Edge variants",
+        "",
+        "| variant | accuracy | bytes | max abs logit diff | " + " | ".join(_latency_keys(summary)) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(_latency_keys(summary)),
+        *[
+            f"| {v['name']} | {v['accuracy']:.4f} | {v['size_bytes']:,} | {_parity(v['parity'])} | "
+            + " | ".join(f"{ms:.3f}" for ms in v["latency"].values())
+            + " |"
+            for v in summary["edge"]
+        ],
+        "",
+        "Latency in ms per call.",
+        "",
+        "## Notes",
+        "",
+        *[f"- {n}" for n in summary["notes"]],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _latency_keys(summary: dict[str, Any]) -> list[str]:
+    return [str(k) for k in summary["edge"][0]["latency"]] if summary["edge"] else []

@@ -23,7 +23,9 @@ import numpy.typing as npt
 
 from driftline.exceptions import DriftlineError
 
-AGRAWAL_CATEGORICAL = {"elevel": 5, "car": 20, "zipcode": 9}
+#: Each categorical column's values as River's Agrawal generator draws them (randint, both ends included):
+#: elevel 0-4, car 1-20, zipcode 0-8. One one-hot column per value, named `col=value`.
+AGRAWAL_CATEGORICAL: dict[str, range] = {"elevel": range(0, 5), "car": range(1, 21), "zipcode": range(0, 9)}
 AGRAWAL_NUMERIC = ("salary", "commission", "age", "hvalue", "hyears", "loan")
 
 
@@ -55,14 +57,34 @@ def encode_rows(
     """Raw Agrawal-like feature rows (e.g. read back from ClickHouse) encoded as the training data was."""
     numeric = np.array([[float(r.get(c) or 0.0) for c in AGRAWAL_NUMERIC] for r in rows], dtype=np.float64)
     parts = [(numeric - mean) / std]
-    for col, k in AGRAWAL_CATEGORICAL.items():
-        codes = np.array([int(float(r.get(col) or 0)) for r in rows])
-        parts.append(np.eye(k)[np.clip(codes, 0, k - 1)])
+    for col, values in AGRAWAL_CATEGORICAL.items():
+        parts.append(one_hot([_code(r.get(col)) for r in rows], values))
     return np.hstack(parts).astype(np.float32)
 
 
+def _code(value: Any) -> int:
+    """A category as read back (a number, or its text as ClickHouse stores it); -1 when missing or unreadable."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return -1
+
+
+def one_hot(codes: list[int], values: range) -> npt.NDArray[np.float64]:
+    """One column per value; a value outside the range sets none (it is unknown, not the nearest one).
+
+    >>> one_hot([1, 20, 21], range(1, 21)).argmax(axis=1).tolist(), float(one_hot([21], range(1, 21)).sum())
+    ([0, 19, 0], 0.0)
+    """
+    c = np.asarray(codes, dtype=np.int64) - values.start
+    out = np.zeros((c.size, len(values)))
+    ok = (c >= 0) & (c < len(values))
+    out[np.nonzero(ok)[0], c[ok]] = 1.0
+    return out
+
+
 def feature_names() -> list[str]:
-    return list(AGRAWAL_NUMERIC) + [f"{c}={i}" for c, k in AGRAWAL_CATEGORICAL.items() for i in range(k)]
+    return list(AGRAWAL_NUMERIC) + [f"{c}={v}" for c, values in AGRAWAL_CATEGORICAL.items() for v in values]
 
 
 def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float = 0.25) -> Dataset:
@@ -77,11 +99,9 @@ def agrawal(n: int = 12_000, function: int = 2, seed: int = 7, test_share: float
     numeric = np.array([[float(x[c]) for c in AGRAWAL_NUMERIC] for x, _ in rows])
     mean, std = numeric[train_idx].mean(axis=0), numeric[train_idx].std(axis=0) + 1e-9
     parts = [(numeric - mean) / std]
-    names = list(AGRAWAL_NUMERIC)
-    for col, k in AGRAWAL_CATEGORICAL.items():
-        codes = np.array([int(x[col]) for x, _ in rows])
-        parts.append(np.eye(k)[np.clip(codes, 0, k - 1)])
-        names += [f"{col}={i}" for i in range(k)]
+    for col, values in AGRAWAL_CATEGORICAL.items():
+        parts.append(one_hot([int(x[col]) for x, _ in rows], values))
+    names = feature_names()
     x = np.hstack(parts).astype(np.float32)
     y = np.array([int(label) for _, label in rows], dtype=np.int64)
     raw: dict[str, list[Any]] = {c: [float(rows[i][0][c]) for i in train_idx] for c in AGRAWAL_NUMERIC}

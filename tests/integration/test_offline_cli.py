@@ -31,8 +31,15 @@ def assert_report(folder: Path, name: str) -> dict[str, object] | list[object]:
 
 def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
     out = tmp_path / "offline"
-    text = run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3")
-    assert "baseline accuracy" in text and "DP-SGD epsilon" in text
+    trained = CliRunner().invoke(
+        main, ["offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3"]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "baseline accuracy" in trained.stdout and "DP-SGD epsilon" in trained.stdout
+    # Issue 22.6: no report.md, and the progress bar went into redirected logs.
+    assert "\r" not in trained.stderr and "offline train" not in trained.stderr, trained.stderr
+    report = assert_report(out, "report")
+    assert "## DP-SGD runs (Opacus)" in (out / "report.md").read_text() and report["baseline"]  # type: ignore[call-overload]
     data = str(out / "dataset.npz")
     worse = run(
         "offline",

@@ -168,3 +168,28 @@ def test_agreement_says_what_it_compares_and_calls_opposite_signs_disagreement()
     text = "\n".join(_lime_agreement({**got, "score": 0.14, "seed": 0, "samples": 5000}))
     assert "opposite signs: they disagree on it" in text and "same top feature: yes" not in text
     assert "Spearman" in text and "same sign" in text and "R² 0.14 < 0.5" in text
+
+
+def test_agrawal_categories_each_have_their_own_column(data: Dataset) -> None:
+    """Issue 22.5: `car` is 1-20 in River; the encoding left car=0 empty and merged 19 and 20 into car=19."""
+    from river.datasets import synth
+
+    from driftline.offline.train import encode_rows
+
+    names = data.feature_names
+    assert "car=0" not in names and {"car=1", "car=19", "car=20", "elevel=0", "zipcode=8"} <= set(names)
+    x = np.vstack([data.x_train, data.x_test])
+    for col, first, last in (("elevel", 0, 4), ("car", 1, 20), ("zipcode", 0, 8)):
+        idx = [j for j, n in enumerate(names) if n.startswith(f"{col}=")]
+        assert [names[j] for j in idx] == [f"{col}={v}" for v in range(first, last + 1)]
+        block = x[:, idx]
+        assert (block.sum(axis=1) == 1).all() and (block.sum(axis=0) > 0).all()  # no empty, no merged column
+    shares = x[:, [names.index("car=19"), names.index("car=20")]].mean(axis=0)
+    assert np.allclose(shares, 1 / 20, atol=0.02)  # each about 5 %, not 10 % in one column
+    raw = [row for row, _ in synth.Agrawal(classification_function=2, seed=7, balance_classes=True).take(200)]
+    enc = encode_rows(raw, data.num_mean, data.num_std)
+    assert [names[j] for j in np.nonzero(enc[0])[0] if "=" in names[j]] == [
+        f"{c}={raw[0][c]}" for c in ("elevel", "car", "zipcode")
+    ]
+    unknown = encode_rows([{**raw[0], "car": 21}], data.num_mean, data.num_std)
+    assert unknown[0, [j for j, n in enumerate(names) if n.startswith("car=")]].sum() == 0  # not clipped to 20
