@@ -34,23 +34,25 @@ offline.add_command(profile_build, name="profile")
 @click.option("--rows", type=int, default=12_000, show_default=True, help="Generated rows (River's Agrawal).")
 @click.option("--epochs", type=int, default=8, show_default=True)
 @click.option("--epsilons", default="0.5,1,2,8", show_default=True, help="Target epsilons of the DP-SGD runs.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Training seeds each accuracy is measured over.")
 @fail_cleanly
-def offline_train(out: Path, rows: int, epochs: int, epsilons: str) -> None:
+def offline_train(out: Path, rows: int, epochs: int, epsilons: str, seeds: int) -> None:
     """Baseline + DP-SGD models, ONNX fp32/int8/pruned with parity and latency, profile, report, lineage."""
     from driftline.offline.pipeline import run_training
+    from driftline.offline.spread import Spread
 
     try:
         eps = tuple(float(e) for e in epsilons.split(",") if e.strip())
     except ValueError:
         raise ConfigError(f"--epsilons {epsilons!r}: give numbers separated by commas, e.g. 0.5,1,8") from None
-    if not eps or min(eps) <= 0 or rows < 500 or epochs < 1:
-        raise ConfigError("need positive epsilons, --rows >= 500 and --epochs >= 1")
-    summary = run_training(out, rows=rows, epochs=epochs, epsilons=eps)
-    click.echo(f"baseline accuracy {summary['baseline']['accuracy']:.4f}")
+    if not eps or min(eps) <= 0 or rows < 500 or epochs < 1 or seeds < 1:
+        raise ConfigError("need positive epsilons, --rows >= 500, --epochs >= 1 and --seeds >= 1")
+    summary = run_training(out, rows=rows, epochs=epochs, epsilons=eps, seeds=seeds)
+    click.echo(f"baseline accuracy {Spread(**summary['baseline']['accuracy_over_seeds']).text()}")
     for r in summary["private"]:
         click.echo(
             f"DP-SGD epsilon {r['epsilon']:.2f} (target {r['target_epsilon']:g}, delta {r['delta']:.1e}, "
-            f"{r['accountant']}): accuracy {r['accuracy']:.4f}"
+            f"{r['accountant']}): accuracy {Spread(**r['accuracy_over_seeds']).text()}"
         )
     for note in summary["notes"]:
         click.echo(f"- {note}")
@@ -336,15 +338,19 @@ def _store_lineage(artefact: Any, roots: list[Path], clickhouse: str) -> int:
 @click.option(
     "--data", type=click.Path(path_type=Path), default=Path(".driftline/offline/dataset.npz"), show_default=True
 )
+@click.option("--seeds", type=int, default=5, show_default=True, help="Seeds of the randomised predictions.")
 @fail_cleanly
-def offline_fairness(data: Path) -> None:
+def offline_fairness(data: Path, seeds: int) -> None:
     """Demographic-parity mitigation (ExponentiatedGradient, ThresholdOptimizer) and what it costs."""
     from driftline.offline.fairness import mitigate
     from driftline.offline.reports import fairness_report
     from driftline.offline.train import load_dataset
 
+    if seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    holdout = load_dataset(data)
     with _progress(1, "fairness: fitting mitigations") as bar:
-        results = mitigate(load_dataset(data))
+        results = mitigate(holdout, seeds=seeds)
         bar.update()
     files = fairness_report(data.parent, results)
     click.echo(files.markdown.read_text())

@@ -10,6 +10,7 @@ import click
 
 from driftline.cli.options import broker_option, clickhouse_option, data_dir_option, fail_cleanly, settings_from
 from driftline.events import strict_dumps
+from driftline.exceptions import ConfigError
 
 
 @click.command()
@@ -55,6 +56,7 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
 
     settings = settings_from(**flags)
     settings.monitor_spec()  # check the spec before anything starts
+    _check_port_free(settings.web_host, settings.web_port or 6066)
     from driftline.config import redact_dsn
 
     banner = (
@@ -80,6 +82,26 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
     # Faust parses sys.argv itself: hand it only what it understands.
     sys.argv = [sys.argv[0], "worker"]
     run_worker(settings, loglevel=loglevel, log_format=log_format)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy web port is a one-line error before anything starts, not Faust's 49-line traceback later."""
+    import errno
+    import socket
+
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no conflict
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use (another worker?): give this one --web-port N "
+                "(or DRIFTLINE_WEB_PORT), one port per worker"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; check --web-host/--web-port") from None
+    finally:
+        probe.close()
 
 
 @click.command()

@@ -14,6 +14,7 @@ __all__ = [
     "hybrid",
     "pipeline",
     "reports",
+    "spread",
     "tradeoff",
     "train",
 ]

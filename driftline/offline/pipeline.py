@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from driftline.metrics.profiles import ReferenceProfile
 from driftline.offline.export import Variant, edge_variants
+from driftline.offline.spread import Spread
 from driftline.offline.train import TrainResult, agrawal, require_torch, train
 from driftline.reports.charts import Series, svg_chart
 from driftline.reports.page import write_report
@@ -33,7 +34,11 @@ def run_training(
     model_name: str = "loan-approval",
     version: str = "offline-1",
     quiet: bool = False,
+    seeds: int = 3,
 ) -> dict[str, Any]:
+    """Train, export and report. Every accuracy is also measured over `seeds` training seeds (model
+    initialisation, batch sampling and DP noise; the data split is fixed) and reported as mean, sd and
+    range; the files written are seed 0's models."""
     torch = require_torch()
     out.mkdir(parents=True, exist_ok=True)
     # disable=None: no bar when stderr is not a terminal (redirected logs get no carriage returns)
@@ -58,6 +63,7 @@ def run_training(
     profile_art = record(write_artifact(profile, out / "reference-profile.json"), "profile", parents=[dataset])
     steps.update(1)
     baseline = train(data, epochs=epochs)
+    spreads = {"baseline": _over_seeds(data, baseline.accuracy, seeds, epochs=epochs)}
     torch.save(baseline.model.state_dict(), out / "model-baseline.pt")
     model_art = record(
         out / "model-baseline.pt",
@@ -71,6 +77,7 @@ def run_training(
     artefacts: list[Artefact] = [dataset, profile_art, model_art]
     for eps in epsilons:
         result = train(data, epochs=epochs, target_epsilon=eps)
+        spreads[f"{eps:g}"] = _over_seeds(data, result.accuracy, seeds, epochs=epochs, target_epsilon=eps)
         path = out / f"model-dp-eps{eps:g}.pt"
         torch.save(result.model.state_dict(), path)
         artefacts.append(
@@ -109,7 +116,7 @@ def run_training(
                 )
             )
     steps.update(1)
-    summary = _summary(baseline, private, variants)
+    summary = _summary(baseline, private, variants, spreads)
     files = write_report(out, "report", _markdown(summary), [_chart(summary)], summary)
     report_art = record(files.html, "report", parents=[a.artefact_id for a in artefacts])
     (out / "MODEL_CARD.md").write_text(model_card(model_art, [model_art, dataset]))
@@ -119,40 +126,54 @@ def run_training(
     return summary
 
 
-def _summary(baseline: TrainResult, private: list[TrainResult], variants: list[Variant]) -> dict[str, Any]:
+def _over_seeds(data: Any, first: float, seeds: int, **kwargs: Any) -> Spread:
+    """The accuracy of seed 0 (already trained) and of seeds 1 .. seeds-1, as a spread."""
+    return Spread.of([first, *(train(data, seed=s, **kwargs).accuracy for s in range(1, seeds))])
+
+
+def _summary(
+    baseline: TrainResult, private: list[TrainResult], variants: list[Variant], spreads: dict[str, Spread]
+) -> dict[str, Any]:
     fp32 = next(v for v in variants if v.name == "onnx fp32")
     return {
-        "baseline": {"accuracy": baseline.accuracy, "train_seconds": baseline.seconds},
+        "baseline": {
+            "accuracy": baseline.accuracy,
+            "train_seconds": baseline.seconds,
+            "accuracy_over_seeds": asdict(spreads["baseline"]),
+        },
         "private": [
             {
-                k: getattr(r, k)
-                for k in (
-                    "target_epsilon",
-                    "epsilon",
-                    "delta",
-                    "noise_multiplier",
-                    "max_grad_norm",
-                    "accountant",
-                    "sample_rate",
-                    "steps",
-                    "accuracy",
-                    "seconds",
-                )
+                "accuracy_over_seeds": asdict(spreads[f"{r.target_epsilon:g}"]),
+                **{
+                    k: getattr(r, k)
+                    for k in (
+                        "target_epsilon",
+                        "epsilon",
+                        "delta",
+                        "noise_multiplier",
+                        "max_grad_norm",
+                        "accountant",
+                        "sample_rate",
+                        "steps",
+                        "accuracy",
+                        "seconds",
+                    )
+                },
             }
             for r in private
         ],
         "edge": [{**asdict(v), "path": str(v.path)} for v in variants],
-        "notes": _notes(baseline, private, variants, fp32),
+        "notes": _notes(private, variants, fp32, spreads),
     }
 
 
-def _notes(baseline: TrainResult, private: list[TrainResult], variants: list[Variant], fp32: Variant) -> list[str]:
+def _notes(private: list[TrainResult], variants: list[Variant], fp32: Variant, spreads: dict[str, Spread]) -> list[str]:
     notes = []
     for r in private:
         notes.append(
             f"DP-SGD at epsilon {r.epsilon:.2f} (delta {r.delta:.1e}, {r.accountant} accountant, noise "
-            f"{r.noise_multiplier:.2f}, clip {r.max_grad_norm:g}): accuracy {r.accuracy:.3f} vs "
-            f"{baseline.accuracy:.3f} without privacy"
+            f"{r.noise_multiplier:.2f}, clip {r.max_grad_norm:g}): accuracy "
+            f"{spreads[f'{r.target_epsilon:g}'].text()} vs {spreads['baseline'].text()} without privacy"
         )
     for v in variants:
         if "int8" in v.name:
@@ -192,15 +213,18 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Offline training report",
         "",
-        f"Baseline (no privacy): accuracy {summary['baseline']['accuracy']:.4f}.",
+        f"Baseline (no privacy): accuracy {_spread(summary['baseline']).text()}.",
         "",
         "## DP-SGD runs (Opacus)",
         "",
-        "| target epsilon | epsilon spent | delta | noise multiplier | clip | accountant | accuracy |",
-        "|---:|---:|---:|---:|---:|---|---:|",
+        "Accuracy over training seeds (initialisation, batches, DP noise; same data split): mean ± sd [min, max]. "
+        "The model files are seed 0's.",
+        "",
+        "| target epsilon | epsilon spent | delta | noise multiplier | clip | accountant | accuracy over seeds |",
+        "|---:|---:|---:|---:|---:|---|---|",
         *[
             f"| {r['target_epsilon']:g} | {r['epsilon']:.2f} | {r['delta']:.1e} | {r['noise_multiplier']:.2f} | "
-            f"{r['max_grad_norm']:g} | {r['accountant']} | {r['accuracy']:.4f} |"
+            f"{r['max_grad_norm']:g} | {r['accountant']} | {_spread(r).text()} |"
             for r in summary["private"]
         ],
         "",
@@ -222,6 +246,10 @@ def _markdown(summary: dict[str, Any]) -> str:
         *[f"- {n}" for n in summary["notes"]],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _spread(entry: dict[str, Any]) -> Spread:
+    return Spread(**entry["accuracy_over_seeds"])
 
 
 def _latency_keys(summary: dict[str, Any]) -> list[str]:

@@ -96,16 +96,22 @@ def gate_report(out: Any, result: GateResult, candidate: str, production: str) -
 
 
 def fairness_report(out: Any, results: Sequence[MitigationResult]) -> ReportFiles:
+    seeds = results[0].accuracy_spread.n if results and results[0].accuracy_spread else 1
     lines = [
         "# Fairness mitigation (fairlearn)",
         "",
-        "| method | accuracy | parity gap | accuracy cost | selection rate by age group |",
-        "|---|---:|---:|---:|---|",
+        f"Over {seeds} seeds of the randomised predictions (the fits and the data split are fixed): "
+        "mean ± sd [min, max].",
+        "",
+        "| method | accuracy | demographic-parity gap | accuracy cost | selection rate by age group |",
+        "|---|---|---|---:|---|",
     ]
     for r in results:
         rates = ", ".join(f"{g} {v:.2f}" for g, v in sorted(r.selection_rate.items()))
-        lines.append(f"| {r.method} | {r.accuracy:.4f} | {r.parity_gap:.4f} | {r.accuracy_cost:+.4f} | {rates} |")
-    lines += ["", "Accuracy cost: the unmitigated model's accuracy minus the method's (negative: it gained)."]
+        acc = r.accuracy_spread.text() if r.accuracy_spread else f"{r.accuracy:.3f}"
+        gap = r.gap_spread.text() if r.gap_spread else f"{r.parity_gap:.3f}"
+        lines.append(f"| {r.method} | {acc} | {gap} | {r.accuracy_cost:+.3f} | {rates} |")
+    lines += ["", "Accuracy cost: the unmitigated model's mean accuracy minus the method's (negative: it gained)."]
     groups = sorted({g for r in results for g in r.selection_rate})
     short = [r.method.split(" ")[0] for r in results]
     charts = [

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,4 +429,7 @@ def run_worker(settings: Settings, loglevel: str = "warn", log_format: str = "te
     level = {"crit": "critical", "warn": "warning"}.get(loglevel, loglevel)
     config = logging_config(level) if log_format == "json" else None
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=config, redirect_stdouts=False)
+    if not sys.stdout.isatty():
+        # Faust's spinner writes cursor hide/show escapes and backspaces even to a file or a pipe.
+        worker.spinner = None
     worker.execute_from_commandline()

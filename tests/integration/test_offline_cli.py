@@ -32,7 +32,8 @@ def assert_report(folder: Path, name: str) -> dict[str, object] | list[object]:
 def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], tmp_path: Path) -> None:
     out = tmp_path / "offline"
     trained = CliRunner().invoke(
-        main, ["offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3"]
+        main,
+        ["offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "3", "--epsilons", "0.3", "--seeds", "2"],
     )
     assert trained.exit_code == 0, trained.output
     assert "baseline accuracy" in trained.stdout and "DP-SGD epsilon" in trained.stdout
@@ -40,6 +41,7 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     assert "\r" not in trained.stderr and "offline train" not in trained.stderr, trained.stderr
     report = assert_report(out, "report")
     assert "## DP-SGD runs (Opacus)" in (out / "report.md").read_text() and report["baseline"]  # type: ignore[call-overload]
+    assert "2 seeds" in trained.stdout and "2 seeds" in (out / "report.md").read_text()  # issue 22.5
     data = str(out / "dataset.npz")
     worse = run(
         "offline",
@@ -150,7 +152,8 @@ def test_offline_commands_end_to_end(settings_factory: Callable[..., Settings], 
     alone = run("offline", "hybrid", "--data", data, "--threshold", "0.75")
     assert "At the chosen threshold 0.75" in alone and "| **0.75** (chosen) |" in alone
     assert assert_report(out, "hybrid")["threshold"] == 0.75  # type: ignore[call-overload]
-    fair = run("offline", "fairness", "--data", data)
+    fair = run("offline", "fairness", "--data", data, "--seeds", "3")
+    assert "Over 3 seeds of the randomised predictions" in fair and " ± " in fair
     assert "ExponentiatedGradient" in fair and "ThresholdOptimizer" in fair
     assert len(assert_report(out, "fairness")) == 3
     fed = run("offline", "federated", "--clients", "5", "--rounds", "4", "--out", str(tmp_path / "fed"))
@@ -214,7 +217,7 @@ def test_explain_flags_the_feature_production_broke(tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "offline"
-    run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "1", "--epsilons", "8")
+    run("offline", "train", "--out", str(out), "--rows", "4000", "--epochs", "1", "--epsilons", "8", "--seeds", "1")
     dsn = f"chdb://{tmp_path}/ch"
     subprocess.run([sys.executable, "-c", _WRITE_WINDOW, dsn], check=True, timeout=120)
     text = subprocess.run(

@@ -148,6 +148,8 @@ def test_worker_process_ingests_and_stops_cleanly(settings_factory: Callable[...
         code = proc.wait(timeout=60)
     assert code == 0, log.read_text()
     assert "do-not-print-me" not in log.read_text() and "glsa_do_not_print" not in log.read_text()
+    # Issue 19.6: Faust's spinner wrote cursor escapes and backspaces into a file or a pipe.
+    assert "\x1b" not in log.read_text() and "\b" not in log.read_text(), repr(log.read_text()[:300])
     # the window still open at stop was pushed to Grafana Live as line protocol
     live.server.shutdown()
     assert live.bodies and all(
@@ -173,6 +175,27 @@ def test_bad_flags_fail_with_one_line_that_says_how_to_fix(args: list[str], mess
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_busy_web_port_is_one_line_and_exit_2() -> None:
+    """Issue 19.6: a busy web port gave a 49-line Faust traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [*DRIFTLINE, "worker", "--broker", "127.0.0.1:1", "--web-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        f"driftline: error: port {port} on 127.0.0.1 is in use (another worker?): give this one --web-port N "
+        "(or DRIFTLINE_WEB_PORT), one port per worker"
+    )
 
 
 def test_bad_env_fails_at_start_up() -> None:

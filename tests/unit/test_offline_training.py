@@ -53,7 +53,15 @@ def test_onnx_parity_int8_within_a_stated_drop_and_pruning_narrows(data: Dataset
 
 
 def test_training_run_writes_report_and_a_complete_lineage_chain(tmp_path: Path) -> None:
-    summary = run_training(tmp_path, rows=3000, epochs=2, epsilons=(4.0,), quiet=True)
+    summary = run_training(tmp_path, rows=3000, epochs=2, epsilons=(4.0,), quiet=True, seeds=2)
+    # Issue 22.5: accuracies over seeds, each equal to a run of that seed on its own.
+    data = agrawal(3000)
+    for entry, kwargs in ((summary["baseline"], {}), (summary["private"][0], {"target_epsilon": 4.0})):
+        runs = [train(data, epochs=2, seed=s, **kwargs).accuracy for s in (0, 1)]  # type: ignore[arg-type]
+        spread = entry["accuracy_over_seeds"]
+        assert spread["n"] == 2 and spread["mean"] == pytest.approx(np.mean(runs), abs=1e-12)
+        assert (spread["low"], spread["high"]) == (min(runs), max(runs)) and entry["accuracy"] == runs[0]
+    assert "2 seeds" in (tmp_path / "report.md").read_text()
     for name in ("report.html", "report.json", "MODEL_CARD.md", "reference-profile.json", "model-fp32.onnx"):
         assert (tmp_path / name).is_file(), name
     assert "<svg" in (tmp_path / "report.html").read_text()
@@ -193,3 +201,29 @@ def test_agrawal_categories_each_have_their_own_column(data: Dataset) -> None:
     ]
     unknown = encode_rows([{**raw[0], "car": 21}], data.num_mean, data.num_std)
     assert unknown[0, [j for j, n in enumerate(names) if n.startswith("car=")]].sum() == 0  # not clipped to 20
+
+
+def test_fairness_gaps_over_seeds_equal_fairlearn_seed_by_seed(data: Dataset) -> None:
+    """Issue 22.5: one seed's gap was quoted to four decimals; the randomised predictions vary it."""
+    from fairlearn.metrics import demographic_parity_difference
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+    from sklearn.linear_model import LogisticRegression
+
+    from driftline.offline.fairness import mitigate
+
+    results = {r.method.split(" ")[0]: r for r in mitigate(data, seeds=3)}
+    eg = ExponentiatedGradient(LogisticRegression(max_iter=2000), constraints=DemographicParity(), eps=0.02)
+    eg.fit(data.x_train.astype(np.float64), data.y_train, sensitive_features=data.groups_train)
+    gaps = [
+        demographic_parity_difference(
+            data.y_test,
+            eg.predict(data.x_test.astype(np.float64), random_state=np.random.RandomState(seed)),
+            sensitive_features=data.groups_test,
+        )
+        for seed in range(3)
+    ]
+    spread = results["ExponentiatedGradient"].gap_spread
+    assert spread is not None and spread.n == 3
+    assert spread.mean == pytest.approx(np.mean(gaps), abs=1e-12) and spread.high == pytest.approx(max(gaps))
+    unmitigated = results["unmitigated"].gap_spread
+    assert unmitigated is not None and unmitigated.sd == 0.0  # deterministic predictions: no spread
