@@ -3,7 +3,7 @@
 =============  ====================================================================
 module         commands
 =============  ====================================================================
-``run``        worker, broker, demo, simulate
+``run``        worker, broker, demo, simulate, kcat
 ``data``       migrate, counts, profile build, metrics, report
 ``control``    models, silences, subscriptions, alerts, grafana
 ``labels``     audit, review, labels
@@ -29,6 +29,7 @@ for _command in (
     run.broker,
     run.demo,
     run.simulate,
+    run.kcat,
     data.migrate,
     data.counts,
     data.profile,

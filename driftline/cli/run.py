@@ -184,3 +184,43 @@ def simulate(events: int, rate: float, seed: int, **flags: Any) -> None:
     if events < 100:
         raise click.BadParameter("use at least 100 events", param_hint="--events")
     run_simulation(DemoOptions(events=events, rate=rate, seed=seed), settings_from(**flags))
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("kcat_args", nargs=-1, type=click.UNPROCESSED)
+@fail_cleanly
+def kcat(kcat_args: tuple[str, ...]) -> None:
+    """Run kcat with the librdkafka that ships in driftline's confluent-kafka wheel; -b from DRIFTLINE_BROKER.
+
+    Debian 12's kcat links librdkafka 2.0.2, which cannot parse the ApiVersions v3 answer of the
+    embedded (Tansu) broker: Tansu writes every tagged field, defaults too, and 2.0.2 mis-skips
+    them ("ApiVersionRequest failed: Local: Read underflow"). librdkafka 2.16 reads them. E.g.
+    `driftline kcat -L` or `driftline kcat -C -t driftline.predictions -c 5 -e`.
+    """
+    import os
+    import shutil
+
+    binary = shutil.which("kcat") or shutil.which("kafkacat")
+    if binary is None:
+        raise ConfigError("kcat is not installed: `apt-get install kcat` (Debian/Ubuntu) or `brew install kcat`")
+    args = list(kcat_args)
+    broker = os.environ.get("DRIFTLINE_BROKER")
+    if broker and not any(a == "-b" or a.startswith("-b") for a in args):
+        args = ["-b", broker, *args]
+    env = dict(os.environ)
+    library = bundled_librdkafka()
+    if library is not None:
+        env["LD_PRELOAD"] = " ".join(p for p in (str(library), env.get("LD_PRELOAD", "")) if p)
+    os.execvpe(binary, [binary, *args], env)  # noqa: S606 - kcat with the user's arguments replaces this process
+
+
+def bundled_librdkafka() -> Path | None:
+    """The librdkafka shared library inside the confluent-kafka wheel (None where it links a system one)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("confluent_kafka")
+    if spec is None or spec.origin is None:
+        return None
+    libs = Path(spec.origin).parent.parent / "confluent_kafka.libs"
+    found = sorted(libs.glob("librdkafka*.so*")) if libs.is_dir() else []
+    return found[0] if found else None
