@@ -72,6 +72,7 @@ class Settings:
     checkpoint_key: Secret = field(default_factory=lambda: Secret(""))  # signs engine checkpoints (default: derived)
     # seconds between engine snapshots; Kafka offsets are committed up to the last one (0: at a clean stop only)
     checkpoint_interval_s: int = 2
+    prometheus_max_series: int = 5000  # cap on the ML gauges' series on /metrics (see streams/ml_gauges.py)
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -99,6 +100,8 @@ class Settings:
             raise ConfigError(
                 "monitor_window_s >= 1, monitor_lateness_s >= 0 and monitor_reference_events >= 50 are required"
             )
+        if self.prometheus_max_series < 0:
+            raise ConfigError("prometheus_max_series must be 0 (no ML gauges) or a positive number of series")
         if self.checkpoint_interval_s < 0:
             raise ConfigError("checkpoint_interval_s must be 0 (only at a clean stop) or a number of seconds")
         if self.quality_interval_s < 1 or self.label_ttl_s < 1 or self.fairness_min_group_size < 1:

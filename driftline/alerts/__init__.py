@@ -4,6 +4,7 @@ and the alert store.
 `__all__` names the public modules; import what you need from them (a package import stays cheap)."""
 
 __all__ = [
+    "alertmanager",
     "dispatcher",
     "evaluator",
     "live",

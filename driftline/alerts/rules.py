@@ -35,6 +35,8 @@
         - source: [severity=critical]
           target: [severity=warning]
           equal: [model, version, feature]
+      alertmanagers: [http://alertmanager:9093]   # forward alerts there too (re-sent while firing)
+      external_url: http://grafana:3000           # alerts' generatorURL: the family's dashboard
 
 >>> cfg = AlertingConfig.from_dict({"rules": [{"name": "Drift", "metric": "psi", "above": 0.2, "for": 2}]})
 >>> cfg.rules[0].breached(0.3, []), cfg.rules[0].for_windows
@@ -48,6 +50,7 @@ driftline.exceptions.ConfigError: monitor spec, alerts.rules[0] (X): give one co
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +183,41 @@ class InhibitRule:
 
 
 @dataclass(frozen=True)
+class AlertmanagerConfig:
+    """``alerts.alertmanagers`` of the monitor spec: where to forward, how often to re-send."""
+
+    urls: tuple[str, ...] = ()
+    resend_s: float = 60.0
+    timeout_s: float = 10.0
+    resolved_retention_s: float = 900.0
+    external_url: str = ""  # a dashboard base (Grafana) that generatorURL points into
+
+    @classmethod
+    def from_dict(cls, raw: Any, external_url: str = "") -> AlertmanagerConfig:
+        """``[http://am1:9093, {url: http://am2:9093}]`` or ``{urls: [...], resend: 60s, timeout: 10s}``."""
+        where = "monitor spec, alerts.alertmanagers"
+        if raw is None:
+            return cls(external_url=external_url)
+        items = raw.get("urls") if isinstance(raw, dict) else raw
+        if not isinstance(items, list) or not items:
+            raise ConfigError(f"{where}: expected a list of URLs, e.g. [http://alertmanager:9093]")
+        urls = []
+        for item in items:
+            url = item.get("url") if isinstance(item, dict) else item
+            parsed = urllib.parse.urlsplit(str(url))
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ConfigError(f"{where}: {url!r} is not an http(s) URL, e.g. http://alertmanager:9093")
+            urls.append(str(url).rstrip("/"))
+        opts = raw if isinstance(raw, dict) else {}
+        unknown = sorted(set(opts) - {"urls", "resend", "timeout"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: urls, resend, timeout")
+        resend = parse_duration(opts.get("resend", "60s"), f"{where}.resend")
+        timeout = parse_duration(opts.get("timeout", "10s"), f"{where}.timeout")
+        return cls(tuple(urls), resend, timeout, external_url=external_url.rstrip("/"))
+
+
+@dataclass(frozen=True)
 class AlertingConfig:
     rules: tuple[AlertRule, ...] = ()
     group_by: tuple[str, ...] = ("alertname", "model")
@@ -187,6 +225,7 @@ class AlertingConfig:
     group_interval_s: float = 60.0
     repeat_interval_s: float = 4 * 3600.0
     inhibit: tuple[InhibitRule, ...] = ()
+    alertmanagers: AlertmanagerConfig = AlertmanagerConfig()
 
     @classmethod
     def from_dict(cls, raw: Any) -> AlertingConfig:
@@ -194,7 +233,16 @@ class AlertingConfig:
             return cls()
         if not isinstance(raw, dict):
             raise ConfigError("monitor spec, alerts: expected a mapping with rules, group_by, inhibit, ...")
-        known = {"rules", "group_by", "group_wait", "group_interval", "repeat_interval", "inhibit"}
+        known = {
+            "rules",
+            "group_by",
+            "group_wait",
+            "group_interval",
+            "repeat_interval",
+            "inhibit",
+            "alertmanagers",
+            "external_url",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"monitor spec, alerts: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -232,6 +280,7 @@ class AlertingConfig:
                 raw.get("repeat_interval", cls.repeat_interval_s), "alerts.repeat_interval"
             ),
             inhibit=tuple(inhibit),
+            alertmanagers=AlertmanagerConfig.from_dict(raw.get("alertmanagers"), str(raw.get("external_url") or "")),
         )
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "label_metrics",
     "labeling_requests",
     "logs",
+    "ml_gauges",
     "monitor",
     "observability",
     "prediction_batch",

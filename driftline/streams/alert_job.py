@@ -19,12 +19,14 @@ from typing import Any
 
 import aiohttp
 
+from driftline.alerts.alertmanager import AlertmanagerForwarder
 from driftline.alerts.dispatcher import Dispatcher, Notification
 from driftline.alerts.evaluator import AlertEvaluator, AlertEvent, fingerprint
 from driftline.alerts.live import AlertStream
 from driftline.alerts.store import AlertStore
 from driftline.alerts.webhook import Attempt, RetryPolicy, deliver, deliver_event
 from driftline.control import ControlClient
+from driftline.events import strict_dumps
 from driftline.metrics.rows import MetricRow
 from driftline.models.canary import CanaryAnalyzer, Decision
 from driftline.models.registry import ModelState
@@ -65,6 +67,7 @@ class AlertingAgent:
         self.tick_s = tick_s
         self.evaluator = AlertEvaluator(spec.alerts.rules, clock=clock)
         self.dispatcher = Dispatcher(spec.alerts, clock=clock)
+        self.forwarder = AlertmanagerForwarder(spec.alerts.alertmanagers, clock=clock)
         self.analyzer = CanaryAnalyzer({m: s.canary for m, s in spec.models.items()}, spec.defaults.canary)
         self.clock = clock
         self.decisions: list[Decision] = []  # the newest, for /alerts/rollouts and the demo
@@ -105,6 +108,7 @@ class AlertingAgent:
             log.exception("alert state not restored from ClickHouse; alerts begin afresh")
             return
         self.dispatcher.restore(alerts, entries)
+        self.forwarder.receive(self.evaluator.firing_events())  # Alertmanager hears they still fire
         if firing or entries:
             log.info("restored %d firing alert(s) and %d notification log entries", firing, len(entries))
 
@@ -132,6 +136,7 @@ class AlertingAgent:
         if not events:
             return
         self.dispatcher.receive(events)
+        self.forwarder.receive(events)
         for e in events:
             if self.metrics is not None:
                 self.metrics.alerts.labels(e.state, e.severity).inc()
@@ -176,7 +181,51 @@ class AlertingAgent:
                 task = asyncio.create_task(self._deliver(notification))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            alerts = self.forwarder.due()
+            if alerts is not None:
+                self._spawn(self._forward(alerts))
             await asyncio.sleep(self.tick_s)
+
+    async def _forward(self, alerts: list[dict[str, Any]]) -> None:
+        """Post the active and recently resolved alerts to every Alertmanager; retried on any failure."""
+        body = strict_dumps(alerts).encode()
+        ok = False
+        try:
+            ok = await self._post_alerts(body, len(alerts))
+        except Exception:  # a bug here must not leave the forwarder waiting for ever
+            log.exception("forwarding alerts to Alertmanager crashed")
+        finally:
+            self.forwarder.sent(ok)
+
+    async def _post_alerts(self, body: bytes, count: int) -> bool:
+        assert self._session is not None
+        config = self.forwarder.config
+        ok = True
+        for url in config.urls:
+            status = "failed"
+            try:
+                async with self._session.post(
+                    f"{url}/api/v2/alerts",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+                ) as response:
+                    if response.status < 300:
+                        status = "delivered"
+                    else:
+                        log.warning(
+                            "Alertmanager %s refused %d alert(s): HTTP %d %s",
+                            url,
+                            count,
+                            response.status,
+                            (await response.text())[:200],
+                        )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("Alertmanager %s unreachable (%s); retrying", url, type(exc).__name__)
+            ok = ok and status == "delivered"
+            if self.metrics is not None:
+                self.metrics.alertmanager_posts.labels(status).inc()
+        return ok
 
     async def _deliver(self, notification: Notification) -> None:
         assert self._session is not None

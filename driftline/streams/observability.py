@@ -25,19 +25,49 @@ metric_rows_total                   counter   family
 alerts_total                        counter   state, severity
 webhook_attempts_total              counter   status (delivered, retrying, failed)
 rollout_decisions_total             counter   action
+alertmanager_posts_total            counter   status (delivered, failed)
+build_info                          gauge     version, python (always 1)
+drift_share, feature_psi, accuracy, gauge     model, version (feature): the ML signals, see
+roc_auc, f1, precision, recall, mae,          ``streams/ml_gauges.py`` (capped number of series)
+rmse, label_coverage
+ml_series_dropped_total             counter   —
 =================================== ========= ==============================================
+
+Plus the standard ``process_*`` (CPU, memory, file descriptors) and ``python_*`` (GC,
+interpreter) collectors of prometheus_client.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from driftline.streams.ml_gauges import MlGauges
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("driftline")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 class _Lag(Collector):
@@ -54,9 +84,17 @@ class _Lag(Collector):
 
 
 class WorkerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, max_ml_series: int = 5000) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Gauge("driftline_build_info", "driftline's version (always 1)", ["version", "python"], registry=r).labels(
+            _version(), platform.python_version()
+        ).set(1)
+        self.ml = MlGauges(max_series=max_ml_series)
+        r.register(self.ml)
         self.events = Counter("driftline_events", "Events stored", ["kind"], registry=r)
         self.messages = Counter("driftline_messages", "Kafka messages consumed", registry=r)
         self.messages_in = Counter("driftline_messages_in", "Kafka messages consumed, by topic", ["topic"], registry=r)
@@ -89,6 +127,9 @@ class WorkerMetrics:
         self.metric_rows = Counter("driftline_metric_rows", "Metric rows written", ["family"], registry=r)
         self.alerts = Counter("driftline_alerts", "Alert state changes", ["state", "severity"], registry=r)
         self.webhooks = Counter("driftline_webhook_attempts", "Webhook delivery attempts", ["status"], registry=r)
+        self.alertmanager_posts = Counter(
+            "driftline_alertmanager_posts", "Alerts posted to an Alertmanager, by outcome", ["status"], registry=r
+        )
         self.decisions = Counter("driftline_rollout_decisions", "Canary analysis decisions", ["action"], registry=r)
         self._lag_source: Callable[[], Iterable[tuple[str, int, int]]] = list
         r.register(_Lag(lambda: self._lag_source()))
@@ -116,11 +157,13 @@ class WorkerMetrics:
         self.batch_seconds.observe(seconds)
 
     def rows(self, rows: Iterable[Any]) -> None:
+        rows = list(rows)
         counts: dict[str, int] = {}
         for row in rows:
             counts[row.family] = counts.get(row.family, 0) + 1
         for family, n in counts.items():
             self.metric_rows.labels(family).inc(n)
+        self.ml.observe(rows)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -117,7 +117,7 @@ class Worker:
             for name, compacted in TOPICS.items()
         }
         self.stream = AlertStream(alerts_token(settings))
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(max_ml_series=settings.prometheus_max_series)
         self.jobs: Jobs | None = None
         self.done = asyncio.Event()  # set when the ingest task has closed everything
         self._register()

@@ -22,7 +22,7 @@ def compose() -> dict[str, Any]:
 
 def test_services_images_pinned_and_healthchecked(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "clickhouse", "grafana", "worker", "producer"}
+    assert set(services) == {"kafka", "clickhouse", "grafana", "worker", "producer", "prometheus", "alertmanager"}
     for name, svc in services.items():
         image = svc["image"]
         repo, _, tag = image.rpartition(":")
@@ -52,7 +52,11 @@ def test_volumes_declared_and_mounted_files_exist_and_parse(compose: dict[str, A
             if source.startswith("./"):
                 path = ROOT / source
                 assert path.exists(), f"{source} is mounted but missing"
-                files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+                files = (
+                    sorted([*path.glob("*.json"), *path.glob("*.yml"), *path.glob("**/*.yml")])
+                    if path.is_dir()
+                    else [path]
+                )
                 assert files, f"{source} holds no files"
                 for f in files:
                     text = f.read_text()
@@ -110,3 +114,25 @@ def test_dockerfile_copies_what_exists() -> None:
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
+
+
+def test_prometheus_and_alertmanager_are_wired_to_the_workers(compose: dict[str, Any]) -> None:
+    """Issue 19.3: Prometheus scrapes every worker and sends to Alertmanager; the workers forward there too."""
+    from driftline.spec import MonitorSpec
+
+    services = compose["services"]
+    prom = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "driftline"]
+    worker_cmd = services["worker"]["command"]
+    port = int(worker_cmd[worker_cmd.index("--web-port") + 1])
+    assert job["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": port}
+    assert worker_cmd[worker_cmd.index("--web-host") + 1] == "0.0.0.0"
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in services["prometheus"]["volumes"]}
+    assert (
+        mounts["/etc/prometheus"] == "./infra/prometheus" and (ROOT / "infra/prometheus/rules/driftline.yml").is_file()
+    )
+    spec = MonitorSpec.from_yaml((ROOT / "infra/driftline/spec.yaml").read_text())
+    assert spec.alerts.alertmanagers.urls == ("http://alertmanager:9093",)
+    am_mounts = {m.split(":")[1]: m.split(":")[0] for m in services["alertmanager"]["volumes"]}
+    assert am_mounts["/etc/alertmanager"] == "./infra/alertmanager"
