@@ -79,9 +79,10 @@ def _overview() -> tuple[str, list[Panel]]:
             ),
             Panel(
                 "Dead letters per minute, by reason",
+                # per minute whatever the bucket Grafana picks: the count per $__timeInterval, rescaled
                 "SELECT $__timeInterval(received_at) AS time, code AS series, "
-                "count() AS value\nFROM {db}.dead_letters FINAL\nWHERE $__timeFilter(received_at)\n"
-                "GROUP BY time, series ORDER BY time",
+                "count() * 60 / $__interval_s AS value\nFROM {db}.dead_letters FINAL\n"
+                "WHERE $__timeFilter(received_at)\nGROUP BY time, series ORDER BY time",
             ),
         ],
     )
@@ -291,6 +292,23 @@ def _variables(spec: MonitorSpec, database: str) -> list[dict[str, Any]]:
     ]
 
 
+#: The ClickHouse plugin version the targets are written for (docker-compose installs it). Without
+#: `pluginVersion` the 4.x plugin takes a target for a 3.x one and migrates it, reading the query type
+#: from `format` (absent: table), so every time series would turn into a table.
+PLUGIN_VERSION = "4.5.1"
+#: The plugin's `format` per query type (grafana/sqlds: 0 time series, 1 table, 2 logs, 3 traces).
+FORMATS = {"timeSeries": 0, "table": 1}
+
+
+def _target_meta(query_type: str) -> dict[str, Any]:
+    return {
+        "pluginVersion": PLUGIN_VERSION,
+        "editorType": "sql",
+        "queryType": query_type,
+        "format": FORMATS[query_type],
+    }
+
+
 def annotation_queries(database: str = "driftline") -> list[dict[str, Any]]:
     """Alert state changes and rollout decisions as annotations on every time series."""
     return [
@@ -300,8 +318,7 @@ def annotation_queries(database: str = "driftline") -> list[dict[str, Any]]:
             "enable": True,
             "iconColor": "red",
             "target": {
-                "editorType": "sql",
-                "queryType": "table",
+                **_target_meta("table"),
                 "rawSql": f"SELECT window_end AS time, concat(state, ': ', alertname, ' ', version, ' ', "
                 f"annotations['summary']) AS text, severity AS tags\nFROM {database}.alert_events FINAL\n"
                 f"WHERE model = '${{model}}' AND state != 'pending' AND $__timeFilter(window_end)",
@@ -313,8 +330,7 @@ def annotation_queries(database: str = "driftline") -> list[dict[str, Any]]:
             "enable": True,
             "iconColor": "purple",
             "target": {
-                "editorType": "sql",
-                "queryType": "table",
+                **_target_meta("table"),
                 "rawSql": f"SELECT window_end AS time, concat(upper(action), ' ', canary, ': ', reason) AS text, "
                 f"action AS tags\nFROM {database}.rollout_decisions FINAL\n"
                 f"WHERE model = '${{model}}' AND action != 'hold' AND $__timeFilter(window_end)",
@@ -342,8 +358,7 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
             {
                 "refId": "A",
                 "datasource": DATASOURCE,
-                "editorType": "sql",
-                "queryType": "timeSeries" if p.is_time_series else "table",
+                **_target_meta("timeSeries" if p.is_time_series else "table"),
                 "rawSql": p.sql,
             }
         ],

@@ -136,3 +136,25 @@ def test_prometheus_and_alertmanager_are_wired_to_the_workers(compose: dict[str,
     assert spec.alerts.alertmanagers.urls == ("http://alertmanager:9093",)
     am_mounts = {m.split(":")[1]: m.split(":")[0] for m in services["alertmanager"]["volumes"]}
     assert am_mounts["/etc/alertmanager"] == "./infra/alertmanager"
+
+
+def test_grafana_targets_carry_the_plugin_version_and_format(compose: dict[str, Any]) -> None:
+    """Issue 19.3: without pluginVersion the ClickHouse plugin 4.x migrates a target as a 3.x query and takes
+    its query type from `format` (absent: table). Every target names the installed version and its format."""
+    installed = compose["services"]["grafana"]["environment"]["GF_INSTALL_PLUGINS"].split()[-1]
+    targets = []
+    for path in sorted((ROOT / "infra/grafana/dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        targets += [t for p in board["panels"] for t in p.get("targets", []) if "rawSql" in t]
+        targets += [a["target"] for a in board["annotations"]["list"] if "rawSql" in a.get("target", {})]
+    assert len(targets) > 40
+    for t in targets:
+        assert t["pluginVersion"] == installed and int(t["pluginVersion"].split(".")[0]) >= 4
+        assert t["editorType"] == "sql" and t["format"] == {"timeSeries": 0, "table": 1}[t["queryType"]], t
+
+
+def test_dead_letters_per_minute_is_per_minute() -> None:
+    board = json.loads((ROOT / "infra/grafana/dashboards/driftline-overview.json").read_text())
+    (panel,) = [p for p in board["panels"] if p["title"].startswith("Dead letters")]
+    assert panel["title"] == "Dead letters per minute, by reason"
+    assert "count() * 60 / $__interval_s AS value" in panel["targets"][0]["rawSql"]  # per bucket -> per minute
