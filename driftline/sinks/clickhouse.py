@@ -206,10 +206,34 @@ def connect(settings: Settings) -> ClickHouseClient:
             autogenerate_session_id=False,  # ingest and the quality job query concurrently
         )
     except Exception as exc:
+        path = settings.clickhouse[len("chdb://") :] if settings.clickhouse.startswith("chdb:") else ""
+        if path and _held_by_another_process(path):
+            raise SinkError(
+                f"{settings.clickhouse} is open in another process (a running `driftline worker`?): chdb is one "
+                "process's embedded database. Stop that process first, or run a ClickHouse server "
+                "(`docker compose up -d clickhouse`) and give both its URL"
+            ) from None
         raise SinkError(
             f"cannot connect to ClickHouse at {redact_dsn(settings.clickhouse)}: {exc}; "
             "check --clickhouse / DRIFTLINE_CLICKHOUSE and DRIFTLINE_CLICKHOUSE_USER/PASSWORD"
         ) from exc
+
+
+def _held_by_another_process(path: str) -> bool:
+    """chdb, like clickhouse-server, holds an exclusive flock on `<path>/status` while it runs."""
+    import fcntl
+    from pathlib import Path
+
+    status = Path(path) / "status"
+    if not status.exists():
+        return False
+    with open(status, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 class ClickHouseSink:

@@ -286,3 +286,34 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert "stopping the worker and the broker" in rest
     assert not _port_open("127.0.0.1", port)
     assert not _port_open("127.0.0.1", web)
+
+
+def test_a_chdb_database_another_process_holds_is_one_clear_line(tmp_path: Path) -> None:
+    """A new user runs `driftline report` beside a running worker on the same chdb path: say what to do."""
+    path = tmp_path / "ch"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, clickhouse_connect; "
+            f"c = clickhouse_connect.get_client(interface='chdb', path={str(path)!r}); c.command('SELECT 1'); "
+            "print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        out = subprocess.run(
+            [*DRIFTLINE, "counts", "--clickhouse", f"chdb://{path}"], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"driftline: error: chdb://{path} is open in another process (a running `driftline worker`?): chdb is one "
+        "process's embedded database. Stop that process first, or run a ClickHouse server "
+        "(`docker compose up -d clickhouse`) and give both its URL"
+    )
