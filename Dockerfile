@@ -4,7 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY driftline ./driftline
 COPY infra/clickhouse/migrations ./infra/clickhouse/migrations
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[worker]" \
     && useradd --system --create-home driftline \
     && mkdir -p /var/lib/driftline && chown driftline /var/lib/driftline
 USER driftline

