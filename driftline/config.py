@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from driftline.events import DEFAULT_MAX_MESSAGE_BYTES
 from driftline.exceptions import ConfigError
+from driftline.kafka_security import KafkaSecurity
 from driftline.spec import ModelSpec, MonitorSpec, Thresholds
 from driftline.values import Secret
 
@@ -73,6 +74,8 @@ class Settings:
     # seconds between engine snapshots; Kafka offsets are committed up to the last one (0: at a clean stop only)
     checkpoint_interval_s: int = 2
     prometheus_max_series: int = 5000  # cap on the ML gauges' series on /metrics (see streams/ml_gauges.py)
+    # TLS/SASL of every Kafka client, from DRIFTLINE_KAFKA_* (see kafka_security.py); plaintext by default
+    kafka: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def __post_init__(self) -> None:
         _check_broker(self.broker)
@@ -145,7 +148,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        kafka_flags = {k[len("kafka_") :]: overrides.pop(k) for k in list(overrides) if k.startswith("kafka_")}
+        values["kafka"] = KafkaSecurity.from_env(environ, **kafka_flags)
         for f in dataclasses.fields(cls):
+            if f.name == "kafka":
+                continue
             raw = environ.get(_env(f.name))
             if raw is None:
                 continue

@@ -23,6 +23,7 @@ from driftline.alerts.silences import Silence
 from driftline.alerts.subscriptions import Subscription
 from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError, DriftlineError
+from driftline.kafka_security import KafkaSecurity
 from driftline.models.registry import ModelState
 
 
@@ -81,9 +82,10 @@ def encode_subscription(sub: Subscription) -> tuple[bytes, bytes]:
 class ControlClient:
     """Reads and follows the control topic (in a background thread if asked), and writes changes to it."""
 
-    def __init__(self, broker: str, topic: str, *, poll_interval_s: float = 0.2):
+    def __init__(self, broker: str, topic: str, *, poll_interval_s: float = 0.2, security: KafkaSecurity | None = None):
         self.broker = broker
         self.topic = topic
+        self.security = security or KafkaSecurity.from_env()  # TLS/SASL, or DRIFTLINE_KAFKA_* when not given
         self.poll_interval_s = poll_interval_s
         self.state = ControlState()
         self._lock = threading.Lock()
@@ -106,6 +108,7 @@ class ControlClient:
                 enable_auto_commit=False,
                 group_id=None,
                 request_timeout_ms=10_000,
+                **self.security.kafka_python_kwargs(),
                 # the broker holds an empty fetch this long: it bounds how late a follower sees a change
                 fetch_max_wait_ms=max(10, int(self.poll_interval_s * 1000)),
             )
@@ -170,7 +173,9 @@ class ControlClient:
         from kafka import KafkaProducer
 
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.broker, acks="all", linger_ms=0)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.broker, acks="all", linger_ms=0, **self.security.kafka_python_kwargs()
+            )
         self._producer.send(self.topic, key=key, value=value).get(timeout=10)
 
     # --- registry changes: read the newest state, change it, write it back -------------------

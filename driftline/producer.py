@@ -42,6 +42,7 @@ from driftline.events import (
     names_ok,
 )
 from driftline.exceptions import ConfigError, DeliveryError
+from driftline.kafka_security import KafkaSecurity
 
 Envelope = Literal["json", "columnar", "none"]
 _TOPIC = {"prediction": "predictions", "label": "labels"}
@@ -163,6 +164,7 @@ class Producer:
         linger_ms: float = 50.0,
         validate: bool = False,
         config: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
     ):
         from confluent_kafka import Producer as KafkaProducer
 
@@ -179,7 +181,10 @@ class Producer:
             "error_cb": self._on_client_error,
             "log.connection.close": False,
         }
+        # TLS/SASL from `security`, or DRIFTLINE_KAFKA_* (plaintext when unset); `config` wins over both
+        conf.update((security or KafkaSecurity.from_env()).librdkafka_config())
         conf.update(config or {})
+        self._transport_error = ""
         self._producer: Any = KafkaProducer(conf)
         self._closed = False
         self._stop = threading.Event()
@@ -189,6 +194,8 @@ class Producer:
     def _on_client_error(self, err: Any) -> None:
         if err.fatal():
             self._delivery_failures.append(("*", str(err)))
+        else:  # e.g. a TLS handshake the broker's certificate failed: said when messages stay unsent
+            self._transport_error = err.str()
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -265,7 +272,8 @@ class Producer:
         failures = self._buffers.failures + self._delivery_failures
         self._buffers.failures, self._delivery_failures = [], []
         if remaining:
-            failures.append(("*", f"{remaining} message(s) still in flight after {timeout}s"))
+            why = f"; the broker connection failed: {self._transport_error}" if self._transport_error else ""
+            failures.append(("*", f"{remaining} message(s) still in flight after {timeout}s{why}"))
         if failures:
             raise DeliveryError(
                 f"{len(failures)} event(s) or message(s) not delivered; first: {failures[0][0]}: {failures[0][1]}",
@@ -304,8 +312,10 @@ class AsyncProducer:
         batch_size: int = 500,
         linger_ms: float = 50.0,
         validate: bool = False,
+        security: KafkaSecurity | None = None,
     ):
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity.from_env()
         self.topic_prefix = topic_prefix
         self._buffers = _Buffers(envelope, batch_size, linger_ms / 1000.0, validate)
         self._producer: Any = None
@@ -316,7 +326,10 @@ class AsyncProducer:
         from aiokafka import AIOKafkaProducer
 
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, linger_ms=5, max_request_size=16 * 1024 * 1024
+            bootstrap_servers=self.bootstrap,
+            linger_ms=5,
+            max_request_size=16 * 1024 * 1024,
+            **self.security.aiokafka_kwargs(),
         )
         await self._producer.start()
         self._linger_task = asyncio.create_task(self._linger_loop())

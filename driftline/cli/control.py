@@ -40,7 +40,7 @@ def _control(flags: dict[str, Any]) -> Iterator[Any]:
 
     settings = Settings.from_env(**flags)
     _ensure_control_topic(settings)
-    client = ControlClient(settings.broker, settings.topic("control"))
+    client = ControlClient(settings.broker, settings.topic("control"), security=settings.kafka)
     try:
         yield client
     finally:

@@ -231,7 +231,7 @@ def review_cmd(
     if broker:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=settings.broker)
+        producer = KafkaProducer(bootstrap_servers=settings.broker, **settings.kafka.kafka_python_kwargs())
         try:
             body = {"kind": "review", **review_event(review, files, art)}
             producer.send(settings.topic("alerts"), key=model.encode(), value=strict_dumps(body).encode()).get(30)

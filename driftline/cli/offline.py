@@ -307,7 +307,7 @@ def _register_canary(model: str, version: str, candidate: str, broker: str | Non
     from driftline.control import ControlClient
 
     settings = Settings.from_env(broker=broker, topic_prefix=topic_prefix)
-    control = ControlClient(settings.broker, settings.topic("control"))
+    control = ControlClient(settings.broker, settings.topic("control"), security=settings.kafka)
     try:
         control.change_model(
             model,

@@ -69,3 +69,33 @@ clickhouse_option = click.option(
 data_dir_option = click.option(
     "--data-dir", envvar="DRIFTLINE_DATA_DIR", show_envvar=True, help="Where local state goes."
 )
+
+
+def kafka_security_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """TLS/SASL flags; each also reads DRIFTLINE_KAFKA_* (the SASL password only from the environment)."""
+    options = [
+        click.option(
+            "--kafka-security-protocol",
+            "kafka_protocol",
+            type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], case_sensitive=False),
+            help="Kafka security protocol [env DRIFTLINE_KAFKA_SECURITY_PROTOCOL; default PLAINTEXT].",
+        ),
+        click.option("--kafka-ssl-ca", "kafka_ca_file", help="CA bundle (PEM) [env DRIFTLINE_KAFKA_SSL_CA]."),
+        click.option("--kafka-ssl-cert", "kafka_cert_file", help="Client certificate (mTLS) [env ..._SSL_CERT]."),
+        click.option("--kafka-ssl-key", "kafka_key_file", help="Client key (mTLS) [env DRIFTLINE_KAFKA_SSL_KEY]."),
+        click.option(
+            "--kafka-sasl-mechanism",
+            "kafka_sasl_mechanism",
+            type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], case_sensitive=False),
+            help="SASL mechanism [env DRIFTLINE_KAFKA_SASL_MECHANISM]; the password: DRIFTLINE_KAFKA_SASL_PASSWORD.",
+        ),
+        click.option("--kafka-sasl-username", "kafka_username", help="SASL user [env ..._SASL_USERNAME]."),
+        click.option(
+            "--kafka-librdkafka",
+            "kafka_librdkafka",
+            help="Extra librdkafka settings key=value,... [env DRIFTLINE_KAFKA_LIBRDKAFKA].",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from driftline.cli.options import broker_option, clickhouse_option, data_dir_option, fail_cleanly, settings_from
+from driftline.cli.options import (
+    broker_option,
+    clickhouse_option,
+    data_dir_option,
+    fail_cleanly,
+    kafka_security_options,
+    settings_from,
+)
 from driftline.events import strict_dumps
 from driftline.exceptions import ConfigError
 
@@ -49,6 +56,7 @@ from driftline.exceptions import ConfigError
     type=click.Choice(["text", "json"]),
     help="json: one object per line with model/version context.",
 )
+@kafka_security_options
 @fail_cleanly
 def worker(loglevel: str, log_format: str, **flags: Any) -> None:
     """Run the ingest worker against any Kafka cluster and ClickHouse."""
@@ -57,6 +65,10 @@ def worker(loglevel: str, log_format: str, **flags: Any) -> None:
     settings = settings_from(**flags)
     settings.monitor_spec()  # check the spec before anything starts
     _check_port_free(settings.web_host, settings.web_port or 6066)
+    if settings.kafka.protocol != "PLAINTEXT":
+        from driftline.kafka_security import preflight
+
+        preflight(settings.broker, settings.kafka)  # a TLS/SASL refusal in one line, before Faust starts
     from driftline.config import redact_dsn
 
     banner = (

@@ -300,12 +300,17 @@ def _produce(options: DemoOptions, settings: Settings, route: Callable[[str], st
 
     sent = Sent()
     raw = RawProducer(
-        {"bootstrap.servers": settings.broker, "message.max.bytes": 16 * 1024 * 1024, "log.connection.close": False}
+        {
+            "bootstrap.servers": settings.broker,
+            "message.max.bytes": 16 * 1024 * 1024,
+            "log.connection.close": False,
+            **settings.kafka.librdkafka_config(),
+        }
     )
     start_ts = math.floor(time.time() / 3600) * 3600 - SIM_MINUTES * 60
     began = time.monotonic()
     with (
-        Producer(settings.broker, topic_prefix=settings.topic_prefix) as producer,
+        Producer(settings.broker, topic_prefix=settings.topic_prefix, security=settings.kafka) as producer,
         tqdm(total=options.events, desc="predictions", unit="ev", disable=_QUIET) as bar,
     ):
         for item in generate(options, start_ts, route):
@@ -506,7 +511,7 @@ def run_simulation(options: DemoOptions, settings: Settings) -> None:
     from driftline.streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
-    control = ControlClient(settings.broker, settings.topic("control"))
+    control = ControlClient(settings.broker, settings.topic("control"), security=settings.kafka)
     try:
         if control.model(MODEL).production is None:
             now = time.time()

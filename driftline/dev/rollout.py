@@ -47,7 +47,7 @@ class WebhookReceiver:
 
 def set_up(settings: Settings, model: str) -> tuple[RoutingClient, WebhookReceiver, Subscription]:
     """v1 in production, v2 as a 10 % canary, a subscription for the receiver; a routing client following it."""
-    control = ControlClient(settings.broker, settings.topic("control"))
+    control = ControlClient(settings.broker, settings.topic("control"), security=settings.kafka)
     now = time.time()
     try:
         control.change_model(

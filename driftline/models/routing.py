@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from driftline.control import ControlClient
 from driftline.exceptions import DriftlineError
+from driftline.kafka_security import KafkaSecurity
 from driftline.models.registry import ModelState
 
 BUCKETS = 10_000
@@ -51,9 +52,17 @@ def route_for(state: ModelState, key: str) -> Route:
 
 
 class RoutingClient:
-    def __init__(self, broker: str, model: str, *, topic: str = "driftline.control", poll_interval_s: float = 0.2):
+    def __init__(
+        self,
+        broker: str,
+        model: str,
+        *,
+        topic: str = "driftline.control",
+        poll_interval_s: float = 0.2,
+        security: KafkaSecurity | None = None,
+    ):
         self.model = model
-        self._control = ControlClient(broker, topic, poll_interval_s=poll_interval_s)
+        self._control = ControlClient(broker, topic, poll_interval_s=poll_interval_s, security=security)
         self._control.follow()
 
     @property

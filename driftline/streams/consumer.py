@@ -86,6 +86,7 @@ class BatchConsumer:
         max_bytes: int = 8 * 1024 * 1024,  # as Settings.batch_max_bytes
         session_timeout_ms: int = 10_000,
         on_assign: AssignHook | None = None,
+        librdkafka: dict[str, str] | None = None,  # TLS/SASL (KafkaSecurity.librdkafka_config) and overrides
     ):
         self.max_bytes = max_bytes
         self.config = {
@@ -106,6 +107,7 @@ class BatchConsumer:
             "receive.message.max.bytes": 100 * 1024 * 1024,
             "queued.max.messages.kbytes": 64 * 1024,  # prefetched per partition: bounds memory
             "logger": log,
+            **(librdkafka or {}),
         }
         self.topics = list(topics)
         self.on_assign = on_assign  # where to start reading newly assigned partitions (engine checkpoints)

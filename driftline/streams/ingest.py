@@ -329,7 +329,9 @@ class BatchIngestor:
         from aiokafka import AIOKafkaProducer
 
         s = self.settings
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=5, max_request_size=16 * 1024 * 1024)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.broker, linger_ms=5, max_request_size=16 * 1024 * 1024, **s.kafka.aiokafka_kwargs()
+        )
         await self.producer.start()
         self.consumer = BatchConsumer(
             s.broker,
@@ -337,6 +339,7 @@ class BatchIngestor:
             [s.topic("predictions"), s.topic("labels")],
             max_bytes=s.batch_max_bytes,
             on_assign=self._on_assign if self.checkpoints is not None else None,
+            librdkafka=s.kafka.librdkafka_config(),
         )
         await self.consumer.start()
 

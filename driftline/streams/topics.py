@@ -22,7 +22,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
     """Create the missing driftline topics (all, or those `names`) with the configured partitions."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, **settings.kafka.aiokafka_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

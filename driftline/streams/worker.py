@@ -28,6 +28,7 @@ from driftline.control import ControlClient
 from driftline.events import ColumnarEvents, Prediction, strict_dumps
 from driftline.exceptions import SinkError
 from driftline.grafana.live import GrafanaLive
+from driftline.kafka_security import KafkaSecurity
 from driftline.metrics.profiles import ReferenceProfile
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.sinks.clickhouse import ClickHouseSink
@@ -53,6 +54,20 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=strict_dumps)
 
 
+def faust_credentials(security: KafkaSecurity) -> Any:
+    """Faust's ``broker_credentials`` for the TLS/SASL settings (None for plaintext)."""
+    if security.sasl:
+        return faust.SASLCredentials(
+            username=security.username,
+            password=security.password.get(),
+            ssl_context=security.ssl_context(),
+            mechanism=security.sasl_mechanism,
+        )
+    if security.tls:
+        return faust.SSLCredentials(security.ssl_context())
+    return None
+
+
 def faust_app(settings: Settings) -> faust.App:
     """The Faust app of a worker: broker, web server, topic defaults."""
     datadir = Path(settings.data_dir) / "faust"
@@ -74,6 +89,7 @@ def faust_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         broker_session_timeout=10,
         producer_max_request_size=16 * 1024 * 1024,
+        broker_credentials=faust_credentials(settings.kafka),
     )
 
 
@@ -221,7 +237,7 @@ class Worker:
             store=AlertStore(sink.client, settings.clickhouse_database),
             publish=self._publish_alert,
             stream=self.stream,
-            control=ControlClient(settings.broker, settings.topic("control")),
+            control=ControlClient(settings.broker, settings.topic("control"), security=settings.kafka),
             metrics=self.metrics,
         )
         await alerting.start()
