@@ -39,6 +39,7 @@ import yaml
 from driftline.alerts.rules import AlertingConfig
 from driftline.exceptions import ConfigError
 from driftline.labeling.spec import LabelingSpec
+from driftline.metrics.plugins import PluginSpec
 from driftline.metrics.private_fairness import PrivacySpec
 from driftline.models.canary_spec import CanarySpec
 from driftline.values import parse_duration
@@ -72,6 +73,7 @@ class ModelSpec:
     canary: CanarySpec = field(default_factory=CanarySpec)
     privacy: PrivacySpec | None = None  # publish fairness counts under DP (metrics/private_fairness.py)
     labeling: LabelingSpec | None = None  # ask for labels of uncertain predictions (labeling/spec.py)
+    plugins: tuple[PluginSpec, ...] = ()  # custom metrics (metrics/plugins.py): family "custom"
 
     def on(self, family: str) -> bool:
         return family in self.families
@@ -95,6 +97,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         "canary",
         "privacy",
         "labeling",
+        "plugins",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -148,7 +151,21 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         changes["privacy"] = PrivacySpec.from_dict(raw["privacy"], f"{where}.privacy")
     if "labeling" in raw:
         changes["labeling"] = LabelingSpec.from_dict(raw["labeling"], f"{where}.labeling")
+    if "plugins" in raw:
+        changes["plugins"] = _plugins(raw["plugins"], f"{where}.plugins")
     return replace(base, **changes)
+
+
+def _plugins(raw: Any, where: str) -> tuple[PluginSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"monitor spec, {where}: expected a list of {{name, class, params}}")
+    plugins = tuple(PluginSpec.from_dict(item, f"{where}[{i}]") for i, item in enumerate(raw))
+    names = [p.name for p in plugins]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"monitor spec, {where}: plugin names must be unique, got {names}")
+    for plugin in plugins:
+        plugin.factory()()  # import and build one now: a typo fails at start-up, not in the first window
+    return plugins
 
 
 def _thresholds(raw: Any, where: str, base: Thresholds) -> Thresholds:

@@ -13,6 +13,7 @@ __all__ = [
     "drift",
     "fairness",
     "label_noise",
+    "plugins",
     "privacy",
     "private_fairness",
     "profiles",

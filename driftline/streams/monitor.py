@@ -37,6 +37,8 @@ from driftline.events import ColumnarEvents, Prediction, canonical_target
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
+from driftline.metrics.plugins import FAMILY as PLUGIN_FAMILY
+from driftline.metrics.plugins import PluginBatch, PluginSpec, rows_of
 from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_errors
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.spec import ModelSpec, MonitorSpec
@@ -72,6 +74,7 @@ class _Window:
     value_n: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
     pca_rows: int = 0
+    plugins: dict[str, Any] = field(default_factory=dict)  # custom metrics (metrics/plugins.py) by name
     # False for a window that opened before its version had a reference profile (the bootstrap
     # period): it gets data-quality metrics but no drift, since drift of the part after the
     # profile appeared would be computed from a handful of events and look like a shift.
@@ -104,6 +107,11 @@ def _merge(panes: list[_Window]) -> _Window:
         out.duplicates += p.duplicates
         out.pca_error_sum += p.pca_error_sum
         out.pca_rows += p.pca_rows
+        for name, plugin in p.plugins.items():
+            if name in out.plugins:
+                out.plugins[name].merge(plugin)
+            else:
+                out.plugins[name] = copy.deepcopy(plugin)
     return out
 
 
@@ -122,6 +130,19 @@ class _VersionState:
 
 
 state_codec.allow(_Window, _VersionState)
+
+
+_FACTORIES: dict[tuple[str, str, bool, str], Callable[[], Any]] = {}
+
+
+def _plugin_factory(plugin: PluginSpec) -> Callable[[], Any]:
+    """The plugin's constructor, loaded once; its class may then appear in checkpoints."""
+    key = (plugin.name, plugin.target, plugin.entry_point, repr(sorted(plugin.params.items())))
+    factory = _FACTORIES.get(key)
+    if factory is None:
+        factory = _FACTORIES[key] = plugin.factory()
+        state_codec.allow(plugin.load())
+    return factory
 
 
 def _class_counts(values: Sequence[Any]) -> dict[str, int]:
@@ -197,6 +218,9 @@ class MonitoringEngine:
         self.sketches_dropped = 0  # oldest pending sketches dropped because nobody took them
         self._new_profiles: list[ReferenceProfile] = []  # built from first events since take_profiles()
         self._checkpoints = checkpoints  # (model, version) -> a state saved by checkpoint(), once
+        for model_spec in (spec.defaults, *spec.models.values()):
+            for plugin in model_spec.plugins:
+                _plugin_factory(plugin)  # loaded now: a restored checkpoint may hold its states
         for key, profile in (profiles or {}).items():
             self._version(key).profile = profile
 
@@ -374,6 +398,12 @@ class MonitoringEngine:
             for cls, count in _class_counts(batch.predictions()).items():
                 win.predicted[cls] += count
             win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts.tolist()).sum())
+        if spec.plugins:
+            view = PluginBatch(batch)
+            for plugin in spec.plugins:
+                if plugin.name not in win.plugins:
+                    win.plugins[plugin.name] = _plugin_factory(plugin)()
+                win.plugins[plugin.name].update_many(view)
 
     def _add_features(
         self, state: _VersionState, win: _Window, batch: PredictionBatch, profile: ReferenceProfile | None
@@ -543,5 +573,13 @@ class MonitoringEngine:
             for name, total in sorted(win.kpi_sum.items()):
                 add("kpi", "sum", total, name)
                 add("kpi", "mean", total / win.n, name)
+        for name, plugin in sorted(win.plugins.items()):
+            try:
+                values = plugin.get()
+            except Exception:  # a user's metric must not stop the built-in ones
+                log.exception("metric plugin %s failed in its get(); its rows are left out", name)
+                continue
+            for metric, value in rows_of(name, values):
+                add(PLUGIN_FAMILY, metric, value)
         add("volume", "predictions", win.n)
         return out

@@ -40,6 +40,10 @@ NOT_METRICS = {
     "ReferenceProfile",
     "MetricRow",
     "SketchRow",
+    # the plugin API: the batch view a plugin reads, its spec entry, the protocol it follows
+    "MetricPlugin",
+    "PluginBatch",
+    "PluginSpec",
 }
 
 RNG = np.random.default_rng(21)
@@ -137,3 +141,34 @@ def test_bad_parameters_raise_value_error(cls: type) -> None:
     assert case.bad is not None
     with pytest.raises(ValueError):
         cls(**case.bad)
+
+
+# --- plugins: user classes named in the spec hold to the same contract -------------------------
+
+from driftline.metrics.plugins import PluginBatch, _SyntheticColumns, check_contract  # noqa: E402
+from tests.unit.plugin_examples import ApprovalRateAbove, BrokenMerge, ScoreMoments  # noqa: E402
+
+PLUGINS: dict[type, dict[str, Any]] = {ApprovalRateAbove: {"feature": "x", "above": 0.0}, ScoreMoments: {}}
+
+
+@pytest.mark.parametrize("cls", list(PLUGINS), ids=lambda c: c.__name__)
+def test_plugins_hold_to_the_metric_contract(cls: type) -> None:
+    """Merge of halves equals one pass; pickling, copying and the checkpoint codec mid-stream change nothing."""
+    params = PLUGINS[cls]
+    check_contract(cls, params)
+    state_codec.allow(cls)  # as the engine does when it loads a plugin
+    columns = _SyntheticColumns(np.random.default_rng(5), 600)
+    first, second = PluginBatch(columns.take(range(300))), PluginBatch(columns.take(range(300, 600)))
+    original = cls(**params).update_many(first)
+    copies = [
+        pickle.loads(pickle.dumps(original)),
+        copy.deepcopy(original),
+        state_codec.decode(state_codec.encode(original)),  # the worker's checkpoint format
+    ]
+    expected = repr(original.update_many(second).get())
+    assert [repr(c.update_many(second).get()) for c in copies] == [expected] * 3
+
+
+def test_the_contract_check_catches_a_broken_merge() -> None:
+    with pytest.raises(AssertionError):
+        check_contract(BrokenMerge, {"feature": "x", "above": 0.0})
