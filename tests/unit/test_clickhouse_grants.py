@@ -7,8 +7,11 @@ materialized views: on a real server the worker's migrations would have been ref
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,14 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 DB = "driftline"
 
 
+@functools.cache
 def privilege_tree() -> tuple[dict[str, str], dict[str, str]]:
     """(alias or name -> name, name -> parent group) from the real engine."""
-    import chdb
-
-    rows = chdb.query("SELECT privilege, aliases, parent_group FROM system.privileges", "JSONEachRow")
+    # In a fresh interpreter: chdb holds one database per process, and the suite may have opened another.
+    code = (
+        "import chdb; print(chdb.query('SELECT privilege, aliases, parent_group FROM system.privileges', "
+        "'JSONEachRow'))"
+    )
+    rows = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     canonical: dict[str, str] = {}
     parent: dict[str, str] = {}
-    for line in str(rows).splitlines():
+    for line in filter(str.strip, str(rows).splitlines()):
         r = json.loads(line)
         canonical[r["privilege"]] = r["privilege"]
         for alias in r["aliases"]:
