@@ -44,7 +44,7 @@ from driftline.metrics.private_fairness import PrivacySpec
 from driftline.models.canary_spec import CanarySpec
 from driftline.values import parse_duration
 
-FAMILIES = ("drift", "data_quality", "quality", "fairness", "kpi", "labeling")
+FAMILIES = ("drift", "data_quality", "quality", "estimated_quality", "fairness", "kpi", "labeling")
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("numeric", "categorical", "boolean")
 

@@ -56,6 +56,9 @@ def profile() -> None:
 @clickhouse_option
 @data_dir_option
 @click.option("--spec", envvar="DRIFTLINE_SPEC", show_envvar=True, help="Monitor spec: feature kinds to use.")
+@click.option("--label", help="The true label's column: calibrates the scores so quality is estimated before labels.")
+@click.option("--score", help="With --label: the score's column (default: [score], as in events).")
+@click.option("--prediction", help="With --label: the prediction's column (default: [prediction]).")
 @fail_cleanly
 def profile_build(
     model: str,
@@ -66,11 +69,15 @@ def profile_build(
     from_clickhouse: bool,
     out: Path | None,
     no_store: bool,
+    label: str | None,
+    score: str | None,
+    prediction: str | None,
     **flags: Any,
 ) -> None:
     """Build a reference profile; store it in ClickHouse (the worker uses it) and as JSON."""
     from driftline.sinks.clickhouse import ClickHouseSink
     from driftline.sinks.profiles import (
+        ReferenceRoles,
         profile_from_rows,
         read_rows,
         rows_from_clickhouse,
@@ -95,14 +102,19 @@ def profile_build(
         assert sink is not None and since and until
         rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version_, since, until)
         source = f"clickhouse:{since}/{until}"
-    built = profile_from_rows(model, version_, rows, kinds, task=model_spec.task)
+    if (score or prediction) and not label:
+        raise click.UsageError("--score and --prediction name columns for --label (quality estimation)")
+    roles = ReferenceRoles(label, score, prediction, model_spec.positive_class) if label else None
+    built = profile_from_rows(model, version_, rows, kinds, task=model_spec.task, roles=roles)
     path = write_artifact(built, out or settings.data_path / "profiles" / f"{file_name(model, version_)}.json")
     if sink is not None and not no_store:
         store_profile(sink.client, settings.clickhouse_database, built, source)
     n = next(iter(built.features.values())).count if built.features else 0
+    cal = built.calibration
     click.echo(
         f"profiled {len(built.features)} features of {model} {version_} (~{n:,} rows); wrote {path}"
         + ("" if no_store else "; stored in ClickHouse reference_profiles")
+        + (f"; scores calibrated on {cal.reference_n:,} labelled rows (quality estimated before labels)" if cal else "")
     )
 
 

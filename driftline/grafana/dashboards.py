@@ -127,6 +127,16 @@ def _quality(versions: str) -> tuple[str, list[Panel]]:
         "driftline: prediction quality",
         [
             Panel("Accuracy", _metric_series("accuracy", "quality", extra=versions), unit="percentunit"),
+            Panel(
+                "Accuracy estimated before labels (CBPE, with its band) beside the realised",
+                "SELECT window_start AS time,\n"
+                "       concat(version, ' ', if(family = 'quality', 'realised', metric)) AS series, value\n"
+                "FROM {db}.metrics FINAL\nWHERE model = '${model}'" + versions + " AND feature = '' AND segment = ''\n"
+                "  AND ((family = 'estimated_quality' AND metric IN ('accuracy', 'accuracy_lower', 'accuracy_upper'))"
+                " OR (family = 'quality' AND metric = 'accuracy'))\n"
+                "  AND $__timeFilter(window_start)\nORDER BY time",
+                unit="percentunit",
+            ),
             Panel("ROC AUC", _metric_series("roc_auc", "quality", extra=versions)),
             Panel("Label coverage", _metric_series("label_coverage", "quality", extra=versions), unit="percentunit"),
             Panel("Label delay (median, s)", _metric_series("label_delay_p50_s", "quality", extra=versions), unit="s"),

@@ -8,6 +8,7 @@ Every class here follows one contract (`update_many` over numpy columns, `merge`
 `__all__` names the public modules; import what you need from them (a package import stays cheap)."""
 
 __all__ = [
+    "cbpe",
     "data_quality",
     "detectors",
     "drift",

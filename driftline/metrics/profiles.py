@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.exceptions import ConfigError
+from driftline.metrics.cbpe import Calibration
 
 PROFILE_VERSION = 1
 #: Pseudo-features for the model's outputs; brackets keep them apart from real feature names.
@@ -179,6 +180,8 @@ class ReferenceProfile:
     features: dict[str, FeatureProfile]
     profile_version: int = PROFILE_VERSION
     pca: PcaProfile | None = None
+    # score -> P(positive) from a labelled reference: quality estimated before labels arrive (cbpe.py)
+    calibration: Calibration | None = None
 
     @classmethod
     def build(
@@ -210,4 +213,5 @@ class ReferenceProfile:
             )
         features = {name: FeatureProfile(**f) for name, f in raw["features"].items()}
         pca = PcaProfile(**raw["pca"]) if raw.get("pca") else None
-        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca)
+        calibration = Calibration(**raw["calibration"]) if raw.get("calibration") else None
+        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca, calibration)

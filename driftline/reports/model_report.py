@@ -48,11 +48,25 @@ def model_report(
     dq_keys = [k for k in sorted(by) if k[0] == "data_quality" and k[1] in dq_metrics and any(v > 0 for _, v in by[k])]
     data_quality = [series(*k, label=f"{k[1]} {k[2]}".strip()) for k in dq_keys[:8]]
     latency = [series("kpi", f"latency_p{q}_ms", label=f"p{q}") for q in (50, 95, 99)]
+    estimated = [
+        series("estimated_quality", m, label=label)
+        for m, label in (
+            ("accuracy", "estimated (before labels)"),
+            ("accuracy_lower", "estimate - 3 SE"),
+            ("accuracy_upper", "estimate + 3 SE"),
+        )
+    ] + [series("quality", "accuracy", label="realised (labelled)")]
     charts = [
         svg_chart("Drift per feature (PSI; JS if categorical); shaded: flagged drifted", drift_series, "", drifted),
         svg_chart("Drift share after FDR control", [series("drift", "drift_share")], "share", drifted),
         svg_chart(
             "Quality with delayed labels; shaded: a detector fired", [q for q in quality if q.points], "", alarms
+        ),
+        svg_chart(
+            "Accuracy estimated before labels (CBPE; assumes no concept drift) beside the realised",
+            [e for e in estimated if e.points],
+            "accuracy",
+            empty="no estimate: build the profile with --label to calibrate the scores (driftline profile build)",
         ),
         svg_chart("Fairness: demographic-parity difference per sensitive attribute", fairness, "gap"),
         svg_chart("Data quality (rates that were ever above 0)", data_quality, "rate"),

@@ -277,6 +277,15 @@ def build_review(
             },
             "fairness": _fairness(q, t, pair),
             "labeling": {v: pair(v, "labeling", "krippendorff_alpha") for v in versions},
+            # quality estimated before labels (cbpe.py): the numbers to read while labels are missing
+            "estimated_quality": {
+                v: {
+                    m: pair(v, "estimated_quality", m)
+                    for m in ("accuracy", "roc_auc", "f1", "accuracy_error")
+                    if pair(v, "estimated_quality", m)["current"] is not None
+                }
+                for v in versions
+            },
         },
         "product": {
             "kpis": {name: {v: pair(v, "kpi", "sum", name, agg="sum") for v in versions} for name in kpi_names},

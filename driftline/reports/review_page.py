@@ -65,6 +65,8 @@ def review_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Data science", "", "| version | metric | current (change vs previous) |", "|---|---|---|"]
     for v, metrics in ds["quality"].items():
         lines += [f"| {v} | {m} | {_change(p)} |" for m, p in metrics.items()]
+    for v, metrics in ds.get("estimated_quality", {}).items():  # before labels: CBPE, assumes no concept drift
+        lines += [f"| {v} | estimated {m} (before labels) | {_change(p)} |" for m, p in metrics.items()]
     lines += [f"| {v} | drift share | {_change(p)} |" for v, p in ds["drift_share"].items()]
     lines += [
         f"| {v} | Krippendorff's alpha | {_change(p)} |" for v, p in ds["labeling"].items() if p["current"] is not None

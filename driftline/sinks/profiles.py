@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from driftline.events import canonical_target
 from driftline.exceptions import ConfigError, SinkError
+from driftline.metrics.cbpe import calibration_from
 from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile
 from driftline.sinks.client import ClickHouseClient
 
@@ -92,6 +94,7 @@ def profile_from_rows(
     kinds: dict[str, str] | None = None,
     limit: int = 0,
     task: str = "binary",
+    roles: ReferenceRoles | None = None,
 ) -> ReferenceProfile:
     """A profile of `rows`; the model's outputs (`SCORE`, `PREDICTION`), where the rows have them, are
     profiled as the stream profiles them: the score as a number, the prediction as a class (its
@@ -108,6 +111,7 @@ def profile_from_rows(
             break
     if n == 0:
         raise ConfigError("the reference data has no rows")
+    label = _take_roles(columns, roles) if roles is not None else None
     targets = {SCORE: "numeric", PREDICTION: "numeric" if task == "regression" else "categorical"}
     if PREDICTION in columns and task != "regression":
         columns[PREDICTION] = [None if v is None else canonical_target(v) for v in columns[PREDICTION]]
@@ -118,7 +122,39 @@ def profile_from_rows(
         if missing:
             raise ConfigError(f"features {missing} are in the spec but not in the reference data")
     # features the spec does not declare are inferred by ReferenceProfile.build
-    return ReferenceProfile.build(model, version, columns, kinds={**(kinds or {}), **present} or None)
+    built = ReferenceProfile.build(model, version, columns, kinds={**(kinds or {}), **present} or None)
+    if label is None:
+        return built
+    assert roles is not None
+    if SCORE not in columns:
+        raise ConfigError("estimating quality needs the reference's scores: name their column with --score")
+    try:
+        calibration = calibration_from(columns[SCORE], label, columns.get(PREDICTION), roles.positive_class, task)
+    except ValueError as exc:
+        raise ConfigError(f"cannot calibrate the scores of {model} {version}: {exc}") from None
+    return replace(built, calibration=calibration)
+
+
+@dataclass(frozen=True)
+class ReferenceRoles:
+    """Which reference columns are the model's outputs and the truth (for quality estimation, cbpe.py)."""
+
+    label: str  # the true label: used to calibrate the scores, never profiled as a feature
+    score: str | None = None  # default: the [score] column (events' score)
+    prediction: str | None = None  # default: the [prediction] column
+    positive_class: str = "1"
+
+
+def _take_roles(columns: dict[str, list[Any]], roles: ReferenceRoles) -> list[Any]:
+    """Rename the score and prediction columns to the stream's names; take the label column out."""
+    for name, target in ((roles.score, SCORE), (roles.prediction, PREDICTION)):
+        if name:
+            if name not in columns:
+                raise ConfigError(f"the reference data has no column {name!r} (columns: {sorted(columns)})")
+            columns[target] = columns.pop(name)
+    if roles.label not in columns:
+        raise ConfigError(f"the reference data has no label column {roles.label!r} (columns: {sorted(columns)})")
+    return columns.pop(roles.label)
 
 
 def rows_from_clickhouse(

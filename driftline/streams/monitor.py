@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from driftline.events import ColumnarEvents, Prediction, canonical_target
+from driftline.metrics.cbpe import EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
@@ -75,6 +76,7 @@ class _Window:
     pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
     pca_rows: int = 0
     plugins: dict[str, Any] = field(default_factory=dict)  # custom metrics (metrics/plugins.py) by name
+    estimated: EstimatedQuality | None = None  # quality estimated from calibrated scores (metrics/cbpe.py)
     # False for a window that opened before its version had a reference profile (the bootstrap
     # period): it gets data-quality metrics but no drift, since drift of the part after the
     # profile appeared would be computed from a handful of events and look like a shift.
@@ -107,6 +109,11 @@ def _merge(panes: list[_Window]) -> _Window:
         out.duplicates += p.duplicates
         out.pca_error_sum += p.pca_error_sum
         out.pca_rows += p.pca_rows
+        if p.estimated is not None and out.profiled:
+            if out.estimated is None:
+                out.estimated = copy.deepcopy(p.estimated)
+            else:
+                out.estimated.merge(p.estimated)
         for name, plugin in p.plugins.items():
             if name in out.plugins:
                 out.plugins[name].merge(plugin)
@@ -398,6 +405,12 @@ class MonitoringEngine:
             for cls, count in _class_counts(batch.predictions()).items():
                 win.predicted[cls] += count
             win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts.tolist()).sum())
+        calibration = state.profile.calibration if state.profile is not None else None
+        if calibration is not None and win.profiled and spec.on("estimated_quality") and spec.task != "regression":
+            if win.estimated is None:
+                win.estimated = EstimatedQuality(calibration, spec.task)
+            positive = [canonical_target(p) == spec.positive_class for p in batch.predictions()]
+            win.estimated.update_many(batch.scores(), positive)
         if spec.plugins:
             view = PluginBatch(batch)
             for plugin in spec.plugins:
@@ -573,6 +586,9 @@ class MonitoringEngine:
             for name, total in sorted(win.kpi_sum.items()):
                 add("kpi", "sum", total, name)
                 add("kpi", "mean", total / win.n, name)
+        if win.estimated is not None and win.estimated.n:
+            for metric, value in sorted(win.estimated.get().items()):
+                add("estimated_quality", metric, value, n=win.estimated.n)
         for name, plugin in sorted(win.plugins.items()):
             try:
                 values = plugin.get()

@@ -244,7 +244,40 @@ class QualityJob:
         )
         for start, items in sorted(by_window.items()):
             rows.extend(self._window_rows(model, version, start, items, spec, annotated.get(start, [])))
+        if spec.on("estimated_quality"):
+            rows += self._estimation_errors(model, version, rows)
         return rows
+
+    def _estimation_errors(self, model: str, version: str, realised: list[MetricRow]) -> list[MetricRow]:
+        """Once labels arrive: each estimated metric (cbpe.py) minus the realised one, per window.
+
+        The realised value is over the window's labelled predictions, the estimate over all of them:
+        with partial label coverage the difference also holds which predictions got labels."""
+        wanted = {(r.window_start, r.metric): r for r in realised if r.family == "quality" and r.metric in ESTIMATED}
+        if not wanted:
+            return []
+        data = self.client.query(
+            f"""SELECT toUnixTimestamp64Milli(window_start), metric, argMax(value, computed_at)
+                FROM {self.database}.metrics
+                WHERE model = {{m:String}} AND version = {{v:String}} AND family = 'estimated_quality'
+                  AND metric IN {{metrics:Array(String)}} AND feature = '' AND segment = ''
+                  AND toUnixTimestamp(window_start) IN {{ws:Array(UInt32)}}
+                GROUP BY window_start, metric""",
+            parameters={
+                "m": model,
+                "v": version,
+                "metrics": sorted(ESTIMATED),
+                "ws": sorted({int(start) for start, _ in wanted}),
+            },
+        ).result_rows
+        out = []
+        for start_ms, metric, estimate in data:
+            row = wanted.get((start_ms / 1000, str(metric)))
+            if row is not None:
+                out.append(
+                    replace(row, family="estimated_quality", metric=f"{metric}_error", value=estimate - row.value)
+                )
+        return out
 
     def _window_rows(
         self,
@@ -381,6 +414,10 @@ class QualityJob:
                 # of value NaN (null in JSON) and n 0, so a dashboard shows the group and why it has none
                 for metric, of in (("selection_rate", "size"), ("tpr", "positives"), ("fpr", "negatives")):
                     add("fairness", metric, stats[metric], name, group, k=int(stats[of]))
+
+
+#: The metrics both estimated before labels (metrics/cbpe.py) and realised once they arrive.
+ESTIMATED = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
 
 
 def _pane(spec: ModelSpec) -> int:

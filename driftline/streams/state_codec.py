@@ -31,6 +31,7 @@ import numpy as np
 from river import drift, stats
 from river.drift import binary
 
+from driftline.metrics.cbpe import Calibration, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
@@ -50,6 +51,8 @@ _RUST_ADWIN = type(drift.ADWIN()._helper)  # type: ignore[no-untyped-call]
 ALLOWED: dict[str, type] = {
     f"{cls.__module__}.{cls.__qualname__}": cls
     for cls in (
+        Calibration,
+        EstimatedQuality,
         DuplicateTracker,
         ErrorStreamDetector,
         MeanShiftDetector,

@@ -276,3 +276,31 @@ def test_a_group_without_positives_gets_a_missing_tpr_row_with_its_n(
     assert 0 <= old_tpr.value <= 1 and old_tpr.n > 0
     # the gap leaves the undefined TPR out (fairlearn would count it as 0)
     assert fair[("equal_opportunity_difference", "")].value == 0.0
+
+
+def test_once_labels_arrive_the_estimation_error_is_a_metric(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 20.1: estimated quality (written by the engine before labels) minus the realised, per window."""
+    from driftline.metrics.rows import MetricRow
+
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(1500, t0, prefix="e")
+    sink.write(SinkBatch(preds, labels, [], token="e"))
+    estimates = {t0: 0.61, t0 + W: 0.77}  # as the engine would have written them (older rows first)
+    sink.write_metrics(
+        [MetricRow(t0, t0 + W, "credit", "v1", "estimated_quality", "accuracy", "", "", 0.1, 400)]
+        + [
+            MetricRow(s, s + W, "credit", "v1", "estimated_quality", "accuracy", "", "", v, 500)
+            for s, v in estimates.items()
+        ]
+    )
+    spec = MonitorSpec.from_dict({"defaults": {"window": W}})
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    realised = {r.window_start: r.value for r in rows if (r.family, r.metric) == ("quality", "accuracy")}
+    errors = {r.window_start: r.value for r in rows if (r.family, r.metric) == ("estimated_quality", "accuracy_error")}
+    assert set(errors) == set(estimates)  # the third window had no estimate: no error row
+    for start, estimate in estimates.items():
+        assert errors[start] == pytest.approx(estimate - realised[start], abs=1e-12)

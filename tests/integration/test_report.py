@@ -35,7 +35,8 @@ def test_report_draws_each_series_and_escapes_names(
     sink.write_metrics(rows)
     page = model_report(sink.client, settings.clickhouse_database, model, "v1", tmp_path / "r.html").read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert page.count("<polyline") == 3  # psi of income, accuracy, p95 latency
+    # psi of income, accuracy, p95 latency, and accuracy again beside the (absent) estimate before labels
+    assert page.count("<polyline") == 4
     assert len(re.findall(r'<rect [^>]*fill="#fdd"', page)) == 1  # the drifted window is shaded
     assert "no data" in page  # fairness: nothing recorded, said so
 

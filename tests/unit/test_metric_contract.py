@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import driftline.metrics as metrics_pkg
+from driftline.metrics.cbpe import Calibration, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
@@ -40,6 +41,7 @@ NOT_METRICS = {
     "ReferenceProfile",
     "MetricRow",
     "SketchRow",
+    "Calibration",  # the score -> probability map a profile carries (cbpe.py)
     # the plugin API: the batch view a plugin reads, its spec entry, the protocol it follows
     "MetricPlugin",
     "PluginBatch",
@@ -57,6 +59,7 @@ CAT = RNG.choice(["p", "q", "r", "new"], 2_000, p=[0.4, 0.3, 0.2, 0.1])
 IDS = [f"e{i}" for i in RNG.integers(0, 1_500, 2_000)]
 TS = np.sort(RNG.uniform(0, 100, 2_000)).tolist()
 Z = np.r_[RNG.normal(size=60), RNG.normal(6, 1, 60)]
+CALIBRATION = Calibration.fit(SCORE, Y)
 
 
 @dataclass
@@ -93,6 +96,11 @@ CASES: dict[type, Case] = {
     ),
     ConfidentDisagreement: Case(
         ConfidentDisagreement, lambda m, s: m.update_many(Y[s], SCORE[s], GROUP[s]) and None, {"confidence": 0.2}
+    ),
+    EstimatedQuality: Case(
+        lambda: EstimatedQuality(CALIBRATION),
+        lambda m, s: m.update_many(SCORE[s].tolist(), SCORE[s] >= 0.5) and None,
+        {"calibration": None, "task": "regression"},
     ),
 }
 
