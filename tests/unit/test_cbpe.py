@@ -132,3 +132,28 @@ def test_the_engine_writes_estimated_quality_rows_without_labels() -> None:
     first = {r.metric: r.value for r in rows if r.window_start == starts[0]}
     assert first == pytest.approx(direct.get(), rel=1e-12)
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "accuracy_lower", "roc_auc_upper"} <= set(first)
+
+
+def test_profile_build_with_a_label_column_calibrates_the_scores(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from driftline.cli import main
+
+    rng = np.random.default_rng(2)
+    x, y, s, pred = population(2000, 0.0, rng)
+    lines = ["x,truth,proba,pred"] + [f"{a},{b},{c},{d}" for a, b, c, d in zip(x, y, s, pred, strict=True)]
+    (tmp_path / "ref.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "p.json"
+    args = ["profile", "build", "--model", "m", "--version", "v1", "--input", str(tmp_path / "ref.csv")]
+    args += ["--label", "truth", "--score", "proba", "--prediction", "pred", "--no-store", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "scores calibrated on 2,000 labelled rows" in result.output
+    profile = ReferenceProfile.from_json(out.read_text())
+    assert profile.calibration is not None and "truth" not in profile.features and "[score]" in profile.features
+    assert profile.calibration(np.array([0.5]))[0] == pytest.approx(Calibration.fit(s, y)(np.array([0.5]))[0])
+    assert json.loads(out.read_text())["calibration"]["reference_n"] == 2000
+    missing = CliRunner().invoke(main, [*args[:8], "--label", "nope", "--no-store", "--out", str(out)])
+    assert missing.exit_code == 2 and "no label column 'nope'" in missing.output
