@@ -167,16 +167,8 @@ class KafkaSecurity:
         return kwargs
 
     def kafka_python_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.tls:
-            kwargs["ssl_context"] = self.ssl_context()
-        if self.sasl:
-            kwargs.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.username,
-                sasl_plain_password=self.password.get(),
-            )
-        return kwargs
+        """kafka-python takes the same names as aiokafka (``security_protocol``, ``ssl_context``, ``sasl_*``)."""
+        return self.aiokafka_kwargs()
 
 
 def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:

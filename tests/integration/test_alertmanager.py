@@ -19,6 +19,7 @@ from driftline.alerts.rules import AlertmanagerConfig
 from driftline.dev.broker import free_port
 from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.observability import WorkerMetrics
+from tests.integration.loopback_service import start_ready
 from tests.integration.test_webhooks_and_stream import Receiver, psi, spec, wait_for
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -44,9 +45,9 @@ def start_alertmanager(tmp_path: Path, hook: str) -> tuple[subprocess.Popen[byte
         "        send_resolved: true\n"
     )
     port = free_port()
-    log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115 - the process writes it until the test ends
     assert BINARY is not None
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    proc = start_ready(
         [
             BINARY,
             f"--config.file={config}",
@@ -54,21 +55,10 @@ def start_alertmanager(tmp_path: Path, hook: str) -> tuple[subprocess.Popen[byte
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",  # no HA gossip: one instance, loopback only
         ],
-        stdout=log,
-        stderr=log,
+        url,
+        tmp_path / "alertmanager.log",
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, (tmp_path / "alertmanager.log").read_text()
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, (tmp_path / "alertmanager.log").read_text()
-        time.sleep(0.1)
+    return proc, url
 
 
 def am_alerts(url: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from driftline.config import Settings
 from driftline.dev.broker import free_port
 from driftline.events import Prediction
 from driftline.producer import Producer
+from tests.integration.loopback_service import start_ready
 from tests.integration.test_checkpoints import W, _ingest, _worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,30 +72,19 @@ def _start_prometheus(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], 
         f"scrape_configs:\n  - job_name: driftline\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
     port = free_port()
-    log = open(tmp / "prometheus.log", "wb")  # noqa: SIM115 - written by the process until the test ends
     assert PROMETHEUS is not None
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    proc = start_ready(
         [
             PROMETHEUS,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
-        stdout=log,
-        stderr=log,
+        url,
+        tmp / "prometheus.log",
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, (tmp / "prometheus.log").read_text()
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
-        time.sleep(0.2)
+    return proc, url
 
 
 @needs_prometheus

@@ -23,6 +23,16 @@ from driftline.labeling.agreement import (
     pairwise_cohen,
 )
 
+#: Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 coders, 12 units, nominal, missing values.
+KRIPPENDORFF_2011 = np.array(
+    [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
+        [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan],
+    ]
+)
+
 
 def noisy_raters(items: int, raters: int, categories: int, accuracy: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -69,15 +79,7 @@ def test_fleiss_kappa_equals_statsmodels(seed: int) -> None:
 
 def test_krippendorff_alpha_worked_example() -> None:
     """Krippendorff (2011), 'Computing Krippendorff's alpha-reliability', nominal data with missing values."""
-    nan = np.nan
-    data = np.array(
-        [
-            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
-        ]
-    )
+    data = KRIPPENDORFF_2011
     table = np.where(np.isnan(data), MISSING, data).T.astype(np.int64)
     assert round(krippendorff_alpha(table), 3) == 0.743
 
@@ -122,15 +124,7 @@ def test_labels_agreement_command_on_a_file(tmp_path: Path) -> None:
 
     from driftline.cli import main
 
-    nan = np.nan
-    data = np.array(
-        [
-            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
-        ]
-    )
+    data = KRIPPENDORFF_2011
     rows = [f"u{u},{'ABCD'[c]},{int(data[c, u])}" for c in range(4) for u in range(12) if not np.isnan(data[c, u])]
     path = tmp_path / "labels.csv"
     path.write_text("unit,coder,value\n" + "\n".join(rows) + "\n")
