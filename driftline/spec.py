@@ -41,6 +41,7 @@ from driftline.exceptions import ConfigError
 from driftline.labeling.spec import LabelingSpec
 from driftline.metrics.plugins import PluginSpec
 from driftline.metrics.private_fairness import PrivacySpec
+from driftline.metrics.segments import SegmentSpec
 from driftline.models.canary_spec import CanarySpec
 from driftline.values import parse_duration
 
@@ -74,6 +75,7 @@ class ModelSpec:
     privacy: PrivacySpec | None = None  # publish fairness counts under DP (metrics/private_fairness.py)
     labeling: LabelingSpec | None = None  # ask for labels of uncertain predictions (labeling/spec.py)
     plugins: tuple[PluginSpec, ...] = ()  # custom metrics (metrics/plugins.py): family "custom"
+    segments: tuple[SegmentSpec, ...] = ()  # drift, data quality and quality per slice (metrics/segments.py)
 
     def on(self, family: str) -> bool:
         return family in self.families
@@ -98,6 +100,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         "privacy",
         "labeling",
         "plugins",
+        "segments",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -153,6 +156,14 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         changes["labeling"] = LabelingSpec.from_dict(raw["labeling"], f"{where}.labeling")
     if "plugins" in raw:
         changes["plugins"] = _plugins(raw["plugins"], f"{where}.plugins")
+    if "segments" in raw:
+        items = raw["segments"]
+        if not isinstance(items, list):
+            raise ConfigError(f"monitor spec, {where}.segments: expected a list")
+        segments = tuple(SegmentSpec.from_dict(item, f"{where}.segments[{i}]") for i, item in enumerate(items))
+        if len({s.name for s in segments}) != len(segments):
+            raise ConfigError(f"monitor spec, {where}.segments: names must be unique")
+        changes["segments"] = segments
     return replace(base, **changes)
 
 

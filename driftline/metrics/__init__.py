@@ -20,4 +20,5 @@ __all__ = [
     "profiles",
     "quality",
     "rows",
+    "segments",
 ]

@@ -42,6 +42,7 @@ from driftline.metrics.plugins import FAMILY as PLUGIN_FAMILY
 from driftline.metrics.plugins import PluginBatch, PluginSpec, rows_of
 from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_errors
 from driftline.metrics.rows import MetricRow, SketchRow
+from driftline.metrics.segments import TopK
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams import state_codec
 from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch
@@ -77,6 +78,8 @@ class _Window:
     pca_rows: int = 0
     plugins: dict[str, Any] = field(default_factory=dict)  # custom metrics (metrics/plugins.py) by name
     estimated: EstimatedQuality | None = None  # quality estimated from calibrated scores (metrics/cbpe.py)
+    segments: dict[str, _Window] = field(default_factory=dict)  # per segment label (metrics/segments.py)
+    segment_top: dict[str, list[str]] = field(default_factory=dict)  # attribute values with a segment here
     # False for a window that opened before its version had a reference profile (the bootstrap
     # period): it gets data-quality metrics but no drift, since drift of the part after the
     # profile appeared would be computed from a handful of events and look like a shift.
@@ -114,11 +117,15 @@ def _merge(panes: list[_Window]) -> _Window:
                 out.estimated = copy.deepcopy(p.estimated)
             else:
                 out.estimated.merge(p.estimated)
+        for name, top in p.segment_top.items():
+            out.segment_top.setdefault(name, top)
         for name, plugin in p.plugins.items():
             if name in out.plugins:
                 out.plugins[name].merge(plugin)
             else:
                 out.plugins[name] = copy.deepcopy(plugin)
+    for label in sorted({label for p in panes for label in p.segments}):
+        out.segments[label] = _merge([p.segments[label] for p in panes if label in p.segments])
     return out
 
 
@@ -134,6 +141,7 @@ class _VersionState:
     watermark: float = -math.inf
     dropped_late: int = 0
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
+    segment_counts: dict[str, TopK] = field(default_factory=dict)  # per attribute segment: its largest values
 
 
 state_codec.allow(_Window, _VersionState)
@@ -411,12 +419,42 @@ class MonitoringEngine:
                 win.estimated = EstimatedQuality(calibration, spec.task)
             positive = [canonical_target(p) == spec.positive_class for p in batch.predictions()]
             win.estimated.update_many(batch.scores(), positive)
+        if spec.segments and (spec.on("drift") or spec.on("data_quality")):
+            self._add_segments(state, win, batch)
         if spec.plugins:
             view = PluginBatch(batch)
             for plugin in spec.plugins:
                 if plugin.name not in win.plugins:
                     win.plugins[plugin.name] = _plugin_factory(plugin)()
                 win.plugins[plugin.name].update_many(view)
+
+    def _add_segments(self, state: _VersionState, win: _Window, batch: PredictionBatch) -> None:
+        """Drift and data quality per segment: each segment's events go into its own sub-window."""
+        profile = state.profile if state.spec.on("drift") else None
+        for seg in state.spec.segments:
+            if seg.attribute:
+                values = batch.attribute(seg.attribute)
+                counts = state.segment_counts.setdefault(seg.name, TopK(seg.top_k))
+                counts.update_many(values)
+                top = win.segment_top.setdefault(seg.name, sorted(counts.top()))  # fixed when the window opens
+                labels = np.array(seg.labels(values, set(top)), dtype=object)
+            else:
+                mask = seg.mask(batch.feature_columns([seg.feature])[0])
+                labels = np.full(mask.size, None, dtype=object)
+                labels[mask] = seg.name
+            present = labels != None  # noqa: E711 - elementwise, on an object array
+            if not present.any():
+                continue
+            names, inverse = np.unique(labels[present].astype(str), return_inverse=True)
+            positions = np.nonzero(present)[0]
+            for g, label in enumerate(names.tolist()):
+                idx = positions[inverse == g].tolist()
+                sub = win.segments.get(label)
+                if sub is None:
+                    sub = win.segments[label] = _Window(start=win.start, profiled=win.profiled)
+                part = batch if len(idx) == batch.n else batch.take(idx)
+                sub.n += part.n
+                self._add_features(state, sub, part, profile)
 
     def _add_features(
         self, state: _VersionState, win: _Window, batch: PredictionBatch, profile: ReferenceProfile | None
@@ -496,6 +534,8 @@ class MonitoringEngine:
             if not final:
                 window_rows.extend(self._detect(state, window_rows))
             rows.extend(window_rows)
+            for label, sub in sorted(window.segments.items()):  # after _detect: detectors watch the whole
+                rows.extend(self._rows(key, spec, end - spec.window_s, end, sub, not final, segment=label))
         return rows
 
     def _detect(self, state: _VersionState, rows: list[MetricRow]) -> list[MetricRow]:
@@ -515,19 +555,28 @@ class MonitoringEngine:
         return out
 
     def _rows(
-        self, key: tuple[str, str], spec: ModelSpec, start: float, end: float, win: _Window, complete: bool
+        self,
+        key: tuple[str, str],
+        spec: ModelSpec,
+        start: float,
+        end: float,
+        win: _Window,
+        complete: bool,
+        segment: str = "",
     ) -> list[MetricRow]:
         model, version = key
         limits = spec.thresholds
         out: list[MetricRow] = []
 
         def add(family: str, metric: str, value: float, feature: str = "", n: int = win.n) -> None:
-            out.append(MetricRow(start, end, model, version, family, metric, feature, "", float(value), n, complete))
+            out.append(
+                MetricRow(start, end, model, version, family, metric, feature, segment, float(value), n, complete)
+            )
 
         pvalues: dict[str, float] = {}
         large: set[str] = set()  # features whose effect size passes the threshold
         for name, drift in sorted(win.drift.items()):
-            if drift.n:
+            if drift.n and not segment:  # the rollups' sketches are of the whole traffic
                 if len(self._sketches) == self._sketches.maxlen:
                     if not self.sketches_dropped:
                         log.warning("drift sketches are not being taken (take_sketches); dropping the oldest")
@@ -573,7 +622,8 @@ class MonitoringEngine:
             for name, drift in sorted(win.drift.items()):
                 if isinstance(drift, CategoricalDrift):
                     add("data_quality", "unseen_category_rate", drift.get().get("unseen_rate", 0.0), name)
-            add("data_quality", "duplicate_rate", win.duplicates / win.n)
+            if not segment:  # duplicates are tracked over the whole stream
+                add("data_quality", "duplicate_rate", win.duplicates / win.n)
             for cls, count in sorted(win.predicted.items()):
                 add("data_quality", "prediction_share", count / win.n, f"class={cls}")
         if spec.on("kpi"):

@@ -63,6 +63,7 @@ class PredictionBatch(Protocol):
     def feature_names(self) -> set[str]: ...
     def feature_columns(self, names: list[str]) -> list[Sequence[Any]]: ...
     def feature_rows(self) -> list[dict[str, Any]]: ...
+    def attribute(self, name: str) -> list[str | None]: ...
 
 
 class EventBatch:
@@ -117,6 +118,9 @@ class EventBatch:
     def feature_names(self) -> set[str]:
         return {n for e in self.events for n in e.features}
 
+    def attribute(self, name: str) -> list[str | None]:
+        return [e.attributes.get(name) for e in self.events]
+
     def feature_columns(self, names: list[str]) -> list[Sequence[Any]]:
         """Feature columns (tuples, None where absent) in one pass over the events, with C-level getters."""
         if not names:
@@ -147,10 +151,12 @@ class ColumnBatch:
         latency: list[float | None],
         kpis: dict[str, list[float]],
         features: dict[str, list[Any]],
+        attributes: dict[str, list[Any]] | None = None,
     ):
         self.n = len(event_id)
         self._ts, self._event_id, self._prediction, self._score = ts, event_id, prediction, score
         self._latency, self._kpis, self._features = latency, kpis, features
+        self._attributes = attributes or {}
 
     @staticmethod
     def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch]:
@@ -178,6 +184,7 @@ class ColumnBatch:
             cols.latency_ms if cols.latency_ms is not None else [None] * n,
             cols.kpis,
             cols.features,
+            cols.attributes,
         )
 
     @staticmethod
@@ -209,6 +216,7 @@ class ColumnBatch:
             chain("_latency"),
             joined("_kpis", 0.0),
             joined("_features", None),
+            joined("_attributes", None),
         )
 
     def ts(self) -> np.ndarray:
@@ -223,6 +231,7 @@ class ColumnBatch:
             gather(self._latency, index),
             {k: gather(v, index) for k, v in self._kpis.items()},
             {k: gather(v, index) for k, v in self._features.items()},
+            {k: gather(v, index) for k, v in self._attributes.items()},
         )
 
     def head(self, k: int) -> ColumnBatch:
@@ -245,6 +254,9 @@ class ColumnBatch:
 
     def feature_names(self) -> set[str]:
         return set(self._features)
+
+    def attribute(self, name: str) -> list[str | None]:
+        return self._attributes.get(name, [None] * self.n)
 
     def feature_columns(self, names: list[str]) -> list[Sequence[Any]]:
         empty: list[None] = [None] * self.n

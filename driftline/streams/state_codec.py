@@ -39,6 +39,7 @@ from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import FeatureProfile, PcaProfile, ReferenceProfile
 from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+from driftline.metrics.segments import TopK
 
 
 class StateError(ValueError):
@@ -51,6 +52,7 @@ _RUST_ADWIN = type(drift.ADWIN()._helper)  # type: ignore[no-untyped-call]
 ALLOWED: dict[str, type] = {
     f"{cls.__module__}.{cls.__qualname__}": cls
     for cls in (
+        TopK,
         Calibration,
         EstimatedQuality,
         DuplicateTracker,

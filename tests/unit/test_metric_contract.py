@@ -28,6 +28,7 @@ from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import profile_column
 from driftline.metrics.quality import BinaryQuality, MulticlassQuality, RegressionQuality
+from driftline.metrics.segments import TopK
 from driftline.streams import state_codec
 
 # Value types that live beside the metrics in driftline.metrics: a spec section, the DP budget and
@@ -42,6 +43,7 @@ NOT_METRICS = {
     "MetricRow",
     "SketchRow",
     "Calibration",  # the score -> probability map a profile carries (cbpe.py)
+    "SegmentSpec",  # a spec entry (segments.py)
     # the plugin API: the batch view a plugin reads, its spec entry, the protocol it follows
     "MetricPlugin",
     "PluginBatch",
@@ -97,6 +99,7 @@ CASES: dict[type, Case] = {
     ConfidentDisagreement: Case(
         ConfidentDisagreement, lambda m, s: m.update_many(Y[s], SCORE[s], GROUP[s]) and None, {"confidence": 0.2}
     ),
+    TopK: Case(lambda: TopK(3), lambda m, s: m.update_many(CAT[s].tolist()), {"k": 0}),
     EstimatedQuality: Case(
         lambda: EstimatedQuality(CALIBRATION),
         lambda m, s: m.update_many(SCORE[s].tolist(), SCORE[s] >= 0.5) and None,
