@@ -20,7 +20,7 @@ per prediction, the label scored against is their majority (``label_metrics``), 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -221,8 +221,9 @@ class QualityJob:
             f"""
             SELECT toUnixTimestamp(toStartOfInterval(p.ts, toIntervalSecond({w}), 'UTC')) AS ws,
                    p.prediction_norm, p.score, l.label, p.attributes,
-                   if(l.event_id = '', nan, (toUnixTimestamp64Milli(l.ts) - toUnixTimestamp64Milli(p.ts)) / 1000)
-            FROM (SELECT event_id, ts, prediction_norm, score, attributes FROM {db}.predictions FINAL
+                   if(l.event_id = '', nan, (toUnixTimestamp64Milli(l.ts) - toUnixTimestamp64Milli(p.ts)) / 1000),
+                   arrayMap(f -> JSONExtract(p.features, f, 'Nullable(Float64)'), {{pf:Array(String)}})
+            FROM (SELECT event_id, ts, prediction_norm, score, attributes, features FROM {db}.predictions FINAL
                   WHERE model = {{m:String}} AND version = {{v:String}}
                     AND toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond({w}), 'UTC')) IN {{ws:Array(UInt32)}}
                  ) AS p
@@ -230,7 +231,12 @@ class QualityJob:
             ON p.event_id = l.event_id
             SETTINGS join_use_nulls = 0
             """,
-            parameters={"m": model, "v": version, "ws": [int(s) for s in panes]},
+            parameters={
+                "m": model,
+                "v": version,
+                "ws": [int(s) for s in panes],
+                "pf": [seg.feature for seg in spec.segments if seg.feature],  # predicate segments' features
+            },
         ).result_rows
         by_pane: dict[float, list[tuple[Any, ...]]] = defaultdict(list)
         for row in data:
@@ -336,6 +342,13 @@ class QualityJob:
         elif spec.on("quality"):
             for metric, value in MulticlassQuality().update_many(labels, preds).get().items():
                 add("quality", metric, value, k=k)
+        if spec.segments and spec.on("quality"):
+            for label, members in _segments_of(items, spec).items():
+                seg_labelled = [it for it in members if it[2] != ""]
+                add("quality", "label_coverage", len(seg_labelled) / len(members), segment=label, k=len(members))
+                if seg_labelled:
+                    for metric, value in _quality(task, spec, seg_labelled).items():
+                        add("quality", metric, value, segment=label, k=len(seg_labelled))
         return out
 
     def _task(self, model: str, spec: ModelSpec, preds: list[str], labels: list[str]) -> str:
@@ -414,6 +427,42 @@ class QualityJob:
                 # of value NaN (null in JSON) and n 0, so a dashboard shows the group and why it has none
                 for metric, of in (("selection_rate", "size"), ("tpr", "positives"), ("fpr", "negatives")):
                     add("fairness", metric, stats[metric], name, group, k=int(stats[of]))
+
+
+def _quality(task: str, spec: ModelSpec, labelled: list[tuple[Any, ...]]) -> dict[str, float]:
+    """The quality metrics of some labelled predictions (one segment's), as the whole window's are computed."""
+    preds = [it[0] for it in labelled]
+    labels = [it[2] for it in labelled]
+    if task == "binary":
+        y = np.array([lab == spec.positive_class for lab in labels], dtype=np.int64)
+        scores = [it[1] for it in labelled]
+        if all(s is not None for s in scores):
+            return BinaryQuality().update_many(y, np.array(scores, dtype=np.float64)).get()
+        p = np.array([pred == spec.positive_class for pred in preds], dtype=np.float64)
+        q = BinaryQuality().update_many(y, p).get()
+        return {m: v for m, v in q.items() if m in ("accuracy", "precision", "recall", "f1")}
+    if task == "regression":
+        return RegressionQuality().update_many(np.array(labels, float), np.array(preds, float)).get()
+    return MulticlassQuality().update_many(labels, preds).get()
+
+
+def _segments_of(items: list[tuple[Any, ...]], spec: ModelSpec) -> dict[str, list[tuple[Any, ...]]]:
+    """A window's predictions per segment (metrics/segments.py): an attribute's top-K values by the window's
+    volume plus "other", or a predicate on a feature (its values are the query's last column)."""
+    out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    predicate = 0
+    for seg in spec.segments:
+        if seg.attribute:
+            values = [dict(it[3]).get(seg.attribute) for it in items]
+            counts = Counter(v for v in values if v is not None)
+            top = {v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: seg.top_k]}
+            for it, label in zip(items, seg.labels(values, top), strict=True):
+                out[label].append(it)
+        else:
+            mask = seg.mask([it[5][predicate] for it in items])
+            out[seg.name] += [it for it, m in zip(items, mask, strict=True) if m]
+            predicate += 1
+    return dict(out)
 
 
 #: The metrics both estimated before labels (metrics/cbpe.py) and realised once they arrive.

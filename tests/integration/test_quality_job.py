@@ -304,3 +304,52 @@ def test_once_labels_arrive_the_estimation_error_is_a_metric(
     assert set(errors) == set(estimates)  # the third window had no estimate: no error row
     for start, estimate in estimates.items():
         assert errors[start] == pytest.approx(estimate - realised[start], abs=1e-12)
+
+
+def test_quality_per_segment_equals_scikit_learn_on_each_segment(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 20.2: the top-2 regions by the window's volume, "other", and a predicate on a feature."""
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    t0 = float(int(time.time() // W * W) - 3600)
+    preds, labels = _data(1200, t0, prefix="s")
+    rng = np.random.default_rng(8)
+    regions = rng.choice(["eu", "us", "apac", "latam"], 1200, p=[0.5, 0.3, 0.15, 0.05])
+    ages = rng.integers(20, 80, 1200)
+    preds = [
+        Prediction(
+            **{
+                **{f: getattr(p, f) for f in p.__struct_fields__},
+                "attributes": {"region": str(r)},
+                "features": {"age": float(a)},
+            }
+        )
+        for p, r, a in zip(preds, regions, ages, strict=True)
+    ]
+    sink.write(SinkBatch(preds, labels, [], token="s"))
+    spec = MonitorSpec.from_dict(
+        {
+            "defaults": {
+                "window": W,
+                "segments": [{"attribute": "region", "top_k": 2}, {"name": "old", "where": "age >= 60"}],
+            }
+        }
+    )
+    rows = QualityJob(sink.client, settings.clickhouse_database, spec, overlap_s=0).run_once()
+    got = {(r.window_start, r.segment, r.metric): r.value for r in rows if r.family == "quality" and r.segment}
+    label_of = {lab.event_id: int(lab.label) for lab in labels}
+    start = t0
+    window = [p for p in preds if start <= p.ts < start + W]
+    for segment, members in (
+        ("region=eu", [p for p in window if p.attributes["region"] == "eu"]),
+        ("region=us", [p for p in window if p.attributes["region"] == "us"]),
+        ("region=other", [p for p in window if p.attributes["region"] in ("apac", "latam")]),
+        ("old", [p for p in window if p.features["age"] >= 60]),
+    ):
+        lab = [p for p in members if p.event_id in label_of]
+        y = np.array([label_of[p.event_id] for p in lab])
+        pred = np.array([int(p.prediction) for p in lab])
+        assert got[(start, segment, "accuracy")] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12), segment
+        assert got[(start, segment, "label_coverage")] == pytest.approx(len(lab) / len(members))
+    assert not any(seg.startswith("region=apac") for (_, seg, _) in got)  # bounded: top 2 plus other
