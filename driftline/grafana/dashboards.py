@@ -42,6 +42,8 @@ class Panel:
 
 def _metric_series(metric: str, family: str = "", by: str = "version", extra: str = "") -> str:
     fam = f" AND family = '{family}'" if family else ""
+    if by != "segment" and "segment" not in extra:
+        fam += " AND segment = ''"  # the whole traffic's rows; segments (metrics/segments.py) have their own panels
     return (
         f"SELECT window_start AS time, {by} AS series, value\n"
         f"FROM {{db}}.metrics FINAL\n"
@@ -102,7 +104,9 @@ def _drift(psi: float, versions: str) -> tuple[str, list[Panel]]:
             Panel(
                 "Top drifting features in range",
                 "SELECT feature, max(value) AS max_psi, avg(value) AS mean_psi\n"
-                "FROM {db}.metrics FINAL\nWHERE model = '${model}' AND metric = 'psi'" + versions + "\n"
+                "FROM {db}.metrics FINAL\nWHERE model = '${model}' AND metric = 'psi' AND segment = ''"
+                + versions
+                + "\n"
                 "  AND $__timeFilter(window_start)\nGROUP BY feature ORDER BY max_psi DESC LIMIT 10",
                 kind="barchart",
                 threshold=psi,
@@ -118,6 +122,11 @@ def _drift(psi: float, versions: str) -> tuple[str, list[Panel]]:
                 _metric_series("mean_shift_z", "drift", extra=" AND feature = '${feature}'"),
             ),
             Panel("Multivariate: PCA reconstruction error ratio", _metric_series("pca_error_ratio", "drift")),
+            Panel(
+                "Drift share of segment ${segment}",
+                _metric_series("drift_share", "drift", extra=versions + " AND segment = '${segment}'"),
+                unit="percentunit",
+            ),
         ],
     )
 
@@ -138,6 +147,11 @@ def _quality(versions: str) -> tuple[str, list[Panel]]:
                 unit="percentunit",
             ),
             Panel("ROC AUC", _metric_series("roc_auc", "quality", extra=versions)),
+            Panel(
+                "Accuracy of segment ${segment}",
+                _metric_series("accuracy", "quality", extra=versions + " AND segment = '${segment}'"),
+                unit="percentunit",
+            ),
             Panel("Label coverage", _metric_series("label_coverage", "quality", extra=versions), unit="percentunit"),
             Panel("Label delay (median, s)", _metric_series("label_delay_p50_s", "quality", extra=versions), unit="s"),
             Panel("Latency p99 (ms)", _metric_series("latency_p99_ms", "kpi", extra=versions), unit="ms"),
@@ -298,6 +312,11 @@ def _variables(spec: MonitorSpec, database: str) -> list[dict[str, Any]]:
         ),
         query(
             "attribute", f"SELECT DISTINCT feature FROM {db}.metrics WHERE model = '${{model}}' AND family = 'fairness'"
+        ),
+        query(
+            "segment",
+            f"SELECT DISTINCT segment FROM {db}.metrics WHERE model = '${{model}}' "
+            "AND family IN ('drift', 'quality') AND segment != ''",
         ),
     ]
 

@@ -89,9 +89,10 @@ def _pipeline(settings: Settings, sink: ClickHouseSink) -> tuple[float, float]:
             if p.route != "shadow"
         ]
     )
-    engine = MonitoringEngine(MonitorSpec(), reference_events=1000, window_s=W, allowed_lateness_s=0)
+    segmented = MonitorSpec.from_yaml("defaults: {segments: [{attribute: sex, top_k: 2}]}")
+    engine = MonitoringEngine(segmented, reference_events=1000, window_s=W, allowed_lateness_s=0)
     rows = engine.update([p for p in preds if p.route != "shadow"]) + engine.flush()
-    rows += QualityJob(sink.client, settings.clickhouse_database, MonitorSpec()).run_once()
+    rows += QualityJob(sink.client, settings.clickhouse_database, segmented).run_once()
     rows += ShadowJob(sink.client, settings.clickhouse_database, MonitorSpec()).run_once()
     sink.write_metrics(rows)
     store = AlertStore(sink.client, settings.clickhouse_database)
@@ -125,6 +126,7 @@ def test_every_panel_query_runs_and_has_the_expected_shape(
         "version": ["v1", "v2"],
         "feature": "income",
         "attribute": "sex",
+        "segment": "sex=f",
     }
     db = settings.clickhouse_database
     empty = []
