@@ -124,12 +124,37 @@ def _drift(q: _Q) -> list[dict[str, Any]]:
                       maxIf(value, metric = 'psi')
                FROM {db}.metrics FINAL
                WHERE model = {m:String} AND family = 'drift' AND window_start >= @start AND window_start < @end
-                 AND feature != ''
+                 AND feature != '' AND segment = ''
                GROUP BY version, feature HAVING countIf(metric = 'drifted') > 0
                ORDER BY 3 DESC, 5 DESC LIMIT 10"""
         )
     ]
     return drift
+
+
+def _worst_segments(q: _Q, limit: int = 5) -> list[dict[str, Any]]:
+    """Per version, the segments (metrics/segments.py) with the highest drift share and the lowest accuracy."""
+    out = []
+    for version, segment, drift_share, accuracy, n in q.rows(
+        f"""SELECT version, segment, avgIf(value, family = 'drift' AND metric = 'drift_share'),
+                   avgIf(value, family = 'quality' AND metric = 'accuracy'),
+                   sumIf(value, family = 'volume')
+            FROM {{db}}.metrics FINAL
+            WHERE model = {{m:String}} AND segment != '' AND family IN ('drift', 'quality', 'volume')
+              AND window_start >= @start AND window_start < @end
+            GROUP BY version, segment
+            ORDER BY version, 3 DESC, 4 ASC LIMIT {int(limit) * 4}"""
+    ):
+        out.append(
+            {
+                "version": version,
+                "segment": segment,
+                "drift_share": _nan_none(drift_share),
+                "accuracy": _nan_none(accuracy),
+                "predictions": int(n or 0),
+            }
+        )
+    return out
 
 
 def _fairness(q: _Q, t: ReviewThresholds, pair: _Pairs) -> list[dict[str, Any]]:
@@ -171,8 +196,9 @@ def _data_quality(q: _Q, t: ReviewThresholds) -> list[dict[str, Any]]:
             f"""SELECT version, metric, feature, countIf(value > {float(t.missing_rate)}), max(value)
                 FROM {{db}}.metrics FINAL
                 WHERE model = {{m:String}} AND family = 'data_quality' AND window_start >= @start
-                  AND window_start < @end AND metric IN ('missing_rate', 'type_violation_rate', 'out_of_range_rate',
-                                                         'duplicate_rate', 'unseen_category_rate')
+                  AND window_start < @end AND segment = ''
+                  AND metric IN ('missing_rate', 'type_violation_rate', 'out_of_range_rate', 'duplicate_rate',
+                                 'unseen_category_rate')
                 GROUP BY version, metric, feature HAVING countIf(value > {float(t.missing_rate)}) > 0
                 ORDER BY 4 DESC LIMIT 15"""
         )
@@ -266,6 +292,7 @@ def build_review(
         },
         "data_science": {
             "drift": _drift(q),
+            "worst_segments": _worst_segments(q),
             "drift_share": {v: pair(v, "drift", "drift_share") for v in versions},
             "quality": {
                 v: {

@@ -71,6 +71,19 @@ def review_markdown(r: dict[str, Any]) -> str:
     lines += [
         f"| {v} | Krippendorff's alpha | {_change(p)} |" for v, p in ds["labeling"].items() if p["current"] is not None
     ]
+    if ds.get("worst_segments"):
+        lines += [
+            "",
+            "Worst segments (highest mean drift share in the period, then lowest accuracy):",
+            "",
+            "| version | segment | drift share | accuracy | predictions |",
+            "|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {w['version']} | {w['segment']} | {_n(w['drift_share'], 3)} | {_n(w['accuracy'], 3)} | "
+            f"{w['predictions']:,} |"
+            for w in ds["worst_segments"]
+        ]
     if ds["drift"]:
         lines += [
             "",

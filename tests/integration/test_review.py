@@ -171,3 +171,35 @@ def test_review_numbers_actions_lineage_and_announcement(
     assert payload["type"] == "review.published" and payload["data"]["model"] == "credit"
     assert payload["data"]["artefact"] and payload["data"]["report"].endswith(".html")
     assert payload["data"]["actions"][0].startswith("[")
+
+
+def test_the_review_lists_the_worst_segments(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 20.2: segment rows (drift share, accuracy, volume) ranked; the whole traffic's rows stay unsegmented."""
+    from driftline.reports.review import build_review
+    from driftline.reports.review_page import review_markdown
+
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    end = float(int(time.time()) // 3600 * 3600)
+    rows = []
+    for h in range(24):
+        s = end - DAY + h * W
+        for segment, share, accuracy in (("region=eu", 0.05, 0.91), ("region=us", 0.6, 0.71), ("seniors", 0.2, 0.8)):
+            rows += [
+                MetricRow(s, s + W, "credit", "v1", "drift", "drift_share", "", segment, share, 100),
+                MetricRow(s, s + W, "credit", "v1", "quality", "accuracy", "", segment, accuracy, 80),
+                MetricRow(s, s + W, "credit", "v1", "volume", "predictions", "", segment, 100, 100),
+                MetricRow(s, s + W, "credit", "v1", "drift", "psi", "income", segment, 0.9, 100),
+                MetricRow(s, s + W, "credit", "v1", "drift", "drifted", "income", segment, 1.0, 100),
+            ]
+        rows.append(MetricRow(s, s + W, "credit", "v1", "volume", "predictions", "", "", 300, 300))
+    sink.write_metrics(rows)
+    review = build_review(sink.client, settings.clickhouse_database, "credit", DAY, end=end)
+    worst = review["data_science"]["worst_segments"]
+    assert [w["segment"] for w in worst] == ["region=us", "seniors", "region=eu"]
+    assert worst[0]["drift_share"] == pytest.approx(0.6) and worst[0]["accuracy"] == pytest.approx(0.71)
+    assert worst[0]["predictions"] == 2400
+    assert review["data_science"]["drift"] == []  # segment rows do not count as the whole traffic's drift
+    assert "| v1 | region=us | 0.600 | 0.710 | 2,400 |" in review_markdown(review)
