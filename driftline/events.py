@@ -48,7 +48,9 @@ _ID = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 #: Longest feature, attribute or KPI name (and model, version, annotator); the shortest has 1 character.
 MAX_NAME_CHARS = 256
 _NAME = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
-FeatureValue: TypeAlias = float | str | bool | None
+#: Longest vector feature (an embedding: a fixed-length list of floats per feature; metrics/embeddings.py).
+MAX_VECTOR_LENGTH = 4096
+FeatureValue: TypeAlias = float | str | bool | Annotated[list[float], msgspec.Meta(max_length=MAX_VECTOR_LENGTH)] | None
 Target: TypeAlias = int | float | str | bool
 Route: TypeAlias = Literal["primary", "canary", "shadow"]
 

@@ -47,7 +47,7 @@ from driftline.values import parse_duration
 
 FAMILIES = ("drift", "data_quality", "quality", "estimated_quality", "fairness", "kpi", "labeling")
 TASKS = ("binary", "multiclass", "regression")
-KINDS = ("numeric", "categorical", "boolean")
+KINDS = ("numeric", "categorical", "boolean", "vector")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from driftline.config import Settings
 from driftline.dev.broker import EmbeddedBroker, free_port
-from driftline.events import Label, Prediction
+from driftline.events import FeatureValue, Label, Prediction
 from driftline.exceptions import DriftlineError
 
 MODEL = "loan-approval"
@@ -190,9 +190,7 @@ def generate(
         latency = (time.perf_counter() - t0) * 1000.0
         score = float(proba.get(1, 0.0))
         event_id = f"demo-{options.seed}-{i}"
-        features: dict[str, float | str | bool | None] = {
-            k: (str(v) if k in CATEGORICAL else float(v)) for k, v in x.items()
-        }
+        features: dict[str, FeatureValue] = {k: (str(v) if k in CATEGORICAL else float(v)) for k, v in x.items()}
         yield Prediction(
             event_id=event_id,
             model=MODEL,

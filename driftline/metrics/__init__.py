@@ -12,6 +12,7 @@ __all__ = [
     "data_quality",
     "detectors",
     "drift",
+    "embeddings",
     "fairness",
     "label_noise",
     "plugins",

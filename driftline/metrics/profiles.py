@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -29,6 +30,7 @@ import numpy.typing as npt
 
 from driftline.exceptions import ConfigError
 from driftline.metrics.cbpe import Calibration
+from driftline.metrics.embeddings import VectorProfile, vectors_of
 
 PROFILE_VERSION = 1
 #: Pseudo-features for the model's outputs; brackets keep them apart from real feature names.
@@ -164,6 +166,19 @@ class PcaProfile:
         return cls(names, mean.tolist(), std.tolist(), comps.tolist(), float(err.mean()), float(err.std()))
 
 
+def _as_list(column: Any) -> list[Any]:
+    """A column's values as they are (never through numpy, which would make a 2-D array of equal lists)."""
+    return list(column.tolist()) if isinstance(column, np.ndarray) else list(column)
+
+
+def _is_vector(column: Any) -> bool:
+    """A column of lists (an embedding), judged by its first present value."""
+    for value in _as_list(column):
+        if value is not None:
+            return isinstance(value, list | tuple)
+    return False
+
+
 def reconstruction_errors(z: npt.NDArray[np.float64], components: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Mean squared error per row of projecting standardised rows onto the components and back."""
     back = (z @ components.T) @ components
@@ -182,6 +197,7 @@ class ReferenceProfile:
     pca: PcaProfile | None = None
     # score -> P(positive) from a labelled reference: quality estimated before labels arrive (cbpe.py)
     calibration: Calibration | None = None
+    vectors: dict[str, VectorProfile] = field(default_factory=dict)  # embedding features (embeddings.py)
 
     @classmethod
     def build(
@@ -192,13 +208,25 @@ class ReferenceProfile:
         kinds: Mapping[str, str] | None = None,
     ) -> ReferenceProfile:
         kinds = kinds or {}
+        vectors = {}
+        for name in [n for n in columns if kinds.get(n) == "vector" or _is_vector(columns[n])]:
+            values = _as_list(columns[name])
+            dims = Counter(len(v) for v in values if isinstance(v, list | tuple))
+            if not dims:
+                raise ConfigError(f"feature {name!r}: declared a vector, but the reference holds no list of numbers")
+            x, _, _ = vectors_of(values, dims.most_common(1)[0][0])
+            try:
+                vectors[name] = VectorProfile.fit(x)
+            except ValueError as exc:
+                raise ConfigError(f"vector feature {name!r}: {exc}") from None
+        columns = {n: c for n, c in columns.items() if n not in vectors}
         features = {n: profile_column(n, c, kinds.get(n)) for n, c in columns.items()}
         numeric = {
             n: np.array(columns[n], dtype=object).astype(np.float64)
             for n, f in features.items()
             if f.kind == "numeric" and not n.startswith("[")  # the model's inputs, not its outputs
         }
-        return cls(model, version, features, pca=PcaProfile.fit(numeric))
+        return cls(model, version, features, pca=PcaProfile.fit(numeric), vectors=vectors)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -214,4 +242,5 @@ class ReferenceProfile:
         features = {name: FeatureProfile(**f) for name, f in raw["features"].items()}
         pca = PcaProfile(**raw["pca"]) if raw.get("pca") else None
         calibration = Calibration(**raw["calibration"]) if raw.get("calibration") else None
-        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca, calibration)
+        vectors = {name: VectorProfile(**v) for name, v in (raw.get("vectors") or {}).items()}
+        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca, calibration, vectors)

@@ -38,6 +38,7 @@ from driftline.metrics.cbpe import EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
+from driftline.metrics.embeddings import EmbeddingDrift, vectors_of
 from driftline.metrics.plugins import FAMILY as PLUGIN_FAMILY
 from driftline.metrics.plugins import PluginBatch, PluginSpec, rows_of
 from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_errors
@@ -79,6 +80,7 @@ class _Window:
     plugins: dict[str, Any] = field(default_factory=dict)  # custom metrics (metrics/plugins.py) by name
     estimated: EstimatedQuality | None = None  # quality estimated from calibrated scores (metrics/cbpe.py)
     segments: dict[str, _Window] = field(default_factory=dict)  # per segment label (metrics/segments.py)
+    embeddings: dict[str, EmbeddingDrift] = field(default_factory=dict)  # vector features (metrics/embeddings.py)
     segment_top: dict[str, list[str]] = field(default_factory=dict)  # attribute values with a segment here
     # False for a window that opened before its version had a reference profile (the bootstrap
     # period): it gets data-quality metrics but no drift, since drift of the part after the
@@ -119,6 +121,11 @@ def _merge(panes: list[_Window]) -> _Window:
                 out.estimated.merge(p.estimated)
         for name, top in p.segment_top.items():
             out.segment_top.setdefault(name, top)
+        for name, emb in p.embeddings.items() if out.profiled else ():
+            if name in out.embeddings:
+                out.embeddings[name].merge(emb)
+            else:
+                out.embeddings[name] = copy.deepcopy(emb)
         for name, plugin in p.plugins.items():
             if name in out.plugins:
                 out.plugins[name].merge(plugin)
@@ -493,6 +500,14 @@ class MonitoringEngine:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
                     drift.update_many(values)
             win.missing[name] += missing
+        for name, reference in profile.vectors.items() if profile is not None else ():
+            vectors, missing, bad = vectors_of(batch.feature_columns([name])[0], reference.dim)
+            win.missing[name] += missing
+            win.type_violations[name] += bad
+            if win.profiled:
+                if name not in win.embeddings:
+                    win.embeddings[name] = EmbeddingDrift(reference)
+                win.embeddings[name].update_many(vectors)
         if (
             win.profiled
             and profile is not None
@@ -600,6 +615,14 @@ class MonitoringEngine:
             effect = values.get("psi", 0.0) >= limits.psi if numeric else values.get("js", 0.0) >= limits.js
             if effect:
                 large.add(name)
+        for name, emb in sorted(win.embeddings.items()):
+            if emb.n:
+                values = emb.get()
+                for metric, value in values.items():
+                    add("drift", metric, value, name, emb.n)
+                pvalues[name] = values["embedding_chi2_pvalue"]
+                if values["embedding_error_psi"] >= limits.psi:
+                    large.add(name)
         if win.pca_rows and self._state[key].profile is not None:
             pca = self._state[key].profile.pca  # type: ignore[union-attr]
             if pca is not None:

@@ -35,6 +35,7 @@ from driftline.metrics.cbpe import Calibration, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
+from driftline.metrics.embeddings import EmbeddingDrift, VectorProfile
 from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import FeatureProfile, PcaProfile, ReferenceProfile
@@ -52,6 +53,8 @@ _RUST_ADWIN = type(drift.ADWIN()._helper)  # type: ignore[no-untyped-call]
 ALLOWED: dict[str, type] = {
     f"{cls.__module__}.{cls.__qualname__}": cls
     for cls in (
+        EmbeddingDrift,
+        VectorProfile,
         TopK,
         Calibration,
         EstimatedQuality,

@@ -24,6 +24,7 @@ from driftline.metrics.cbpe import Calibration, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
+from driftline.metrics.embeddings import EmbeddingDrift, VectorProfile
 from driftline.metrics.fairness import GroupFairness
 from driftline.metrics.label_noise import ConfidentDisagreement
 from driftline.metrics.profiles import profile_column
@@ -44,6 +45,7 @@ NOT_METRICS = {
     "SketchRow",
     "Calibration",  # the score -> probability map a profile carries (cbpe.py)
     "SegmentSpec",  # a spec entry (segments.py)
+    "VectorProfile",  # an embedding feature's reference (embeddings.py)
     # the plugin API: the batch view a plugin reads, its spec entry, the protocol it follows
     "MetricPlugin",
     "PluginBatch",
@@ -62,6 +64,8 @@ IDS = [f"e{i}" for i in RNG.integers(0, 1_500, 2_000)]
 TS = np.sort(RNG.uniform(0, 100, 2_000)).tolist()
 Z = np.r_[RNG.normal(size=60), RNG.normal(6, 1, 60)]
 CALIBRATION = Calibration.fit(SCORE, Y)
+EMBEDDED = RNG.normal(size=(2_000, 3)) @ RNG.normal(size=(3, 8)) + 0.1 * RNG.normal(size=(2_000, 8))
+VECTORS = VectorProfile.fit(EMBEDDED[:500])
 
 
 @dataclass
@@ -98,6 +102,11 @@ CASES: dict[type, Case] = {
     ),
     ConfidentDisagreement: Case(
         ConfidentDisagreement, lambda m, s: m.update_many(Y[s], SCORE[s], GROUP[s]) and None, {"confidence": 0.2}
+    ),
+    EmbeddingDrift: Case(
+        lambda: EmbeddingDrift(VECTORS),
+        lambda m, s: m.update_many(EMBEDDED[s]) and None,
+        {"reference": NUM_REF},
     ),
     TopK: Case(lambda: TopK(3), lambda m, s: m.update_many(CAT[s].tolist()), {"k": 0}),
     EstimatedQuality: Case(
