@@ -263,3 +263,24 @@ def test_hooks_get_every_event_once_columnar_envelopes_as_columns(
     assert sorted(as_objects + as_columns) == sorted(f"e{i}" for i in range(n_pred))
     assert len(labels) == n_lab
     assert sink.counts() == {"predictions": n_pred, "labels": n_lab, "dead_letters": sum(bad.values())}
+
+
+def test_embeddings_are_stored_as_they_came_in_both_envelopes(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """Issue 20.4: a vector feature goes to ClickHouse's `features` JSON as a list, from single events and
+    from columnar envelopes (which take the row-by-row insert when a column holds vectors)."""
+    import json
+
+    from driftline.events import decode_columnar, encode_columnar
+
+    settings = settings_factory()
+    sink = sink_factory(settings)
+    single = [make_prediction(i, features={"emb": [0.5, -1.25, float(i)], "age": 30.0}) for i in range(3)]
+    columnar = [make_prediction(i, event_id=f"c{i}", features={"emb": [1.0, 2.0, 3.0]}) for i in range(4)]
+    envelope = decode_columnar(encode_columnar(columnar), "prediction")
+    sink.write(SinkBatch(single, [], [], token="emb", prediction_columns=[envelope]))  # type: ignore[list-item]
+    db = settings.clickhouse_database
+    stored = dict(sink.client.query(f"SELECT event_id, features FROM {db}.predictions FINAL").result_rows)
+    assert json.loads(stored["e2"])["emb"] == [0.5, -1.25, 2.0] and json.loads(stored["e2"])["age"] == 30.0
+    assert json.loads(stored["c3"])["emb"] == [1.0, 2.0, 3.0] and len(stored) == 7
