@@ -26,9 +26,9 @@ reference's. Under covariate shift the estimate follows the realised metric; if 
 relation between inputs and labels changes (the same inputs, other outcomes), the scores do
 not move and neither does the estimate (``tests/unit/test_cbpe.py`` shows both).
 
->>> cal = Calibration.fit([0.1, 0.2, 0.8, 0.9], [0, 1, 1, 1])
->>> cal([0.1, 0.85]).round(3).tolist()
-[0.0, 1.0]
+>>> knots, fitted = isotonic([0.1, 0.2, 0.3, 0.4], [0, 1, 0, 1])  # the violation at 0.2-0.3 is pooled
+>>> fitted.tolist()
+[0.0, 0.5, 0.5, 1.0]
 """
 
 from __future__ import annotations
