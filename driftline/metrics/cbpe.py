@@ -119,7 +119,7 @@ class EstimatedQuality:
         self.unscored = 0
 
     def update_many(self, scores: Sequence[float | None], predicted_positive: npt.ArrayLike) -> EstimatedQuality:
-        s = np.array([np.nan if v is None else v for v in scores], dtype=np.float64)
+        s = np.asarray(scores, dtype=np.float64)  # None -> NaN, in C
         pos = np.asarray(predicted_positive, dtype=bool)
         ok = np.isfinite(s)
         self.unscored += int((~ok).sum())

@@ -91,7 +91,10 @@ class SegmentSpec:
     def labels(self, values: Sequence[Any], top: set[str]) -> list[str]:
         """For an attribute segment: each event's segment label."""
         a = self.attribute
-        return [f"{a}={MISSING}" if v is None else f"{a}={v}" if v in top else f"{a}={OTHER}" for v in values]
+        label = {  # once per distinct value, then a lookup per event in C
+            v: f"{a}={MISSING}" if v is None else f"{a}={v}" if v in top else f"{a}={OTHER}" for v in set(values)
+        }
+        return list(map(label.__getitem__, values))
 
 
 def _number(value: Any) -> float:

@@ -424,7 +424,9 @@ class MonitoringEngine:
         if calibration is not None and win.profiled and spec.on("estimated_quality") and spec.task != "regression":
             if win.estimated is None:
                 win.estimated = EstimatedQuality(calibration, spec.task)
-            positive = [canonical_target(p) == spec.positive_class for p in batch.predictions()]
+            preds = batch.predictions()
+            is_positive = {p: canonical_target(p) == spec.positive_class for p in set(preds)}  # once per class
+            positive = list(map(is_positive.__getitem__, preds))
             win.estimated.update_many(batch.scores(), positive)
         if spec.segments and (spec.on("drift") or spec.on("data_quality")):
             self._add_segments(state, win, batch)
