@@ -53,6 +53,9 @@ MAX_VECTOR_LENGTH = 4096
 FeatureValue: TypeAlias = float | str | bool | Annotated[list[float], msgspec.Meta(max_length=MAX_VECTOR_LENGTH)] | None
 Target: TypeAlias = int | float | str | bool
 Route: TypeAlias = Literal["primary", "canary", "shadow"]
+_PROBABILITY = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+#: Most classes an event's ``class_scores`` may name (a bound on the per-class state it makes).
+MAX_CLASSES = 100
 
 
 def epoch_seconds(value: Any) -> float:
@@ -89,7 +92,10 @@ class Prediction(msgspec.Struct, kw_only=True, gc=False):
     """One prediction made by a model version.
 
     ``ts`` is event time in seconds since the Unix epoch (UTC); ``score`` is the
-    probability of the positive class; ``prediction`` is a class or a number.
+    probability of the positive class (multiclass: of the predicted class); ``prediction`` is
+    a class or a number. ``class_scores`` (optional, multiclass) holds every class's
+    probability, keyed by the class as text: quality is then estimated per class, one versus
+    the rest, before labels arrive (metrics/cbpe.py).
 
     The names in ``features``, ``attributes`` and ``kpis`` hold 1 to 256 characters, like
     every name; decoders check them per batch with :func:`names_ok`, not per key (see there).
@@ -101,7 +107,8 @@ class Prediction(msgspec.Struct, kw_only=True, gc=False):
     ts: _TS
     features: dict[str, FeatureValue] = {}
     prediction: int | float | str | bool
-    score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    score: _PROBABILITY | None = None
+    class_scores: Annotated[dict[str, _PROBABILITY], msgspec.Meta(max_length=MAX_CLASSES)] = {}
     attributes: dict[str, str] = {}
     route: Route = "primary"
     latency_ms: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
@@ -119,11 +126,12 @@ class _NamedPrediction(Prediction, kw_only=True, gc=False):
     failed :func:`names_ok` (which key, in which section), never on the hot path."""
 
     features: dict[_NAME, FeatureValue] = {}
+    class_scores: Annotated[dict[_NAME, _PROBABILITY], msgspec.Meta(max_length=MAX_CLASSES)] = {}
     attributes: dict[_NAME, str] = {}
     kpis: dict[_NAME, float] = {}
 
 
-_SECTIONS = tuple(operator.attrgetter(name) for name in ("features", "attributes", "kpis"))
+_SECTIONS = tuple(operator.attrgetter(name) for name in ("features", "class_scores", "attributes", "kpis"))
 
 
 def names_ok(predictions: Sequence[Prediction]) -> bool:
@@ -167,7 +175,9 @@ class PredictionColumns(msgspec.Struct, kw_only=True):
     ts: list[_TS]
     prediction: list[int | float | str | bool]
     features: dict[_NAME, list[FeatureValue]] = {}
-    score: list[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None] | None = None
+    score: list[_PROBABILITY | None] | None = None
+    #: every event of the envelope has each named class's probability (no nulls: like kpis)
+    class_scores: Annotated[dict[_NAME, list[_PROBABILITY]], msgspec.Meta(max_length=MAX_CLASSES)] = {}
     attributes: dict[_NAME, list[str]] = {}
     route: list[Route] | None = None
     latency_ms: list[Annotated[float, msgspec.Meta(ge=0.0)] | None] | None = None
@@ -253,14 +263,15 @@ def _name_key(text: str, payload: bytes) -> str:
         obj = _ANY_JSON.decode(payload)
     except Exception:  # noqa: BLE001 - keep msgspec's own message
         return text
-    for section in ("features", "attributes", "kpis"):
+    for section in ("features", "class_scores", "attributes", "kpis"):
         if f"$.{section}[...]" in text and isinstance(obj, dict) and isinstance(obj.get(section), dict):
             for key, value in obj[section].items():
                 bad = isinstance(value, (list, dict)) or (section != "features" and value is None)
                 if section == "attributes":
                     bad = not isinstance(value, str)
-                elif section == "kpis":
+                elif section in ("kpis", "class_scores"):
                     bad = isinstance(value, bool) or not isinstance(value, (int, float))
+                    bad = bad or (section == "class_scores" and not 0 <= value <= 1)
                 if isinstance(value, float) and not math.isfinite(value):
                     bad = True
                 if bad:
@@ -335,7 +346,7 @@ def _non_finite(columns: Any) -> str | None:
         col = getattr(columns, name, None)
         if col and (i := _first_non_finite(col)) >= 0:
             return f"$.columns.{name}[{i}]"
-    for section in ("features", "kpis"):
+    for section in ("features", "class_scores", "kpis"):
         for key, col in getattr(columns, section, {}).items():
             if col and (i := _first_non_finite(col)) >= 0:
                 return f"$.columns.{section}[{key!r}][{i}]"
@@ -428,13 +439,14 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
             features=f,
             prediction=p,
             score=s,
+            class_scores=c,
             attributes=a,
             route=r,
             latency_ms=lat,
             kpis=k,
             request_id=q,
         )
-        for e, m, v, t, f, p, s, a, r, lat, k, q in zip(  # noqa: B905
+        for e, m, v, t, f, p, s, c, a, r, lat, k, q in zip(  # noqa: B905
             columns.event_id,
             columns.model,
             columns.version,
@@ -442,6 +454,7 @@ def _rows(columns: Any, kind: str, n: int) -> list[Any]:
             rows_of(columns.features),
             columns.prediction,
             columns.score or empty,
+            rows_of(columns.class_scores),
             rows_of(columns.attributes),
             columns.route or ["primary"] * n,
             columns.latency_ms or empty,
@@ -543,6 +556,11 @@ def encode_columnar(events: Sequence[Event]) -> bytes:
             "attributes": _dict_columns([e.attributes for e in preds], missing=""),
             "kpis": _dict_columns([e.kpis for e in preds], missing=0.0),
         }
+        if any(e.class_scores for e in preds):
+            if not all(e.class_scores for e in preds):
+                raise ValueError("a columnar envelope holds class_scores for every event of it or for none")
+            # a class one event does not name has probability 0 there (a column has no nulls)
+            columns["class_scores"] = _dict_columns([e.class_scores for e in preds], missing=0.0)
         if any(e.request_id is not None for e in preds):
             columns["request_id"] = [e.request_id for e in preds]
     return _msgpack_encoder.encode({"schema_version": SCHEMA_VERSION, "kind": kind, "columns": columns})

@@ -59,6 +59,12 @@ def profile() -> None:
 @click.option("--label", help="The true label's column: calibrates the scores so quality is estimated before labels.")
 @click.option("--score", help="With --label: the score's column (default: [score], as in events).")
 @click.option("--prediction", help="With --label: the prediction's column (default: [prediction]).")
+@click.option(
+    "--class-scores",
+    metavar="PREFIX",
+    help="With --label, multiclass: columns PREFIX<class> hold each class's score; estimates per class "
+    "(default: events' class_scores).",
+)
 @fail_cleanly
 def profile_build(
     model: str,
@@ -72,6 +78,7 @@ def profile_build(
     label: str | None,
     score: str | None,
     prediction: str | None,
+    class_scores: str | None,
     **flags: Any,
 ) -> None:
     """Build a reference profile; store it in ClickHouse (the worker uses it) and as JSON."""
@@ -102,20 +109,31 @@ def profile_build(
         assert sink is not None and since and until
         rows = rows_from_clickhouse(sink.client, settings.clickhouse_database, model, version_, since, until)
         source = f"clickhouse:{since}/{until}"
-    if (score or prediction) and not label:
-        raise click.UsageError("--score and --prediction name columns for --label (quality estimation)")
-    roles = ReferenceRoles(label, score, prediction, model_spec.positive_class) if label else None
+    if (score or prediction or class_scores) and not label:
+        raise click.UsageError("--score, --prediction and --class-scores name columns for --label (quality estimation)")
+    roles = ReferenceRoles(label, score, prediction, model_spec.positive_class, class_scores) if label else None
     built = profile_from_rows(model, version_, rows, kinds, task=model_spec.task, roles=roles)
     path = write_artifact(built, out or settings.data_path / "profiles" / f"{file_name(model, version_)}.json")
     if sink is not None and not no_store:
         store_profile(sink.client, settings.clickhouse_database, built, source)
     n = next(iter(built.features.values())).count if built.features else 0
-    cal = built.calibration
     click.echo(
         f"profiled {len(built.features)} features of {model} {version_} (~{n:,} rows); wrote {path}"
         + ("" if no_store else "; stored in ClickHouse reference_profiles")
-        + (f"; scores calibrated on {cal.reference_n:,} labelled rows (quality estimated before labels)" if cal else "")
+        + _calibrated(built)
     )
+
+
+def _calibrated(profile: Any) -> str:
+    """What `profile build` says of the calibration for quality estimated before labels (cbpe.py)."""
+    if profile.class_calibrations:
+        one = next(iter(profile.class_calibrations.values()))
+        return (
+            f"; the scores of {len(profile.class_calibrations)} classes calibrated one versus the rest on "
+            f"{one.reference_n:,} labelled rows (quality estimated before labels)"
+        )
+    cal = profile.calibration
+    return f"; scores calibrated on {cal.reference_n:,} labelled rows (quality estimated before labels)" if cal else ""
 
 
 @click.command()

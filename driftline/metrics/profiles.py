@@ -35,6 +35,8 @@ from driftline.metrics.embeddings import VectorProfile, vectors_of
 PROFILE_VERSION = 1
 #: Pseudo-features for the model's outputs; brackets keep them apart from real feature names.
 SCORE, PREDICTION = "[score]", "[prediction]"
+#: A multiclass event's class_scores in reference rows: the column ``[score:<class>]`` per class.
+CLASS_SCORE_PREFIX = "[score:"
 N_BINS = 10
 GRID_POINTS = 257
 #: Distinct categories a profile remembers (as hashes) to tell `other` from `unseen`; beyond, the
@@ -198,6 +200,8 @@ class ReferenceProfile:
     # score -> P(positive) from a labelled reference: quality estimated before labels arrive (cbpe.py)
     calibration: Calibration | None = None
     vectors: dict[str, VectorProfile] = field(default_factory=dict)  # embedding features (embeddings.py)
+    # multiclass: each class's score -> P(label is that class), one versus the rest (cbpe.py)
+    class_calibrations: dict[str, Calibration] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -243,4 +247,5 @@ class ReferenceProfile:
         pca = PcaProfile(**raw["pca"]) if raw.get("pca") else None
         calibration = Calibration(**raw["calibration"]) if raw.get("calibration") else None
         vectors = {name: VectorProfile(**v) for name, v in (raw.get("vectors") or {}).items()}
-        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca, calibration, vectors)
+        classes = {name: Calibration(**c) for name, c in (raw.get("class_calibrations") or {}).items()}
+        return cls(raw["model"], raw["version"], features, raw["profile_version"], pca, calibration, vectors, classes)

@@ -308,7 +308,7 @@ def build_review(
             "estimated_quality": {
                 v: {
                     m: pair(v, "estimated_quality", m)
-                    for m in ("accuracy", "roc_auc", "f1", "accuracy_error")
+                    for m in ("accuracy", "roc_auc", "f1", "f1_macro", "accuracy_error")
                     if pair(v, "estimated_quality", m)["current"] is not None
                 }
                 for v in versions

@@ -45,6 +45,7 @@ PREDICTION_COLUMNS = [
     "route",
     "prediction",
     "score",
+    "class_scores",
     "latency_ms",
     "features",
     "attributes",

@@ -2,13 +2,13 @@
 
 An envelope's columns are encoded as ClickHouse's ``JSONColumns`` format (one msgspec call
 for the whole batch) and one ``INSERT ... SELECT`` turns them into the table's shape in
-C++: the feature columns into the ``features`` JSON text, attribute and KPI columns into
+C++: the feature columns into the ``features`` JSON text, attribute, KPI and class-score columns into
 maps. Made this way, the stored rows equal the rows stored for the same events sent as
 JSON (the integration test compares them); the worker's Python thread skips making one
 Prediction object and one JSON row per event (BENCHMARKS.md).
 
 User-given names (features, attributes, KPIs) reach the SQL only as escaped string
-literals; the input's columns are named ``f0``, ``a0``, ``k0``... Envelopes of one shape
+literals; the input's columns are named ``f0``, ``a0``, ``k0``, ``c0``... Envelopes of one shape
 (the same features with the same value types, attributes and KPIs) share one insert. A
 feature column holding more than one value type has no ClickHouse type: such an envelope
 has no shape, and the sink writes it row by row like JSON events.
@@ -36,7 +36,7 @@ _TYPES: dict[type, str] = {
 #: (`prediction`, `label`) as their JSON text, like the JSONEachRow inserts of JSON events.
 SETTINGS = {"input_format_json_read_numbers_as_strings": 1, "input_format_json_read_bools_as_strings": 1}
 
-Shape = tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]
+Shape = tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def prediction_shape(envelope: ColumnarEvents) -> Shape | None:
         if kind is None:
             return None
         features.append((name, kind))
-    return tuple(features), tuple(cols.attributes), tuple(cols.kpis)
+    return tuple(features), tuple(cols.attributes), tuple(cols.kpis), tuple(cols.class_scores)
 
 
 def _field(name: str) -> Callable[[ColumnarEvents], list[Any] | None]:
@@ -105,7 +105,7 @@ def _concat(group: list[ColumnarEvents], column: Callable[[ColumnarEvents], list
 
 
 def prediction_insert(shape: Shape, group: list[ColumnarEvents]) -> ColumnarInsert:
-    features, attributes, kpis = shape
+    features, attributes, kpis, class_scores = shape
     c = _field
     body: dict[str, list[Any]] = {
         "event_id": _concat(group, c("event_id"), None),
@@ -139,7 +139,12 @@ def prediction_insert(shape: Shape, group: list[ColumnarEvents]) -> ColumnarInse
     columns = ["event_id", "model", "version", "ts", "route", "prediction", "score", "latency_ms", "request_id"]
     columns.append("features")
     select += ", concat(" + ", ".join(parts) + ", '}')" if parts else ", '{}'"
-    for section, names, kind, tag in (("attributes", attributes, "String", "a"), ("kpis", kpis, "Float64", "k")):
+    maps = (
+        ("attributes", attributes, "String", "a"),
+        ("kpis", kpis, "Float64", "k"),
+        ("class_scores", class_scores, "Float64", "c"),
+    )
+    for section, names, kind, tag in maps:
         if not names:
             continue  # the column's default: an empty map
         pairs = []

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from driftline.events import canonical_target
 from driftline.exceptions import ConfigError, SinkError
-from driftline.metrics.cbpe import calibration_from
-from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile
+from driftline.metrics.cbpe import calibration_from, class_calibrations_from
+from driftline.metrics.profiles import CLASS_SCORE_PREFIX, PREDICTION, SCORE, ReferenceProfile
 from driftline.sinks.client import ClickHouseClient
 
 _decode = msgspec.json.Decoder().decode
@@ -84,6 +84,9 @@ def _targets(event: dict[str, Any]) -> dict[str, Any]:
         out[SCORE] = float(event["score"])
     if event.get("prediction") is not None:
         out[PREDICTION] = event["prediction"]
+    if isinstance(event.get("class_scores"), dict):
+        for cls, value in event["class_scores"].items():
+            out[f"{CLASS_SCORE_PREFIX}{cls}]"] = value
     return out
 
 
@@ -112,6 +115,10 @@ def profile_from_rows(
     if n == 0:
         raise ConfigError("the reference data has no rows")
     label = _take_roles(columns, roles) if roles is not None else None
+    class_columns = {  # calibrated below, never profiled as features
+        name[len(CLASS_SCORE_PREFIX) : -1]: columns.pop(name)
+        for name in [n for n in columns if n.startswith(CLASS_SCORE_PREFIX) and n.endswith("]")]
+    }
     targets = {SCORE: "numeric", PREDICTION: "numeric" if task == "regression" else "categorical"}
     if PREDICTION in columns and task != "regression":
         columns[PREDICTION] = [None if v is None else canonical_target(v) for v in columns[PREDICTION]]
@@ -126,8 +133,15 @@ def profile_from_rows(
     if label is None:
         return built
     assert roles is not None
+    if task == "multiclass" and class_columns:
+        try:
+            classes = class_calibrations_from(class_columns, label)
+        except ValueError as exc:
+            raise ConfigError(f"cannot calibrate the class scores of {model} {version}: {exc}") from None
+        return replace(built, class_calibrations=classes)
     if SCORE not in columns:
-        raise ConfigError("estimating quality needs the reference's scores: name their column with --score")
+        hint = " (multiclass: or every class's score with --class-scores PREFIX)" if task == "multiclass" else ""
+        raise ConfigError(f"estimating quality needs the reference's scores: name their column with --score{hint}")
     try:
         calibration = calibration_from(columns[SCORE], label, columns.get(PREDICTION), roles.positive_class, task)
     except ValueError as exc:
@@ -143,6 +157,8 @@ class ReferenceRoles:
     score: str | None = None  # default: the [score] column (events' score)
     prediction: str | None = None  # default: the [prediction] column
     positive_class: str = "1"
+    # multiclass: the columns <prefix><class> hold each class's score (default: events' class_scores)
+    class_scores: str | None = None
 
 
 def _take_roles(columns: dict[str, list[Any]], roles: ReferenceRoles) -> list[Any]:
@@ -152,6 +168,15 @@ def _take_roles(columns: dict[str, list[Any]], roles: ReferenceRoles) -> list[An
             if name not in columns:
                 raise ConfigError(f"the reference data has no column {name!r} (columns: {sorted(columns)})")
             columns[target] = columns.pop(name)
+    if roles.class_scores:
+        named = [n for n in columns if n.startswith(roles.class_scores) and len(n) > len(roles.class_scores)]
+        if len(named) < 2:
+            raise ConfigError(
+                f"--class-scores {roles.class_scores!r}: the reference data needs a column per class named "
+                f"{roles.class_scores}<class> (columns: {sorted(columns)})"
+            )
+        for name in named:
+            columns[f"{CLASS_SCORE_PREFIX}{name[len(roles.class_scores) :]}]"] = columns.pop(name)
     if roles.label not in columns:
         raise ConfigError(f"the reference data has no label column {roles.label!r} (columns: {sorted(columns)})")
     return columns.pop(roles.label)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from driftline.events import ColumnarEvents, Prediction, canonical_target
-from driftline.metrics.cbpe import EstimatedQuality
+from driftline.metrics.cbpe import EstimatedClassQuality, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
@@ -78,7 +78,8 @@ class _Window:
     pca_error_sum: float = 0.0  # multivariate drift: reconstruction error against the reference's PCA
     pca_rows: int = 0
     plugins: dict[str, Any] = field(default_factory=dict)  # custom metrics (metrics/plugins.py) by name
-    estimated: EstimatedQuality | None = None  # quality estimated from calibrated scores (metrics/cbpe.py)
+    # quality estimated from calibrated scores (metrics/cbpe.py): binary, or multiclass one vs the rest
+    estimated: EstimatedQuality | EstimatedClassQuality | None = None
     segments: dict[str, _Window] = field(default_factory=dict)  # per segment label (metrics/segments.py)
     embeddings: dict[str, EmbeddingDrift] = field(default_factory=dict)  # vector features (metrics/embeddings.py)
     segment_top: dict[str, list[str]] = field(default_factory=dict)  # attribute values with a segment here
@@ -118,7 +119,7 @@ def _merge(panes: list[_Window]) -> _Window:
             if out.estimated is None:
                 out.estimated = copy.deepcopy(p.estimated)
             else:
-                out.estimated.merge(p.estimated)
+                out.estimated.merge(p.estimated)  # type: ignore[arg-type]
         for name, top in p.segment_top.items():
             out.segment_top.setdefault(name, top)
         for name, emb in p.embeddings.items() if out.profiled else ():
@@ -420,14 +421,8 @@ class MonitoringEngine:
             for cls, count in _class_counts(batch.predictions()).items():
                 win.predicted[cls] += count
             win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts.tolist()).sum())
-        calibration = state.profile.calibration if state.profile is not None else None
-        if calibration is not None and win.profiled and spec.on("estimated_quality") and spec.task != "regression":
-            if win.estimated is None:
-                win.estimated = EstimatedQuality(calibration, spec.task)
-            preds = batch.predictions()
-            is_positive = {p: canonical_target(p) == spec.positive_class for p in set(preds)}  # once per class
-            positive = list(map(is_positive.__getitem__, preds))
-            win.estimated.update_many(batch.scores(), positive)
+        if win.profiled and spec.on("estimated_quality") and spec.task != "regression":
+            self._add_estimates(state, win, batch)
         if spec.segments and (spec.on("drift") or spec.on("data_quality")):
             self._add_segments(state, win, batch)
         if spec.plugins:
@@ -436,6 +431,27 @@ class MonitoringEngine:
                 if plugin.name not in win.plugins:
                     win.plugins[plugin.name] = _plugin_factory(plugin)()
                 win.plugins[plugin.name].update_many(view)
+
+    def _add_estimates(self, state: _VersionState, win: _Window, batch: PredictionBatch) -> None:
+        """CBPE (metrics/cbpe.py): one versus the rest where the profile calibrated every class's
+        score, else the one score (binary: the positive class's; multiclass: the predicted one's)."""
+        profile, spec = state.profile, state.spec
+        if profile is None:
+            return
+        preds = batch.predictions()
+        if profile.class_calibrations and spec.task == "multiclass":
+            if win.estimated is None:
+                win.estimated = EstimatedClassQuality(profile.class_calibrations)
+            if isinstance(win.estimated, EstimatedClassQuality):
+                names, scores = batch.class_scores()
+                text = {p: canonical_target(p) for p in set(preds)}  # once per class
+                win.estimated.update_many(names, scores, list(map(text.__getitem__, preds)))
+        elif profile.calibration is not None:
+            if win.estimated is None:
+                win.estimated = EstimatedQuality(profile.calibration, spec.task)
+            if isinstance(win.estimated, EstimatedQuality):
+                is_positive = {p: canonical_target(p) == spec.positive_class for p in set(preds)}  # once per class
+                win.estimated.update_many(batch.scores(), list(map(is_positive.__getitem__, preds)))
 
     def _add_segments(self, state: _VersionState, win: _Window, batch: PredictionBatch) -> None:
         """Drift and data quality per segment: each segment's events go into its own sub-window."""
@@ -663,7 +679,8 @@ class MonitoringEngine:
                 add("kpi", "mean", total / win.n, name)
         if win.estimated is not None and win.estimated.n:
             for metric, value in sorted(win.estimated.get().items()):
-                add("estimated_quality", metric, value, n=win.estimated.n)
+                name, _, cls = metric.partition("/")  # one-vs-rest: "<metric>/<class>" per class
+                add("estimated_quality", name, value, f"class={cls}" if cls else "", n=win.estimated.n)
         for name, plugin in sorted(win.plugins.items()):
             try:
                 values = plugin.get()

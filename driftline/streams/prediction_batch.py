@@ -8,6 +8,7 @@ object per event for them. The engine computes the same numbers from either (tes
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ _TS = operator.attrgetter("ts")
 _EVENT_ID = operator.attrgetter("event_id")
 _PREDICTION = operator.attrgetter("prediction")
 _SCORE = operator.attrgetter("score")
+_CLASS_SCORES = operator.attrgetter("class_scores")
 _LATENCY = operator.attrgetter("latency_ms")
 _KPIS = operator.attrgetter("kpis")
 _VERSION_KEY = operator.attrgetter("model", "version")
@@ -58,6 +60,7 @@ class PredictionBatch(Protocol):
     def event_ids(self) -> list[str]: ...
     def predictions(self) -> list[Any]: ...
     def scores(self) -> list[float | None]: ...
+    def class_scores(self) -> tuple[list[str], np.ndarray]: ...
     def latency(self) -> np.ndarray: ...
     def kpi_sums(self) -> dict[str, float]: ...
     def feature_names(self) -> set[str]: ...
@@ -101,6 +104,18 @@ class EventBatch:
 
     def scores(self) -> list[float | None]:
         return list(map(_SCORE, self.events))
+
+    def class_scores(self) -> tuple[list[str], np.ndarray]:
+        """The classes named in the events' class_scores and an events x classes matrix (NaN: not named)."""
+        maps = list(map(_CLASS_SCORES, self.events))
+        names = sorted(set().union(*maps))
+        if not names:
+            return [], np.empty((self.n, 0))
+        try:
+            rows = list(map(operator.itemgetter(*names), maps))  # every event names every class: in C
+        except KeyError:
+            rows = [tuple(m.get(c, math.nan) for c in names) for m in maps]
+        return names, np.array(rows, dtype=np.float64).reshape(self.n, len(names))
 
     def latency(self) -> np.ndarray:
         return np.array(list(map(_LATENCY, self.events)), dtype=np.float64)  # None -> NaN
@@ -152,11 +167,13 @@ class ColumnBatch:
         kpis: dict[str, list[float]],
         features: dict[str, list[Any]],
         attributes: dict[str, list[Any]] | None = None,
+        class_scores: dict[str, list[float]] | None = None,
     ):
         self.n = len(event_id)
         self._ts, self._event_id, self._prediction, self._score = ts, event_id, prediction, score
         self._latency, self._kpis, self._features = latency, kpis, features
         self._attributes = attributes or {}
+        self._class_scores = class_scores or {}
 
     @staticmethod
     def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch]:
@@ -185,6 +202,7 @@ class ColumnBatch:
             cols.kpis,
             cols.features,
             cols.attributes,
+            cols.class_scores,
         )
 
     @staticmethod
@@ -217,6 +235,7 @@ class ColumnBatch:
             joined("_kpis", 0.0),
             joined("_features", None),
             joined("_attributes", None),
+            joined("_class_scores", math.nan),  # an envelope without class scores: NaN, not scored
         )
 
     def ts(self) -> np.ndarray:
@@ -232,6 +251,7 @@ class ColumnBatch:
             {k: gather(v, index) for k, v in self._kpis.items()},
             {k: gather(v, index) for k, v in self._features.items()},
             {k: gather(v, index) for k, v in self._attributes.items()},
+            {k: gather(v, index) for k, v in self._class_scores.items()},
         )
 
     def head(self, k: int) -> ColumnBatch:
@@ -245,6 +265,12 @@ class ColumnBatch:
 
     def scores(self) -> list[float | None]:
         return self._score
+
+    def class_scores(self) -> tuple[list[str], np.ndarray]:
+        names = sorted(self._class_scores)
+        if not names:
+            return [], np.empty((self.n, 0))
+        return names, np.array([self._class_scores[c] for c in names], dtype=np.float64).T
 
     def latency(self) -> np.ndarray:
         return np.array(self._latency, dtype=np.float64)  # None -> NaN

@@ -466,7 +466,10 @@ def _segments_of(items: list[tuple[Any, ...]], spec: ModelSpec) -> dict[str, lis
 
 
 #: The metrics both estimated before labels (metrics/cbpe.py) and realised once they arrive.
-ESTIMATED = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
+#: The _macro ones are multiclass, one versus the rest.
+ESTIMATED = frozenset(
+    {"accuracy", "precision", "recall", "f1", "roc_auc", "precision_macro", "recall_macro", "f1_macro"}
+)
 
 
 def _pane(spec: ModelSpec) -> int:

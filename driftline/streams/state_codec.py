@@ -31,7 +31,7 @@ import numpy as np
 from river import drift, stats
 from river.drift import binary
 
-from driftline.metrics.cbpe import Calibration, EstimatedQuality
+from driftline.metrics.cbpe import Calibration, EstimatedClassQuality, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
@@ -58,6 +58,7 @@ ALLOWED: dict[str, type] = {
         TopK,
         Calibration,
         EstimatedQuality,
+        EstimatedClassQuality,
         DuplicateTracker,
         ErrorStreamDetector,
         MeanShiftDetector,

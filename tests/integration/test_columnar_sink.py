@@ -15,7 +15,7 @@ from tests.unit.test_events import make_prediction
 
 PREDICTION_QUERY = (
     "SELECT event_id, model, version, ts, route, prediction, prediction_norm, score, latency_ms, features, "
-    "attributes, kpis, request_id FROM {db}.predictions ORDER BY event_id"
+    "attributes, kpis, request_id, class_scores FROM {db}.predictions ORDER BY event_id"
 )
 LABEL_QUERY = "SELECT event_id, label, label_norm, ts, annotator, guideline_version FROM {db}.labels ORDER BY event_id"
 
@@ -55,7 +55,13 @@ def varied_predictions() -> list[list[Prediction]]:
         for i in range(10)
     ]
     mixed = [make_prediction(200 + i, features={"age": "unknown" if i == 0 else float(i)}) for i in range(5)]
-    return [plain, sparse, mixed]
+    multiclass = [  # every class's probability (issue 20.1: one-vs-rest estimation), an odd class name
+        make_prediction(
+            300 + i, prediction="cat", score=0.5, class_scores={"cat": 0.5, "dog": 0.25 + i / 100, "o'x": 0.0}
+        )
+        for i in range(6)
+    ]
+    return [plain, sparse, mixed, multiclass]
 
 
 def test_columnar_envelopes_store_the_rows_json_events_store(
@@ -77,11 +83,13 @@ def test_columnar_envelopes_store_the_rows_json_events_store(
     as_json.write(SinkBatch(every, labels, [], "t", [encode_json(e) for e in every], [encode_json(x) for x in labels]))
     envelopes = [envelope(g) for g in groups]
     inserts, rest = plan("prediction", envelopes)
-    assert (len(inserts), len(rest)) == (2, 1)  # the feature with a text and numbers goes row by row
+    assert (len(inserts), len(rest)) == (3, 1)  # the feature with a text and numbers goes row by row
     batch = SinkBatch([], [], [], "t", prediction_columns=envelopes, label_columns=[envelope(labels)])
     assert as_columns.write(batch) == []
     assert rows(as_columns, PREDICTION_QUERY) == rows(as_json, PREDICTION_QUERY)
     assert len(rows(as_columns, PREDICTION_QUERY)) == len(every)
+    stored = {r[0]: r[13] for r in rows(as_columns, PREDICTION_QUERY)}
+    assert stored["e302"] == {"cat": 0.5, "dog": 0.27, "o'x": 0.0} and stored["e0"] == {}
     assert rows(as_columns, LABEL_QUERY) == rows(as_json, LABEL_QUERY)
 
 

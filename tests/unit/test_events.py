@@ -271,3 +271,20 @@ def test_times_without_an_offset_or_out_of_range_are_dead_letters_with_a_reason(
     envelope = msgspec.msgpack.encode({"schema_version": 1, "kind": "prediction", "columns": columns})
     (in_envelope,) = decode_message(envelope, "prediction").dead_letters
     assert in_envelope.code == code
+
+
+def test_class_scores_decode_from_json_and_columns_and_bad_ones_are_dead_letters_naming_the_class() -> None:
+    scored = make_prediction(1, prediction="cat", class_scores={"cat": 0.7, "dog": 0.3})
+    assert decode_message(encode_json(scored), "prediction").events == [scored]
+    envelope = encode_columnar([scored, make_prediction(2, class_scores={"cat": 0.1, "dog": 0.9})])
+    assert [e.class_scores for e in decode_message(envelope, "prediction").events] == [
+        {"cat": 0.7, "dog": 0.3},
+        {"cat": 0.1, "dog": 0.9},
+    ]
+    bad = encode_json(scored).replace(b'"dog":0.3', b'"dog":1.5')
+    letter = decode_message(bad, "prediction").dead_letters[0]
+    assert letter.code == "out_of_range" and "$.class_scores['dog']" in letter.reason
+    many = make_prediction(3, class_scores={f"c{i}": 0.005 for i in range(101)})
+    assert decode_message(encode_json(many), "prediction").dead_letters[0].code == "out_of_range"
+    with pytest.raises(ValueError, match="class_scores for every event of it or for none"):
+        encode_columnar([scored, make_prediction(4)])

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import driftline.metrics as metrics_pkg
-from driftline.metrics.cbpe import Calibration, EstimatedQuality
+from driftline.metrics.cbpe import Calibration, EstimatedClassQuality, EstimatedQuality
 from driftline.metrics.data_quality import DuplicateTracker
 from driftline.metrics.detectors import ErrorStreamDetector, MeanShiftDetector, WindowSignalDetector
 from driftline.metrics.drift import CategoricalDrift, NumericDrift
@@ -66,6 +66,8 @@ Z = np.r_[RNG.normal(size=60), RNG.normal(6, 1, 60)]
 CALIBRATION = Calibration.fit(SCORE, Y)
 EMBEDDED = RNG.normal(size=(2_000, 3)) @ RNG.normal(size=(3, 8)) + 0.1 * RNG.normal(size=(2_000, 8))
 VECTORS = VectorProfile.fit(EMBEDDED[:500])
+CLASS_SCORES = RNG.dirichlet([1.0, 1.0, 1.0], 2_000)
+CLASS_CALIBRATIONS = {c: Calibration.fit(CLASS_SCORES[:, i], np.equal(GROUP, c)) for i, c in enumerate("abc")}
 
 
 @dataclass
@@ -113,6 +115,11 @@ CASES: dict[type, Case] = {
         lambda: EstimatedQuality(CALIBRATION),
         lambda m, s: m.update_many(SCORE[s].tolist(), SCORE[s] >= 0.5) and None,
         {"calibration": None, "task": "regression"},
+    ),
+    EstimatedClassQuality: Case(
+        lambda: EstimatedClassQuality(CLASS_CALIBRATIONS),
+        lambda m, s: m.update_many(["a", "b", "c"], CLASS_SCORES[s], GROUP[s].tolist()) and None,
+        {"calibrations": {"a": CALIBRATION}},
     ),
 }
 
