@@ -20,6 +20,7 @@ import asyncio
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
@@ -48,12 +49,34 @@ Envelope = Literal["json", "columnar", "none"]
 _TOPIC = {"prediction": "predictions", "label": "labels"}
 
 
-class _Buffers:
-    """Events waiting to be sent, per (kind, model); not thread-safe on its own."""
+#: Buckets per spread model: events of one bucket share a message key, so one partition.
+SPREAD_BUCKETS = 64
+KeyBy = str | Mapping[str, str]
 
-    def __init__(self, envelope: Envelope, batch_size: int, linger_s: float, validate: bool = False):
+
+def _bucket(event: Prediction, field: str) -> str:
+    """A spread prediction's bucket of its event (or request) id: the same id, the same partition."""
+    value = (event.request_id or event.event_id) if field == "request_id" else event.event_id
+    return str(zlib.crc32(value.encode()) % SPREAD_BUCKETS)
+
+
+class _Buffers:
+    """Events waiting to be sent, per (kind, model[, bucket]); not thread-safe on its own.
+
+    `key_by` says how predictions are keyed on Kafka, for every model or per model name (a
+    mapping; models it does not name are keyed by model): ``"model"`` puts a model's events on
+    one partition; ``"event_id"`` or ``"request_id"`` spreads them over every partition (the
+    monitor spec's ``partition_key`` for that model must say the same)."""
+
+    def __init__(
+        self, envelope: Envelope, batch_size: int, linger_s: float, validate: bool = False, key_by: KeyBy = "model"
+    ):
         if envelope not in ("json", "columnar", "none"):
             raise ConfigError(f"envelope={envelope!r} must be 'json', 'columnar' or 'none'")
+        for way in [key_by] if isinstance(key_by, str) else list(key_by.values()):
+            if way not in ("model", "event_id", "request_id"):
+                raise ConfigError(f"key_by={way!r} must be 'model', 'event_id' or 'request_id'")
+        self.key_by = key_by
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be at least 1")
         self.envelope = envelope
@@ -64,8 +87,15 @@ class _Buffers:
         self._since: dict[tuple[str, str], float] = {}
         self.failures: list[tuple[str, str]] = []
 
+    def _way(self, model: str) -> str:
+        return self.key_by if isinstance(self.key_by, str) else self.key_by.get(model, "model")
+
     def add(self, event: Event) -> list[tuple[str, bytes | None, bytes]] | None:
-        key = ("prediction", event.model) if type(event) is Prediction else ("label", "")
+        if type(event) is Prediction:
+            way = self._way(event.model)
+            key = ("prediction", event.model if way == "model" else f"{event.model}/{_bucket(event, way)}")
+        else:
+            key = ("label", "")
         bucket = self._events.get(key)
         if bucket is None:
             bucket = self._events[key] = []
@@ -165,11 +195,12 @@ class Producer:
         validate: bool = False,
         config: Mapping[str, Any] | None = None,
         security: KafkaSecurity | None = None,
+        key_by: KeyBy = "model",
     ):
         from confluent_kafka import Producer as KafkaProducer
 
         self.topic_prefix = topic_prefix
-        self._buffers = _Buffers(envelope, batch_size, linger_ms / 1000.0, validate)
+        self._buffers = _Buffers(envelope, batch_size, linger_ms / 1000.0, validate, key_by)
         self._lock = threading.Lock()
         self._delivery_failures: list[tuple[str, str]] = []
         conf = {
@@ -313,11 +344,12 @@ class AsyncProducer:
         linger_ms: float = 50.0,
         validate: bool = False,
         security: KafkaSecurity | None = None,
+        key_by: KeyBy = "model",
     ):
         self.bootstrap = bootstrap
         self.security = security or KafkaSecurity.from_env()
         self.topic_prefix = topic_prefix
-        self._buffers = _Buffers(envelope, batch_size, linger_ms / 1000.0, validate)
+        self._buffers = _Buffers(envelope, batch_size, linger_ms / 1000.0, validate, key_by)
         self._producer: Any = None
         self._pending: list[asyncio.Future[Any]] = []
         self._linger_task: asyncio.Task[None] | None = None

@@ -48,6 +48,9 @@ from driftline.values import parse_duration
 FAMILIES = ("drift", "data_quality", "quality", "estimated_quality", "fairness", "kpi", "labeling")
 TASKS = ("binary", "multiclass", "regression")
 KINDS = ("numeric", "categorical", "boolean", "vector")
+#: How producers key a model's events on Kafka: by model (one partition, one worker: the default),
+#: or by event or request id (spread over every partition; the workers' window states are merged).
+PARTITION_KEYS = ("model", "event_id", "request_id")
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,16 @@ class ModelSpec:
     labeling: LabelingSpec | None = None  # ask for labels of uncertain predictions (labeling/spec.py)
     plugins: tuple[PluginSpec, ...] = ()  # custom metrics (metrics/plugins.py): family "custom"
     segments: tuple[SegmentSpec, ...] = ()  # drift, data quality and quality per slice (metrics/segments.py)
+    # "model": the model's events on one partition; else spread, window states merged (streams/window_parts.py)
+    partition_key: str = "model"
 
     def on(self, family: str) -> bool:
         return family in self.families
+
+    @property
+    def spread(self) -> bool:
+        """Whether the model's events spread over partitions (and workers): its windows are merged."""
+        return self.partition_key != "model"
 
 
 def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
@@ -101,6 +111,7 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         "labeling",
         "plugins",
         "segments",
+        "partition_key",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -164,7 +175,19 @@ def _model_spec(raw: Any, where: str, base: ModelSpec) -> ModelSpec:
         if len({s.name for s in segments}) != len(segments):
             raise ConfigError(f"monitor spec, {where}.segments: names must be unique")
         changes["segments"] = segments
-    return replace(base, **changes)
+    if "partition_key" in raw:
+        if raw["partition_key"] not in PARTITION_KEYS:
+            raise ConfigError(
+                f"monitor spec, {where}.partition_key: {raw['partition_key']!r} is not one of {list(PARTITION_KEYS)}"
+            )
+        changes["partition_key"] = raw["partition_key"]
+    out = replace(base, **changes)
+    if out.spread and out.slide_s is not None:
+        raise ConfigError(
+            f"monitor spec, {where}: partition_key {out.partition_key!r} spreads the model's windows over workers, "
+            "which merge tumbling windows only: remove `slide` or key by model"
+        )
+    return out
 
 
 def _plugins(raw: Any, where: str) -> tuple[PluginSpec, ...]:

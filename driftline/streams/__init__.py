@@ -20,5 +20,6 @@ __all__ = [
     "shadow_job",
     "state_codec",
     "topics",
+    "window_parts",
     "worker",
 ]

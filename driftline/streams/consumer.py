@@ -192,6 +192,12 @@ class BatchConsumer:
         with self._calls:
             return self._consumer.commit(offsets=tps, asynchronous=False)
 
+    def partition_count(self, topic: str, timeout_s: float = 5.0) -> int:
+        """How many partitions `topic` has, as the broker says now (blocking: call it in a thread)."""
+        with self._calls:
+            metadata = self._consumer.list_topics(topic, timeout=timeout_s)
+        return len(metadata.topics[topic].partitions)
+
     def assignment(self) -> list[Any]:
         """TopicPartitions this member holds (each has .topic and .partition)."""
         return list(self._consumer.assignment()) if self._consumer is not None else []

@@ -87,6 +87,7 @@ class _Window:
     # period): it gets data-quality metrics but no drift, since drift of the part after the
     # profile appeared would be computed from a handful of events and look like a shift.
     profiled: bool = True
+    complete: bool = True  # spread models' parts: False for a share closed at shutdown (flush)
 
 
 def _merge(panes: list[_Window]) -> _Window:
@@ -150,9 +151,29 @@ class _VersionState:
     dropped_late: int = 0
     duplicates: DuplicateTracker = field(default_factory=DuplicateTracker)
     segment_counts: dict[str, TopK] = field(default_factory=dict)  # per attribute segment: its largest values
+    parts_from: float = -math.inf  # spread models: the start of the first pane not yet sent as a part
 
 
 state_codec.allow(_Window, _VersionState)
+
+
+@dataclass(frozen=True)
+class WindowPart:
+    """One worker's share of a spread model's window (spec ``partition_key``): its pane state, to be
+    merged with the other workers' shares by the window's owner (streams/window_parts.py).
+    ``n == 0`` says this worker's partitions had no event in the window (so the owner knows)."""
+
+    model: str
+    version: str
+    start: float
+    end: float
+    n: int
+    complete: bool
+    state: bytes
+
+
+#: At most this many empty parts per version and close (a worker idle for longer reports the newest).
+MAX_EMPTY_PARTS = 1000
 
 
 _FACTORIES: dict[tuple[str, str, bool, str], Callable[[], Any]] = {}
@@ -240,6 +261,7 @@ class MonitoringEngine:
         self._sketches: deque[SketchRow] = deque(maxlen=MAX_PENDING_SKETCHES)  # closed since take_sketches()
         self.sketches_dropped = 0  # oldest pending sketches dropped because nobody took them
         self._new_profiles: list[ReferenceProfile] = []  # built from first events since take_profiles()
+        self._parts: list[WindowPart] = []  # spread models' closed panes since take_parts()
         self._checkpoints = checkpoints  # (model, version) -> a state saved by checkpoint(), once
         for model_spec in (spec.defaults, *spec.models.values()):
             for plugin in model_spec.plugins:
@@ -326,6 +348,30 @@ class MonitoringEngine:
         self._sketches.clear()
         return out
 
+    def take_parts(self) -> list[WindowPart]:
+        """The window shares of spread models closed since the last call (the worker sends them to
+        the window's owner, which merges them with `merge_parts`)."""
+        out, self._parts = self._parts, []
+        return out
+
+    def merge_parts(
+        self, model: str, version: str, start: float, end: float, states: Sequence[bytes]
+    ) -> list[MetricRow]:
+        """The metric rows of one window of a spread model from every worker's share (`WindowPart.state`):
+        the same rows one worker that saw every event would write, where the metrics merge exactly."""
+        key, spec = (model, version), self.spec.for_model(model)
+        panes = [state_codec.decode(blob) for blob in states]
+        if not panes or not all(isinstance(p, _Window) for p in panes):
+            raise state_codec.StateError("window parts hold no window state")
+        window = _merge(panes)
+        if window.n == 0:
+            return []
+        complete = all(p.complete for p in panes)
+        rows = self._rows(key, spec, start, end, window, complete)
+        for label, sub in sorted(window.segments.items()):
+            rows.extend(self._rows(key, spec, start, end, sub, complete, segment=label))
+        return rows
+
     def dropped_late(self) -> int:
         # a copy: /stats may ask while an engine snapshot is loaded in the consumer's thread
         return sum(s.dropped_late for s in list(self._state.values()))
@@ -345,7 +391,9 @@ class MonitoringEngine:
             # Reference events also count in their windows (data quality), but a window that holds
             # any of them is a reference-period window: no drift, even when the profile completes
             # inside this batch (a drift of its remaining events alone would look like a shift).
-            reference = self._collect_reference(key, state, batch) if state.profile is None else 0
+            # a spread model's profile must be the same in every worker: built beforehand, never from traffic
+            bootstrap = state.profile is None and not state.spec.spread
+            reference = self._collect_reference(key, state, batch) if bootstrap else 0
             if batch.n:
                 self._add(state, batch, reference_events=reference)
             rows.extend(self._close(key, state, final=False))
@@ -546,6 +594,9 @@ class MonitoringEngine:
         pane that closes with the k-1 closed before it (copies: each pane is in k windows).
         """
         spec = state.spec
+        if spec.spread:
+            self._close_parts(key, state, final)
+            return []
         pane = spec.slide_s or spec.window_s
         k = spec.window_s // pane
         rows: list[MetricRow] = []
@@ -570,6 +621,28 @@ class MonitoringEngine:
             for label, sub in sorted(window.segments.items()):  # after _detect: detectors watch the whole
                 rows.extend(self._rows(key, spec, end - spec.window_s, end, sub, not final, segment=label))
         return rows
+
+    def _close_parts(self, key: tuple[str, str], state: _VersionState, final: bool) -> None:
+        """Spread models: each pane the watermark passed becomes a part for its owner, an empty one
+        where this worker saw no event in it (the owner then knows these partitions are done)."""
+        size = state.spec.window_s
+        if state.windows and state.parts_from == -math.inf:
+            state.parts_from = min(state.windows)
+        last = max(state.windows) if final and state.windows else math.floor(state.watermark / size) * size - size
+        if state.parts_from == -math.inf or last < state.parts_from:
+            return
+        starts = np.arange(state.parts_from, last + size / 2, size).tolist()
+        keep = set(starts[-MAX_EMPTY_PARTS:]) | set(state.windows)
+        for start in starts:
+            win = state.windows.pop(start, None)
+            if win is None:
+                if start not in keep:
+                    continue
+                win = _Window(start=start, profiled=state.profile is not None)
+            win.complete = not final
+            blob = state_codec.encode(win)
+            self._parts.append(WindowPart(key[0], key[1], start, start + size, win.n, not final, blob))
+        state.parts_from = last + size
 
     def _detect(self, state: _VersionState, rows: list[MetricRow]) -> list[MetricRow]:
         """Page-Hinkley per feature on the window's PSI (numeric) or JS (categorical); ADWIN and

@@ -15,6 +15,7 @@ TOPICS = {
     "alerts": False,
     "control": True,
     "labeling": False,
+    "window-parts": False,  # spread models' window shares, keyed by window (streams/window_parts.py)
 }
 
 

@@ -33,8 +33,10 @@ from driftline.metrics.profiles import ReferenceProfile
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.sinks.profiles import load_profiles, store_profile
+from driftline.streams import window_parts
 from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.checkpoints import CheckpointStore, signing_key
+from driftline.streams.consumer import BatchConsumer
 from driftline.streams.engine_checkpoint import EngineCheckpointer
 from driftline.streams.ingest import BatchIngestor, tune_gc
 from driftline.streams.labeling_requests import LabelingRequester, request_store
@@ -44,6 +46,7 @@ from driftline.streams.observability import CONTENT_TYPE, WorkerMetrics
 from driftline.streams.quality_job import QualityJob
 from driftline.streams.shadow_job import ShadowJob
 from driftline.streams.topics import TOPICS
+from driftline.streams.window_parts import PartsMerger
 from driftline.values import Secret
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ class Jobs:
     ingestor: BatchIngestor
     quality: QualityJob
     shadow: ShadowJob
+    merger: PartsMerger | None = None  # spread models' windows owned here (streams/window_parts.py)
 
 
 class Worker:
@@ -136,6 +140,8 @@ class Worker:
         self.metrics = WorkerMetrics(max_ml_series=settings.prometheus_max_series)
         self.jobs: Jobs | None = None
         self.done = asyncio.Event()  # set when the ingest task has closed everything
+        self._prediction_partitions: int | None = None  # of the predictions topic, asked once
+        self._held: list[int] = []  # the prediction partitions this worker held at the last share sent
         self._register()
 
     def _register(self) -> None:
@@ -176,6 +182,10 @@ class Worker:
         body["metric_rows"] = jobs.publisher.rows
         body["dropped_late"] = jobs.engine.dropped_late()
         body["labeling_requests"] = jobs.requester.requested
+        if jobs.merger is not None:  # spread models' windows owned here (window_parts.py)
+            body["windows_merged"] = jobs.merger.windows_merged
+            body["windows_pending"] = len(jobs.merger.pending)
+            body["windows_timed_out"] = jobs.merger.windows_timed_out
         if jobs.ingestor.checkpoints is not None:
             body["engine_snapshots"] = getattr(jobs.ingestor.checkpoints, "saved", 0)
         body["ready"] = jobs.ingestor.ready.is_set()
@@ -263,12 +273,23 @@ class Worker:
         self.metrics.lag_from(ingestor.lag)
         quality = QualityJob(sink.client, settings.clickhouse_database, spec, label_ttl_s=settings.label_ttl_s)
         shadow = ShadowJob(sink.client, settings.clickhouse_database, spec)
-        return Jobs(sink, engine, checkpoints, alerting, live, publisher, requester, ingestor, quality, shadow)
+        merger = None
+        if any(m.spread for m in (spec.defaults, *spec.models.values())):
+            parts = BatchConsumer(
+                settings.broker,
+                f"{settings.group_id}.{window_parts.TOPIC}",
+                [settings.topic(window_parts.TOPIC)],
+                librdkafka=settings.kafka.librdkafka_config(),
+            )
+            await parts.start()
+            merger = PartsMerger(engine, parts, publisher.publish)
+        return Jobs(sink, engine, checkpoints, alerting, live, publisher, requester, ingestor, quality, shadow, merger)
 
     async def _on_batch(self, predictions: Sequence[Prediction], _labels: Any) -> None:
         jobs = self._running()
         rows = jobs.engine.update(predictions)
         await self._store_profiles(jobs)
+        await self._send_parts(jobs)
         await jobs.publisher.publish(rows, jobs.engine.take_sketches())
         await jobs.requester.publish(jobs.requester.select(predictions))
 
@@ -277,8 +298,41 @@ class Worker:
         jobs = self._running()
         rows = jobs.engine.update_columns(envelopes)
         await self._store_profiles(jobs)
+        await self._send_parts(jobs)
         await jobs.publisher.publish(rows, jobs.engine.take_sketches())
         await jobs.requester.publish(jobs.requester.select_columns(envelopes))
+
+    async def _send_parts(self, jobs: Jobs) -> None:
+        """Spread models: this worker's shares of the windows its watermark passed, to their owners,
+        acknowledged before the engine snapshot that forgets them is saved (window_parts.py)."""
+        parts = jobs.engine.take_parts()
+        if not parts:
+            return
+        consumer = jobs.ingestor.consumer
+        topic = self.settings.topic("predictions")
+        if consumer is not None:  # at shutdown it is closed: the shares are of the partitions held last
+            if self._prediction_partitions is None:
+                self._prediction_partitions = await asyncio.to_thread(consumer.partition_count, topic)
+            self._held = [tp.partition for tp in consumer.assignment() if tp.topic == topic]
+        if self._prediction_partitions is None:
+            log.error("%d window shares not sent: the predictions topic was never read", len(parts))
+            return
+        sent = []
+        for part in parts:
+            key, value = window_parts.encode_share(part, self._held, self._prediction_partitions)
+            sent.append(await self.topics[window_parts.TOPIC].send(key=key, value=value))
+        await asyncio.gather(*sent)
+
+    async def _merge_windows(self, jobs: Jobs) -> None:
+        """The windows of spread models owned here: merged as their shares come in, until the worker stops."""
+        merger = jobs.merger
+        assert merger is not None
+        while not jobs.ingestor.stopping:
+            try:
+                await merger.step()
+            except Exception:  # a failed step is retried; its shares are not committed, so not lost
+                log.exception("merging window shares failed; retrying")
+                await asyncio.sleep(1.0)
 
     async def _store_profiles(self, jobs: Jobs) -> None:
         """Reference profiles the engine built from versions' first events, stored the moment they exist."""
@@ -306,10 +360,15 @@ class Worker:
         for topic in self.topics.values():
             await topic.maybe_declare()
         jobs = self.jobs = await self._build_jobs()
+        merging = asyncio.ensure_future(self._merge_windows(jobs)) if jobs.merger is not None else None
         try:
             await jobs.ingestor.run()
             # open windows, marked complete=0
             await jobs.publisher.publish(jobs.engine.flush(), jobs.engine.take_sketches())
+            await self._send_parts(jobs)
+            if merging is not None and jobs.merger is not None:
+                await merging
+                await jobs.merger.consumer.close()
             await jobs.requester.publish(jobs.requester.flush())
             await jobs.publisher.publish(await asyncio.to_thread(jobs.quality.run_once))  # labels that came last
         finally:
