@@ -360,6 +360,7 @@ class MonitoringEngine:
         """The metric rows of one window of a spread model from every worker's share (`WindowPart.state`):
         the same rows one worker that saw every event would write, where the metrics merge exactly."""
         key, spec = (model, version), self.spec.for_model(model)
+        self._version(key)  # the owner may never have seen an event of this version: its profile is here
         panes = [state_codec.decode(blob) for blob in states]
         if not panes or not all(isinstance(p, _Window) for p in panes):
             raise state_codec.StateError("window parts hold no window state")

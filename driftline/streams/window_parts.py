@@ -18,11 +18,14 @@ share, so a crash of either side replays shares instead of losing them. A share 
 sender (its set of partitions), so a replayed share replaces the one before it; a share that
 comes after its window was merged (a sender replaying) merges the window again and the newer
 rows replace the older ones (ReplacingMergeTree). A window whose shares are not all there after
-``timeout_s`` (a worker stopped for good) is merged from what came, marked incomplete.
+``timeout_s`` (a worker stopped for good) is merged from what came, marked incomplete -- unless
+complete rows of it are stored already (`written`): then the shares are a sender's replay that
+reached an owner which restarted since the merge, and merging them would replace good rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -93,11 +96,14 @@ class PartsMerger:
         consumer: BatchConsumer,
         publish: Callable[[list[MetricRow]], Awaitable[None]],
         timeout_s: float = 900.0,
+        written: Callable[[str, str, float], bool] | None = None,
     ):
         self.engine = engine
         self.consumer = consumer
         self.publish = publish
         self.timeout_s = timeout_s
+        self.written = written  # (model, version, window start) -> whether its complete rows are stored
+        self.windows_replayed = 0  # timed-out shares of windows whose rows were stored already: dropped
         self.pending: dict[WindowKey, _Window] = {}
         self.merged: OrderedDict[WindowKey, _Window] = OrderedDict()
         self.windows_merged = 0
@@ -120,6 +126,10 @@ class PartsMerger:
             timed_out = key in self.pending and now - window.first_seen > self.timeout_s
             if late or (key in self.pending and window.covered()) or timed_out:
                 if timed_out and not window.covered():
+                    if self.written is not None and await asyncio.to_thread(self.written, *key):
+                        self.windows_replayed += 1
+                        self.pending.pop(key)
+                        continue
                     self.windows_timed_out += 1
                     log.warning(
                         "%s %s, window at %s: merged without every worker's share after %.0fs (marked incomplete)",

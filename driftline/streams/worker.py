@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -282,7 +283,7 @@ class Worker:
                 librdkafka=settings.kafka.librdkafka_config(),
             )
             await parts.start()
-            merger = PartsMerger(engine, parts, publisher.publish)
+            merger = PartsMerger(engine, parts, publisher.publish, written=partial(_window_written, sink))
         return Jobs(sink, engine, checkpoints, alerting, live, publisher, requester, ingestor, quality, shadow, merger)
 
     async def _on_batch(self, predictions: Sequence[Prediction], _labels: Any) -> None:
@@ -491,6 +492,16 @@ def alerts_token(settings: Settings) -> Secret:
             f.write(secrets.token_urlsafe(24))
         log.warning("alert stream token written to %s (set DRIFTLINE_ALERTS_TOKEN to choose one)", path)
     return Secret(path.read_text().strip())
+
+
+def _window_written(sink: ClickHouseSink, model: str, version: str, start: float) -> bool:
+    """Whether complete rows of this window are stored (so late shares of it are a replay: window_parts.py)."""
+    rows = sink.client.query(
+        f"SELECT count() FROM {sink.database}.metrics WHERE model = {{m:String}} AND version = {{v:String}}"
+        " AND family = 'volume' AND complete = 1 AND toUnixTimestamp(window_start) = {s:UInt32}",
+        parameters={"m": model, "v": version, "s": int(start)},
+    ).result_rows
+    return bool(rows and rows[0][0])
 
 
 def _encode_row(row: MetricRow) -> bytes:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from driftline.events import Label, decode_message
+from driftline.events import Label, Prediction, decode_message
 from driftline.exceptions import ConfigError
 from driftline.producer import _Buffers
 from tests.unit.test_events import make_prediction
@@ -59,3 +59,26 @@ def test_invalid_events_are_held_back_and_reported(envelope: str) -> None:
 def test_bad_options(envelope: str, size: int) -> None:
     with pytest.raises(ConfigError):
         _Buffers(envelope, size, 1)  # type: ignore[arg-type]
+
+
+def test_key_by_event_id_spreads_a_model_and_keeps_one_id_on_one_key() -> None:
+    from driftline.producer import SPREAD_BUCKETS
+
+    def keys(buffers: _Buffers, ids: list[str], model: str = "m") -> list[bytes | None]:
+        out = []
+        for i in ids:
+            sent = buffers.add(
+                Prediction(event_id=i, model=model, version="v", ts=1_800_000_000.0, prediction=1, features={})
+            )
+            out += [key for _, key, _ in sent or []]
+        return out
+
+    spread = _Buffers("none", 1, 0.05, key_by={"m": "event_id"})
+    ids = [f"e{i}" for i in range(2000)]
+    first = keys(spread, ids)
+    assert len(set(first)) == SPREAD_BUCKETS and all(k is not None and k.startswith(b"m/") for k in first)
+    assert keys(spread, ids) == first  # the same id, the same key: a duplicate meets its first on one partition
+    assert set(keys(spread, ids[:50], model="other")) == {b"other"}  # a model the mapping does not name
+    assert set(keys(_Buffers("none", 1, 0.05), ids[:50])) == {b"m"}  # the default: keyed by model
+    with pytest.raises(ConfigError, match="key_by='user'"):
+        _Buffers("json", 10, 0.05, key_by="user")
