@@ -111,8 +111,8 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; events: {args.events:,} of one model; workers: {args.workers}")
     print(f"one engine, every event:        {single:>10,.0f} events/s  (runs: {[round(r) for r in single_rates]})")
     print(
-        f"{args.workers} engines, a share each:     {spread:>10,.0f} events/s  (runs: {[round(r) for r in spread_rates]})"
-        f"  = {spread / single:.2f} of one"
+        f"{args.workers} engines, a share each:     {spread:>10,.0f} events/s"
+        f"  (runs: {[round(r) for r in spread_rates]})  = {spread / single:.2f} of one"
     )
     print(f"   the slowest engine's own update time: {args.events / statistics.median(inner):,.0f} events/s")
     print(
