@@ -11,17 +11,20 @@ import pytest
 
 from driftline.events import Prediction
 from driftline.exceptions import ConfigError
+from driftline.metrics.cbpe import Calibration
 from driftline.metrics.profiles import ReferenceProfile
 from driftline.metrics.rows import MetricRow
 from driftline.spec import MonitorSpec
 from driftline.streams.monitor import MonitoringEngine, WindowPart
 
 T0 = 1_800_000_000.0
-SPEC = """
-defaults: {window: 1m, allowed_lateness: 0s}
+SEGMENTS = '[{name: high, where: "x >= 12"}]'
+SPEC = f"""
+defaults: {{window: 1m, allowed_lateness: 0s}}
 models:
-  m: {partition_key: event_id, window: 1m, allowed_lateness: 0s}
+  m: {{partition_key: event_id, window: 1m, allowed_lateness: 0s, segments: {SEGMENTS}}}
 """
+KEYED = f"defaults: {{window: 1m, allowed_lateness: 0s, segments: {SEGMENTS}}}"
 
 
 def events(n: int, seed: int = 3) -> list[Prediction]:
@@ -51,9 +54,11 @@ def events(n: int, seed: int = 3) -> list[Prediction]:
 
 
 def profile() -> ReferenceProfile:
+    """With a calibration of the scores: quality estimated before labels merges too."""
     rng = np.random.default_rng(1)
     n = 3000
-    return ReferenceProfile.build(
+    scores = rng.uniform(size=n)
+    built = ReferenceProfile.build(
         "m",
         "v1",
         {
@@ -63,6 +68,8 @@ def profile() -> ReferenceProfile:
             "gap": [1.0] * n,
         },
     )
+    calibration = Calibration.fit(scores, rng.uniform(size=n) < scores)
+    return ReferenceProfile("m", "v1", built.features, pca=built.pca, calibration=calibration)
 
 
 def comparable(rows: list[MetricRow]) -> list[tuple[object, ...]]:
@@ -101,9 +108,7 @@ def spread_run(batches: list[list[Prediction]], workers: int) -> tuple[list[Metr
 def test_three_workers_shares_merged_give_one_engines_rows() -> None:
     stream = events(6000)
     batches = [stream[i : i + 400] for i in range(0, len(stream), 400)]
-    single = MonitoringEngine(
-        MonitorSpec.from_yaml("defaults: {window: 1m, allowed_lateness: 0s}"), profiles={("m", "v1"): profile()}
-    )
+    single = MonitoringEngine(MonitorSpec.from_yaml(KEYED), profiles={("m", "v1"): profile()})
     expected: list[MetricRow] = []
     for batch in batches:
         expected += single.update(batch)
@@ -111,7 +116,8 @@ def test_three_workers_shares_merged_give_one_engines_rows() -> None:
     rows, parts = spread_run(batches, workers=3)
     assert comparable(rows) == comparable(expected)
     families = {r.family for r in rows}
-    assert {"drift", "data_quality", "kpi", "volume"} <= families
+    assert {"drift", "data_quality", "kpi", "volume", "estimated_quality"} <= families
+    assert {r.segment for r in rows} >= {"", "high"}
     assert sum(r.value for r in rows if r.metric == "drifted") > 0  # the shift is seen
     windows = {(p.start, p.end) for p in parts}
     assert len(parts) == 3 * len(windows)  # every worker reports every window, with or without events
