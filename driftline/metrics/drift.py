@@ -69,6 +69,22 @@ def jensen_shannon(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     return float(np.sqrt(max(0.0, (kl(pv) + kl(qv)) / 2)))
 
 
+def _bins_of_cells(grid: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each grid cell (-inf, g0], (g0, g1], ..., (g_last, inf): the bin (``searchsorted(edges, x,
+    "left")``: the number of edges below x) that every value in it has, and whether an edge lies
+    strictly inside it (then its values need the search among the edges).
+
+    >>> bins, split = _bins_of_cells(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.5]))
+    >>> bins.tolist(), split.tolist()
+    ([0, 0, 1, 1, 2], [False, False, False, True, False])
+    """
+    lower = np.concatenate([[-np.inf], grid])  # each cell's open lower bound
+    upper = np.concatenate([grid, [np.inf]])  # and its closed upper bound
+    bin_of_cell = np.searchsorted(edges, lower, side="right")  # edges <= lower: below every value in the cell
+    inside = np.searchsorted(edges, upper, side="left") - bin_of_cell  # edges in (lower, upper)
+    return bin_of_cell.astype(np.intp), inside > 0
+
+
 class NumericDrift:
     """PSI, JS, KS (+ p-value) and Wasserstein-1 of a numeric feature vs its profile."""
 
@@ -82,6 +98,7 @@ class NumericDrift:
         self._ref_cdf = np.asarray(reference.grid_cdf)
         self._bins = np.zeros(self._edges.size + 1, dtype=np.int64)
         self._cells = np.zeros(self._grid.size + 1, dtype=np.int64)  # (-inf,g0], (g0,g1], ..., (g_last, inf)
+        self._cell_bins = _bins_of_cells(self._grid, self._edges)
         self._n = 0
         self._above = 0.0  # sum of (x - grid max) over x above the reference range
         self._below = 0.0  # sum of (grid min - x) over x below it
@@ -92,8 +109,18 @@ class NumericDrift:
         x = x[~np.isnan(x)]
         if x.size == 0:
             return self
-        self._bins += np.bincount(np.searchsorted(self._edges, x, side="left"), minlength=self._bins.size)
-        self._cells += np.bincount(np.searchsorted(self._grid, x, side="left"), minlength=self._cells.size)
+        cells = np.searchsorted(self._grid, x, side="left")
+        self._cells += np.bincount(cells, minlength=self._cells.size)
+        # Each value's bin from its grid cell (a gather); only values in the few cells that an edge
+        # splits are searched among the edges: one binary search per value instead of two.
+        cell_bins = self.__dict__.get("_cell_bins")
+        if cell_bins is None:  # a state checkpointed before this lookup existed
+            cell_bins = self._cell_bins = _bins_of_cells(self._grid, self._edges)
+        bins = cell_bins[0][cells]
+        split = cell_bins[1][cells]
+        if split.any():
+            bins[split] = np.searchsorted(self._edges, x[split], side="left")
+        self._bins += np.bincount(bins, minlength=self._bins.size)
         self._n += int(x.size)
         self._above += float(np.sum(np.clip(x - self._grid[-1], 0, None)))
         self._below += float(np.sum(np.clip(self._grid[0] - x, 0, None)))

@@ -41,7 +41,7 @@ from driftline.metrics.drift import CategoricalDrift, NumericDrift, drift_share
 from driftline.metrics.embeddings import EmbeddingDrift, vectors_of
 from driftline.metrics.plugins import FAMILY as PLUGIN_FAMILY
 from driftline.metrics.plugins import PluginBatch, PluginSpec, rows_of
-from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_errors
+from driftline.metrics.profiles import PREDICTION, SCORE, ReferenceProfile, reconstruction_error_sum
 from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.metrics.segments import TopK
 from driftline.spec import ModelSpec, MonitorSpec
@@ -214,6 +214,13 @@ def _target_columns(batch: PredictionBatch, spec: ModelSpec) -> dict[str, list[A
         memo = {p: canonical_target(p) for p in set(raw)}
         prediction = list(map(memo.__getitem__, raw))
     return {SCORE: batch.scores(), PREDICTION: prediction}
+
+
+def _nones(values: Sequence[Any]) -> int:
+    """How many values are None, in a list or tuple (list.count, C) or an object array (one ufunc)."""
+    if isinstance(values, np.ndarray):
+        return int(np.equal(values, None).sum())
+    return values.count(None)
 
 
 def _as_float(values: Sequence[Any]) -> tuple[np.ndarray, int]:
@@ -560,7 +567,7 @@ class MonitoringEngine:
                     win.value_sum[name] += float(np.nansum(x))
                     win.value_n[name] += x.size - missing - bad
             else:
-                missing = values.count(None)
+                missing = _nones(values)
                 if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)
                     if drift is None:
@@ -582,10 +589,14 @@ class MonitoringEngine:
             and all(n in numeric for n in profile.pca.features)
         ):
             pca = profile.pca
-            z = (np.column_stack([numeric[n] for n in pca.features]) - pca.mean) / pca.std
-            z = z[~np.isnan(z).any(axis=1)]
+            z = np.column_stack([numeric[n] for n in pca.features])
+            z -= pca.mean  # in place: the block is 100,000 x features for a large batch
+            z /= pca.std
+            incomplete = np.isnan(z).any(axis=1)
+            if incomplete.any():
+                z = z[~incomplete]
             if z.shape[0]:
-                win.pca_error_sum += float(reconstruction_errors(z, np.asarray(pca.components)).sum())
+                win.pca_error_sum += reconstruction_error_sum(z, np.asarray(pca.components))
                 win.pca_rows += int(z.shape[0])
 
     def _close(self, key: tuple[str, str], state: _VersionState, final: bool) -> list[MetricRow]:

@@ -25,7 +25,8 @@ _SCORE = operator.attrgetter("score")
 _CLASS_SCORES = operator.attrgetter("class_scores")
 _LATENCY = operator.attrgetter("latency_ms")
 _KPIS = operator.attrgetter("kpis")
-_VERSION_KEY = operator.attrgetter("model", "version")
+_MODEL = operator.attrgetter("model")
+_VERSION = operator.attrgetter("version")
 
 VersionKey = tuple[str, str]
 
@@ -79,9 +80,12 @@ class EventBatch:
     @staticmethod
     def by_version(events: Sequence[Prediction]) -> dict[VersionKey, EventBatch]:
         """The events of each (model, version), in arrival order (the loops over events run in C)."""
-        keys = list(map(_VERSION_KEY, events))
-        if not keys:
+        if not events:
             return {}
+        models, versions = list(map(_MODEL, events)), list(map(_VERSION, events))
+        if models.count(models[0]) == len(models) and versions.count(versions[0]) == len(versions):
+            return {(models[0], versions[0]): EventBatch(list(events))}  # one version (usual): no grouping
+        keys = list(zip(models, versions, strict=True))
         return {
             key: EventBatch(list(events) if index is None else gather(events, index))
             for key, index in _groups(keys).items()
@@ -148,7 +152,15 @@ class EventBatch:
             rows = list(map(get, features))
         except KeyError:  # some event lacks a feature: the slower path that fills in None
             rows = [tuple(map(f.get, names)) for f in features]
-        return list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        if not rows:
+            return [() for _ in names]
+        # Transposed by numpy: one object block, its columns as views (zip(*rows) took 0.12 s for
+        # 100,000 events of 25 features, this 0.05 s). A block that is not events x names -- list
+        # values (embeddings) of one length nest a dimension -- takes the zip.
+        block = np.array(rows, dtype=object)
+        if block.shape == (len(rows), len(names)):
+            return list(block.T)
+        return list(zip(*rows, strict=True))
 
     def feature_rows(self) -> list[dict[str, Any]]:
         return list(map(_FEATURES, self.events))
@@ -183,9 +195,19 @@ class ColumnBatch:
         # One batch first, then one gather per column and version (envelopes often mix versions).
         parts = [ColumnBatch.of(e) for e in envelopes]
         whole = parts[0] if len(parts) == 1 else ColumnBatch.concat(parts)
-        keys: list[VersionKey] = []
+        # An envelope usually holds one version: list.count (C) says so, and its key is taken once,
+        # not zipped event by event (that loop was 0.08 s of 0.5 s for 100,000 events).
+        single: list[VersionKey | None] = []
         for envelope in envelopes:
-            keys += zip(envelope.columns.model, envelope.columns.version, strict=True)
+            models, versions, n = envelope.columns.model, envelope.columns.version, envelope.n
+            uniform = n and models.count(models[0]) == n and versions.count(versions[0]) == n
+            single.append((models[0], versions[0]) if uniform else None)
+        if None not in single and len(set(single)) == 1:
+            return {single[0]: whole} if single[0] is not None else {}
+        keys: list[VersionKey] = []
+        for envelope, key in zip(envelopes, single, strict=True):
+            cols = envelope.columns
+            keys += [key] * envelope.n if key is not None else zip(cols.model, cols.version, strict=True)
         if not keys:
             return {}
         return {key: whole if index is None else whole.take(index) for key, index in _groups(keys).items()}

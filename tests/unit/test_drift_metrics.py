@@ -252,3 +252,37 @@ def test_categorical_psi_uses_the_numeric_floor_on_the_same_buckets() -> None:
     assert drift.get()["psi"] == pytest.approx(psi(ref, win), rel=1e-15)
     own = sum(n / profile.count * window.size >= 5 for n in profile.categories.values())
     assert ref.size == own + 1  # the kept categories expected >= 5 times, and one "other" bucket
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bins_from_grid_cells_equal_a_search_among_the_edges(seed: int) -> None:
+    """NumericDrift takes each value's bin from its grid cell; where an edge splits a cell it searches
+    the edges: the counts equal one searchsorted over the edges, ties and discrete values included."""
+    from driftline.metrics.drift import NumericDrift
+    from driftline.metrics.profiles import profile_column
+
+    rng = np.random.default_rng(seed)
+    draw = [
+        lambda n: rng.normal(size=n),
+        lambda n: rng.integers(0, 4, n).astype(float),  # few values: quantiles and edges coincide
+        lambda n: np.round(rng.lognormal(size=n), 1),
+    ][seed % 3]
+    ref = profile_column("x", draw(4000))
+    window = np.concatenate([draw(3000), [ref.minimum - 1, ref.maximum + 1], np.asarray(ref.bin_edges)])
+    drift = NumericDrift(ref).update_many(window)
+    direct = np.bincount(
+        np.searchsorted(np.asarray(ref.bin_edges), window, side="left"), minlength=len(ref.bin_edges) + 1
+    )
+    assert drift._bins.tolist() == direct.tolist()
+
+
+def test_the_pca_error_sum_equals_projecting_back() -> None:
+    from driftline.metrics.profiles import reconstruction_error_sum, reconstruction_errors
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(5000, 12)) @ rng.normal(size=(12, 12))
+    components = np.linalg.svd(z, full_matrices=False)[2][:5]
+    assert reconstruction_error_sum(z, components) == pytest.approx(
+        float(reconstruction_errors(z, components).sum()), rel=1e-10
+    )
+    assert reconstruction_error_sum(z[:0], components) == 0.0
