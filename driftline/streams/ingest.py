@@ -62,6 +62,18 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 1000)
 
 
+def tune_blas() -> None:
+    """One BLAS thread in the worker: its Python thread does the engine's matrix work between
+    everything else, and OpenBLAS's extra threads keep spinning after each call. On the 2-vCPU
+    machine they slowed the whole engine by a third (0.84 -> 0.52 s for a 100,000-event window;
+    the PCA's 100,000 x 20 matmul took 60-80 ms instead of 4.5: BENCHMARKS.md)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not installed: BLAS keeps its default threads
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass
 class IngestStats:
     """Counters of one worker since it started; served as JSON on /stats."""

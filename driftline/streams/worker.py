@@ -39,7 +39,7 @@ from driftline.streams.alert_job import AlertingAgent
 from driftline.streams.checkpoints import CheckpointStore, signing_key
 from driftline.streams.consumer import BatchConsumer
 from driftline.streams.engine_checkpoint import EngineCheckpointer
-from driftline.streams.ingest import BatchIngestor, tune_gc
+from driftline.streams.ingest import BatchIngestor, tune_blas, tune_gc
 from driftline.streams.labeling_requests import LabelingRequester, request_store
 from driftline.streams.logs import logging_config
 from driftline.streams.monitor import MonitoringEngine
@@ -511,6 +511,7 @@ def _encode_row(row: MetricRow) -> bytes:
 def run_worker(settings: Settings, loglevel: str = "warn", log_format: str = "text") -> None:
     """Run the worker in this process until SIGINT/SIGTERM; `log_format` "json" gives one JSON object per line."""
     tune_gc()
+    tune_blas()
     app = create_app(settings)
     level = {"crit": "critical", "warn": "warning"}.get(loglevel, loglevel)
     config = logging_config(level) if log_format == "json" else None

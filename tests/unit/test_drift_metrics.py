@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
@@ -286,3 +288,19 @@ def test_the_pca_error_sum_equals_projecting_back() -> None:
         float(reconstruction_errors(z, components).sum()), rel=1e-10
     )
     assert reconstruction_error_sum(z[:0], components) == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    grid=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=300),
+    values=st.lists(st.floats(-2e6, 2e6, allow_nan=False), min_size=1, max_size=400),
+    repeat=st.integers(0, 3),
+)
+def test_the_grid_lookup_equals_a_binary_search(grid: list[float], values: list[float], repeat: int) -> None:
+    """GridLookup.cells == np.searchsorted(grid, x, "left"): ties in the grid, values on grid points,
+    outside the range, one-point and constant grids."""
+    from driftline.metrics.drift import GridLookup
+
+    g = np.sort(np.array(grid + grid[: repeat * 5]))  # repeated points: quantiles of discrete data
+    x = np.array(values + grid[:20])  # values exactly on grid points too
+    assert GridLookup(g).cells(x).tolist() == np.searchsorted(g, x, side="left").tolist()

@@ -46,6 +46,7 @@ NOT_METRICS = {
     "Calibration",  # the score -> probability map a profile carries (cbpe.py)
     "SegmentSpec",  # a spec entry (segments.py)
     "VectorProfile",  # an embedding feature's reference (embeddings.py)
+    "GridLookup",  # a search table of a profile's grid (drift.py), shared, never in a state
     # the plugin API: the batch view a plugin reads, its spec entry, the protocol it follows
     "MetricPlugin",
     "PluginBatch",
