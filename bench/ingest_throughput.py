@@ -30,7 +30,7 @@ from driftline.config import Settings
 from driftline.dev.broker import EmbeddedBroker
 from driftline.events import encode_columnar, encode_json
 from driftline.sinks.clickhouse import ClickHouseSink
-from driftline.streams.ingest import BatchIngestor, tune_gc
+from driftline.streams.ingest import BatchIngestor, tune_blas, tune_gc
 from driftline.streams.monitor import MonitoringEngine
 from driftline.streams.topics import ensure_topics
 
@@ -176,6 +176,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.events
     tune_gc()  # as the worker does; the raw baseline profits from it too
+    tune_blas()  # one BLAS thread, as the worker (the engine's PCA; nothing else here uses BLAS)
     import clickhouse_connect
 
     client = clickhouse_connect.get_client(interface="chdb", path=tempfile.mkdtemp(prefix="bench-ch-"))

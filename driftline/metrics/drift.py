@@ -104,17 +104,22 @@ class GridLookup:
     def __init__(self, grid: npt.NDArray[np.float64]):
         self.grid = grid
         lo, hi = (float(grid[0]), float(grid[-1])) if grid.size else (0.0, 0.0)
-        self.usable = grid.size >= 2 and math.isfinite(lo) and math.isfinite(hi) and hi > lo
-        self.lo, self.scale = lo, (self.BUCKETS / (hi - lo) if self.usable else 0.0)
-        starts = lo + (hi - lo) * np.arange(self.BUCKETS) / self.BUCKETS
-        self.first = np.searchsorted(grid, starts, side="left") if self.usable else np.zeros(0, dtype=np.intp)
+        usable = grid.size >= 2 and hi > lo and math.isfinite(hi - lo)  # a range past the float's fails
+        scale = self.BUCKETS / (hi - lo) if usable else 0.0
+        self.usable = usable and 0.0 < scale < math.inf  # a range of a few denormals overflows the scale
+        self.lo, self.scale = lo, scale
+        self.first = np.zeros(0, dtype=np.intp)
+        if self.usable:
+            starts = lo + (hi - lo) * (np.arange(self.BUCKETS) / self.BUCKETS)
+            self.first = np.searchsorted(grid, starts, side="left")
         self.below = np.concatenate([[-np.inf], grid])  # cell c holds (below[c], above[c]]
         self.above = np.concatenate([grid, [np.inf]])
 
     def cells(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
         if not self.usable:
             return np.searchsorted(self.grid, x, side="left")
-        bucket = np.clip((x - self.lo) * self.scale, 0, self.BUCKETS - 1).astype(np.intp)
+        with np.errstate(over="ignore"):  # far outside the range: +-inf, clipped to the end buckets
+            bucket = np.clip((x - self.lo) * self.scale, 0, self.BUCKETS - 1).astype(np.intp)
         c = self.first[bucket]
         c += x > self.above[c]
         c += x > self.above[c]

@@ -292,8 +292,10 @@ def test_the_pca_error_sum_equals_projecting_back() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    grid=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=300),
-    values=st.lists(st.floats(-2e6, 2e6, allow_nan=False), min_size=1, max_size=400),
+    grid=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=300)
+    | st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=40),  # ranges past float's
+    values=st.lists(st.floats(-2e6, 2e6, allow_nan=False), min_size=1, max_size=400)
+    | st.lists(st.floats(allow_nan=False), min_size=1, max_size=40),
     repeat=st.integers(0, 3),
 )
 def test_the_grid_lookup_equals_a_binary_search(grid: list[float], values: list[float], repeat: int) -> None:
