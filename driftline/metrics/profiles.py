@@ -122,7 +122,7 @@ def profile_column(name: str, column: npt.ArrayLike, kind: str | None = None) ->
     arr = np.asarray(column, dtype=object)
     n_total = arr.size
     # present = neither None nor NaN, as two comparisons in C (NaN is the one value unequal to itself)
-    present = arr[np.not_equal(arr, None) & np.equal(arr, arr)] if arr.size else arr
+    present = arr[np.not_equal(arr, None) & np.equal(arr, arr)] if arr.size else arr  # type: ignore[call-overload]
     if kind is None:
         is_num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present[:1000])
         kind = "numeric" if is_num and present.size else "categorical"
