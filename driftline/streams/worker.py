@@ -373,6 +373,8 @@ class Worker:
             await jobs.requester.publish(jobs.requester.flush())
             await jobs.publisher.publish(await asyncio.to_thread(jobs.quality.run_once))  # labels that came last
         finally:
+            if merging is not None and not merging.done():  # ingest failed: the merges stop with it
+                merging.cancel()
             self.stream.close()
             await jobs.alerting.stop()
             if jobs.live is not None:
