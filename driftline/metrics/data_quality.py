@@ -55,16 +55,21 @@ class DuplicateTracker:
         seen = self._seen
         self._newest = max(self._newest, float(max(ts)))
         self._evict()
-        batch = dict.fromkeys(event_ids)
-        again = seen.keys() & batch.keys()  # seen in an earlier batch (usually empty)
-        if again or len(batch) < n:
+        # One pass over the store: remember the batch, and count what it added. Every id that was
+        # new added one entry, so fewer than n means a repeat (of an earlier batch, or within this
+        # one). Then the batch's new ids -- the last entries, in insertion order -- are taken out
+        # again and the batch goes one by one. (Before: a dict of the batch, an intersection with
+        # the store, then the update: three hash passes, two of them over the large store.)
+        before = len(seen)
+        seen.update(zip(event_ids, ts, strict=True))
+        added = len(seen) - before
+        if added < n:
             # Rare (replays, retries): one by one, each repeat moves to the end (its TTL counts from now).
+            deque(map(seen.pop, list(islice(reversed(seen.keys()), added))), maxlen=0)
             for i, (e, t) in enumerate(zip(event_ids, ts, strict=True)):
                 if seen.pop(e, None) is not None:
                     dup[i] = True
                 seen[e] = t
-        else:
-            seen.update(zip(event_ids, ts, strict=True))
         self._evict()
         return dup
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from driftline.metrics.data_quality import DuplicateTracker
 from tests.unit.test_monitor import T0, run, stream
@@ -56,3 +58,45 @@ def test_engine_reports_the_duplicate_rate() -> None:
     rate = {r.window_start: r.value for r in rows if r.metric == "duplicate_rate"}
     assert rate[T0] == 0.0 and rate[T0 + 120] == 0.0
     assert rate[T0 + 60] == pytest.approx(50 / 1050)
+
+
+class _OneByOneTracker:
+    """The tracker's definition, one id at a time: a repeat within the TTL is a duplicate and moves to
+    the end; the oldest run past the TTL, and the oldest beyond max_ids, are forgotten."""
+
+    def __init__(self, ttl_s: float, max_ids: int):
+        self.ttl_s, self.max_ids, self.seen, self.newest = ttl_s, max_ids, {}, -np.inf
+
+    def _evict(self) -> None:
+        while len(self.seen) > self.max_ids:
+            self.seen.pop(next(iter(self.seen)))
+        while self.seen and next(iter(self.seen.values())) < self.newest - self.ttl_s:
+            self.seen.pop(next(iter(self.seen)))
+
+    def update_many(self, ids: list[str], ts: list[float]) -> list[bool]:
+        self.newest = max(self.newest, max(ts))
+        self._evict()
+        out = []
+        for e, t in zip(ids, ts, strict=True):
+            out.append(self.seen.pop(e, None) is not None)
+            self.seen[e] = t
+        self._evict()
+        return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.sampled_from("abcdefghij"), st.floats(0, 50)), min_size=1, max_size=12),
+        min_size=1,
+        max_size=8,
+    ),
+    ttl=st.floats(1, 30),
+    cap=st.integers(1, 12),
+)
+def test_the_tracker_equals_its_one_by_one_definition(batches: list, ttl: float, cap: int) -> None:  # type: ignore[type-arg]
+    fast, slow = DuplicateTracker(ttl_s=ttl, max_ids=cap), _OneByOneTracker(ttl, cap)
+    for batch in batches:
+        ids, ts = [e for e, _ in batch], [t for _, t in batch]
+        assert fast.update_many(ids, ts).tolist() == slow.update_many(ids, ts)
+        assert list(fast._seen) == list(slow.seen)
