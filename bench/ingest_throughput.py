@@ -11,6 +11,14 @@ fetched batch to its last (the consumer-group join is excluded for all variants 
 * driftline worker loop on single JSON events, JSON-array envelopes and columnar envelopes:
   decode + check + dead-letter + ClickHouse insert (chdb) + offset commit;
 * the same loop with a sink that stores nothing (what the ClickHouse insert costs).
+
+    python bench/ingest_throughput.py --pairs 5
+
+Only what issue 21.2 compares: for single JSON events and for columnar envelopes, ingest ->
+ClickHouse alone and with every monitoring family, run as adjacent pairs (in ABBA order: the
+first of a pair alternates) so that each ratio divides two runs made seconds apart. On this VM
+a variant's rate moves by +-25 % between runs minutes apart, which the sequential table above
+mixes into its ratios.
 """
 
 from __future__ import annotations
@@ -173,6 +181,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=0, help="only ingest alone vs with the engine, in adjacent pairs")
     args = ap.parse_args()
     n = args.events
     tune_gc()  # as the worker does; the raw baseline profits from it too
@@ -189,6 +198,9 @@ def main() -> None:
             produce(s, form, n)
             topics[form] = s
         print(f"produced {n:,} events x 3 forms", flush=True)
+        if args.pairs:
+            pairs(topics, client, n, args.pairs)
+            return
         for r in range(args.repeats):
             runs: dict[str, Callable[[], float]] = {
                 "raw aiokafka getmany + orjson, single JSON events": lambda: raw_rate(topics["single"], n),
@@ -223,6 +235,31 @@ def main() -> None:
         f"median of {args.repeats} runs; ratio = median of the per-run ratios to that run's raw rate",
         notes="ratio to the raw confluent-kafka consumer (median of per-run ratios):\n"
         + "\n".join(f"- {k}: {statistics.median(v):.2f}" for k, v in to_confluent.items()),
+    )
+
+
+def pairs(topics: dict[str, Settings], client: Any, n: int, count: int) -> None:
+    """Ingest alone and with every family, as adjacent pairs; the ratio of each pair."""
+    ratios: dict[str, list[float]] = {"single": [], "columnar": []}
+    for i in range(count):
+        for form in ratios:
+            order = (False, True) if i % 2 == 0 else (True, False)
+            rate = {monitor: stored_rate(topics[form], client, n, monitor=monitor) for monitor in order}
+            ratios[form].append(rate[True] / rate[False])
+            print(
+                f"pair {i + 1}, {form}: ingest {rate[False]:,.0f}, with every family {rate[True]:,.0f} events/s"
+                f" = {ratios[form][-1]:.2f}",
+                flush=True,
+            )
+    for form, values in ratios.items():
+        print(f"{form}: ratios {[round(v, 2) for v in values]}, median {statistics.median(values):.2f}")
+    report(
+        "ingest_pairs",
+        [
+            (f"{form}: with every family / ingest alone", statistics.median(v), statistics.median(v))
+            for form, v in ratios.items()
+        ],
+        f"adjacent pairs (ABBA), {count} per form, {n:,} events; value and ratio = the median pair ratio",
     )
 
 
