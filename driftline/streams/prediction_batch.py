@@ -38,16 +38,27 @@ def gather(values: Sequence[Any], index: list[int]) -> list[Any]:
     return list(operator.itemgetter(*index)(values)) if index else []
 
 
-def _groups(keys: list[VersionKey]) -> dict[VersionKey, list[int] | None]:
-    """The positions of each key, in order; None: every position (one key only)."""
-    distinct = dict.fromkeys(keys)
-    if len(distinct) == 1:
-        return {keys[0]: None}
-    code = {key: i for i, key in enumerate(distinct)}
-    codes = np.fromiter(map(code.__getitem__, keys), dtype=np.int64, count=len(keys))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(code) + 1)).tolist()
-    return {key: order[bounds[i] : bounds[i + 1]].tolist() for key, i in code.items()}
+def _split(models: list[str], versions: list[str]) -> dict[VersionKey, list[int]]:
+    """The positions of each (model, version), in order of first appearance.
+
+    Codes come from the texts (whose hashes Python keeps on each string), not from (model,
+    version) tuples, which are hashed anew on every lookup: 5 instead of 13 ms per 20,000 events.
+
+    >>> _split(["a", "b", "a", "a"], ["1", "1", "2", "1"])
+    {('a', '1'): [0, 3], ('b', '1'): [1], ('a', '2'): [2]}
+    """
+    n = len(models)
+    model_code = {m: i for i, m in enumerate(dict.fromkeys(models))}
+    version_code = {v: i for i, v in enumerate(dict.fromkeys(versions))}
+    width = len(version_code)
+    codes = np.fromiter(map(model_code.__getitem__, models), dtype=np.int64, count=n) * width
+    codes += np.fromiter(map(version_code.__getitem__, versions), dtype=np.int64, count=n)
+    present, first = np.unique(codes, return_index=True)
+    model_of, version_of = list(model_code), list(version_code)
+    return {
+        (model_of[c // width], version_of[c % width]): np.flatnonzero(codes == c).tolist()
+        for c in present[np.argsort(first)].tolist()
+    }
 
 
 class PredictionBatch(Protocol):
@@ -76,6 +87,7 @@ class EventBatch:
     def __init__(self, events: list[Prediction]):
         self.events = events
         self.n = len(events)
+        self._predictions: list[Any] | None = None  # taken once: several families read it
 
     @staticmethod
     def by_version(events: Sequence[Prediction]) -> dict[VersionKey, EventBatch]:
@@ -85,11 +97,7 @@ class EventBatch:
         models, versions = list(map(_MODEL, events)), list(map(_VERSION, events))
         if models.count(models[0]) == len(models) and versions.count(versions[0]) == len(versions):
             return {(models[0], versions[0]): EventBatch(list(events))}  # one version (usual): no grouping
-        keys = list(zip(models, versions, strict=True))
-        return {
-            key: EventBatch(list(events) if index is None else gather(events, index))
-            for key, index in _groups(keys).items()
-        }
+        return {key: EventBatch(gather(events, index)) for key, index in _split(models, versions).items()}
 
     def ts(self) -> np.ndarray:
         return np.fromiter(map(_TS, self.events), dtype=np.float64, count=self.n)
@@ -104,7 +112,10 @@ class EventBatch:
         return list(map(_EVENT_ID, self.events))
 
     def predictions(self) -> list[Any]:
-        return list(map(_PREDICTION, self.events))
+        """The predictions (the same list on every call: read it, do not change it)."""
+        if self._predictions is None:
+            self._predictions = list(map(_PREDICTION, self.events))
+        return self._predictions
 
     def scores(self) -> list[float | None]:
         return list(map(_SCORE, self.events))
@@ -199,18 +210,19 @@ class ColumnBatch:
         # not zipped event by event (that loop was 0.08 s of 0.5 s for 100,000 events).
         single: list[VersionKey | None] = []
         for envelope in envelopes:
-            models, versions, n = envelope.columns.model, envelope.columns.version, envelope.n
-            uniform = n and models.count(models[0]) == n and versions.count(versions[0]) == n
-            single.append((models[0], versions[0]) if uniform else None)
+            ms, vs, n = envelope.columns.model, envelope.columns.version, envelope.n
+            uniform = n and ms.count(ms[0]) == n and vs.count(vs[0]) == n
+            single.append((ms[0], vs[0]) if uniform else None)
         if None not in single and len(set(single)) == 1:
             return {single[0]: whole} if single[0] is not None else {}
-        keys: list[VersionKey] = []
-        for envelope, key in zip(envelopes, single, strict=True):
-            cols = envelope.columns
-            keys += [key] * envelope.n if key is not None else zip(cols.model, cols.version, strict=True)
-        if not keys:
+        models: list[str] = []
+        versions: list[str] = []
+        for envelope in envelopes:
+            models += envelope.columns.model
+            versions += envelope.columns.version
+        if not models:
             return {}
-        return {key: whole if index is None else whole.take(index) for key, index in _groups(keys).items()}
+        return {key: whole.take(index) for key, index in _split(models, versions).items()}
 
     @staticmethod
     def of(envelope: ColumnarEvents) -> ColumnBatch:
