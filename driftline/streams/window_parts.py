@@ -48,13 +48,7 @@ MERGED_KEPT = 256
 class Share(msgspec.Struct, frozen=True):
     """A WindowPart on the wire, with the prediction partitions the sender held (of `total`)."""
 
-    model: str
-    version: str
-    start: float
-    end: float
-    n: int
-    complete: bool
-    state: bytes
+    part: WindowPart
     partitions: list[int]
     total: int
 
@@ -62,11 +56,7 @@ class Share(msgspec.Struct, frozen=True):
 def encode_share(part: WindowPart, partitions: Sequence[int], total: int) -> tuple[bytes, bytes]:
     """The message key (one per window: every share of it goes to one partition) and value."""
     key = f"{part.model}\x00{part.version}\x00{part.start!r}".encode()
-    share = Share(
-        part.model, part.version, part.start, part.end, part.n, part.complete, part.state, sorted(partitions), total
-    )
-    value = msgspec.msgpack.encode(share)
-    return key, value
+    return key, msgspec.msgpack.encode(Share(part, sorted(partitions), total))
 
 
 _decode_share = msgspec.msgpack.Decoder(Share).decode
@@ -150,10 +140,10 @@ class PartsMerger:
             except msgspec.DecodeError:
                 log.error("window-parts %d@%d is not a window share; skipped", batch.partition, offset)
                 continue
-            key = (share.model, share.version, share.start)
+            key = (share.part.model, share.part.version, share.part.start)
             window = self.merged.get(key) or self.pending.get(key)
             if window is None:
-                window = self.pending[key] = _Window(share.end, time.monotonic())
+                window = self.pending[key] = _Window(share.part.end, time.monotonic())
             window.shares[tuple(share.partitions)] = share
             if key not in self.merged:
                 window.offsets.setdefault(batch.partition, offset)
@@ -162,7 +152,7 @@ class PartsMerger:
 
     async def _merge(self, key: WindowKey, window: _Window, complete: bool) -> None:
         model, version, start = key
-        states = [s.state for s in window.shares.values()]
+        states = [s.part.state for s in window.shares.values()]
         rows = self.engine.merge_parts(model, version, start, window.end, states)
         if not complete:
             rows = [replace(r, complete=False) for r in rows]
