@@ -101,8 +101,11 @@ class GridLookup:
 
     BUCKETS = 8192
 
-    def __init__(self, grid: npt.NDArray[np.float64]):
+    def __init__(self, grid: npt.NDArray[np.float64], edges: npt.NDArray[np.float64] | None = None):
         self.grid = grid
+        self.edges = np.zeros(0) if edges is None else edges
+        # each cell's PSI bin, and whether an edge splits it (see _bins_of_cells)
+        self.bin_of_cell, self.split_cell = _bins_of_cells(grid, self.edges)
         lo, hi = (float(grid[0]), float(grid[-1])) if grid.size else (0.0, 0.0)
         usable = grid.size >= 2 and hi > lo and math.isfinite(hi - lo)  # a range past the float's fails
         scale = self.BUCKETS / (hi - lo) if usable else 0.0
@@ -128,17 +131,26 @@ class GridLookup:
             c[unsettled] = np.searchsorted(self.grid, x[unsettled], side="left")
         return c
 
+    def bins(self, x: npt.NDArray[np.float64], cells: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """``np.searchsorted(edges, x, side="left")`` from the values' cells: the cell's bin (a
+        gather); only values in a cell an edge splits are searched among the edges."""
+        bins = self.bin_of_cell[cells]
+        split = self.split_cell[cells]
+        if split.any():
+            bins[split] = np.searchsorted(self.edges, x[split], side="left")
+        return bins
+
 
 _LOOKUPS: OrderedDict[bytes, GridLookup] = OrderedDict()
 _MAX_LOOKUPS = 1024  # ~100 KB each: shared by every window of a feature, never in a checkpoint
 
 
-def grid_lookup(grid: npt.NDArray[np.float64]) -> GridLookup:
-    """The lookup of `grid`, made once per distinct grid (an LRU of the newest ones)."""
-    key = grid.tobytes()
+def grid_lookup(grid: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]) -> GridLookup:
+    """The lookup of `grid` and `edges`, made once per distinct pair (an LRU of the newest ones)."""
+    key = grid.tobytes() + b"|" + edges.tobytes()
     lookup = _LOOKUPS.get(key)
     if lookup is None:
-        lookup = _LOOKUPS[key] = GridLookup(grid)
+        lookup = _LOOKUPS[key] = GridLookup(grid, edges)
         if len(_LOOKUPS) > _MAX_LOOKUPS:
             _LOOKUPS.popitem(last=False)
     else:
@@ -159,7 +171,6 @@ class NumericDrift:
         self._ref_cdf = np.asarray(reference.grid_cdf)
         self._bins = np.zeros(self._edges.size + 1, dtype=np.int64)
         self._cells = np.zeros(self._grid.size + 1, dtype=np.int64)  # (-inf,g0], (g0,g1], ..., (g_last, inf)
-        self._cell_bins = _bins_of_cells(self._grid, self._edges)
         self._n = 0
         self._above = 0.0  # sum of (x - grid max) over x above the reference range
         self._below = 0.0  # sum of (grid min - x) over x below it
@@ -170,18 +181,11 @@ class NumericDrift:
         x = x[~np.isnan(x)]
         if x.size == 0:
             return self
-        cells = grid_lookup(self._grid).cells(x)
+        lookup = grid_lookup(self._grid, self._edges)  # shared by every window: never in a state
+        cells = lookup.cells(x)
         self._cells += np.bincount(cells, minlength=self._cells.size)
-        # Each value's bin from its grid cell (a gather); only values in the few cells that an edge
-        # splits are searched among the edges: one binary search per value instead of two.
-        cell_bins = self.__dict__.get("_cell_bins")
-        if cell_bins is None:  # a state checkpointed before this lookup existed
-            cell_bins = self._cell_bins = _bins_of_cells(self._grid, self._edges)
-        bins = cell_bins[0][cells]
-        split = cell_bins[1][cells]
-        if split.any():
-            bins[split] = np.searchsorted(self._edges, x[split], side="left")
-        self._bins += np.bincount(bins, minlength=self._bins.size)
+        # each value's bin from its grid cell: no second binary search per value
+        self._bins += np.bincount(lookup.bins(x, cells), minlength=self._bins.size)
         self._n += int(x.size)
         # beyond the reference range: the values of the outer cells (usually few), not a pass over all
         above = x[cells == self._grid.size]

@@ -24,6 +24,7 @@ from driftline.dev.broker import free_port
 from driftline.dev.demo import worker_stats
 from driftline.events import Prediction
 from driftline.producer import Producer
+from tests.integration.test_scale_out import _wait
 
 pytestmark = pytest.mark.integration
 STREAM_FAMILIES = {"drift", "data_quality", "kpi", "volume"}
@@ -104,13 +105,6 @@ def _metrics(tmp: Path, name: str) -> dict[tuple[str, ...], tuple[float, int]]:
             key = (r["family"], r["metric"], r["feature"], r["segment"], str(r["window_start"]))
             out[key] = (r["value"], r["n"])
     return out
-
-
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
 
 
 def test_three_workers_merge_a_spread_models_windows_into_one_workers_rows(
