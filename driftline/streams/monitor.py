@@ -46,7 +46,7 @@ from driftline.metrics.rows import MetricRow, SketchRow
 from driftline.metrics.segments import TopK
 from driftline.spec import ModelSpec, MonitorSpec
 from driftline.streams import state_codec
-from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch
+from driftline.streams.prediction_batch import ColumnBatch, EventBatch, PredictionBatch, as_float
 
 #: Latency histogram: log-spaced bins from 1 us to ~17 min; percentiles within +-2.4 %.
 _LAT_EDGES = np.logspace(-3, 6, 901)
@@ -221,16 +221,6 @@ def _nones(values: Sequence[Any]) -> int:
     if isinstance(values, np.ndarray):
         return int(np.equal(values, None).sum())
     return values.count(None)
-
-
-def _as_float(values: Sequence[Any]) -> tuple[np.ndarray, int]:
-    """Numbers as float64 (None -> NaN); strings count as type violations and become NaN."""
-    try:
-        return np.array(values, dtype=np.float64), 0
-    except (TypeError, ValueError):
-        bad = [not (v is None or isinstance(v, (int, float))) for v in values]
-        clean = [np.nan if b else v for v, b in zip(values, bad, strict=True)]
-        return np.array(clean, dtype=np.float64), int(sum(bad))
 
 
 class MonitoringEngine:
@@ -544,15 +534,24 @@ class MonitoringEngine:
         names = set(state.profile.features) if state.profile is not None else (set(declared) or batch.feature_names())
         targets = _target_columns(batch, state.spec)
         ordered = sorted(n for n in names if n not in targets)
-        columns: dict[str, Sequence[Any]] = dict(zip(ordered, batch.feature_columns(ordered), strict=True))
-        for name, col in targets.items():
-            if name in names:
-                columns[name] = col
+        order = [*ordered, *(n for n in targets if n in names)]
+        kinds = {n: profile.features[n].kind if profile and n in profile.features else None for n in order}
+        # the numbers converted by the batch: a columnar batch converts each column once for all its views
+        numbers = [n for n in ordered if kinds[n] == "numeric"]
+        others = [n for n in ordered if kinds[n] != "numeric"]
+        typed, other_columns = batch.typed_columns(numbers, others)
+        as_numbers = dict(zip(numbers, typed, strict=True))
+        as_values: dict[str, Sequence[Any]] = dict(zip(others, other_columns, strict=True))
+        for name in order[len(ordered) :]:
+            if kinds[name] == "numeric":
+                as_numbers[name] = as_float(targets[name])
+            else:
+                as_values[name] = targets[name]
         numeric: dict[str, np.ndarray] = {}
-        for name, values in columns.items():
-            kind = profile.features[name].kind if profile and name in profile.features else None
+        for name in order:
+            kind = kinds[name]
             if kind == "numeric":
-                x, bad = _as_float(values)
+                x, bad = as_numbers[name]
                 numeric[name] = x
                 win.type_violations[name] += bad
                 missing = int(np.isnan(x).sum()) - bad
@@ -567,6 +566,7 @@ class MonitoringEngine:
                     win.value_sum[name] += float(np.nansum(x))
                     win.value_n[name] += x.size - missing - bad
             else:
+                values = as_values[name]
                 missing = _nones(values)
                 if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)

@@ -38,6 +38,22 @@ def gather(values: Sequence[Any], index: list[int]) -> list[Any]:
     return list(operator.itemgetter(*index)(values)) if index else []
 
 
+def as_float(values: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """Numbers as float64 (None -> NaN); strings count as type violations and become NaN."""
+    x, bad = _floats(values)
+    return x, 0 if bad is None else int(bad.sum())
+
+
+def _floats(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """`as_float`, with where the values were not numbers (None: nowhere, the usual case)."""
+    try:
+        return np.array(values, dtype=np.float64), None
+    except (TypeError, ValueError):
+        bad = np.array([not (v is None or isinstance(v, (int, float))) for v in values], dtype=bool)
+        clean = [np.nan if b else v for v, b in zip(values, bad.tolist(), strict=True)]
+        return np.array(clean, dtype=np.float64), bad
+
+
 def _split(models: list[str], versions: list[str]) -> dict[VersionKey, list[int]]:
     """The positions of each (model, version), in order of first appearance.
 
@@ -77,6 +93,9 @@ class PredictionBatch(Protocol):
     def kpi_sums(self) -> dict[str, float]: ...
     def feature_names(self) -> set[str]: ...
     def feature_columns(self, names: list[str]) -> list[Sequence[Any]]: ...
+    def typed_columns(
+        self, numeric: list[str], other: list[str]
+    ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]: ...
     def feature_rows(self) -> list[dict[str, Any]]: ...
     def attribute(self, name: str) -> list[str | None]: ...
 
@@ -173,6 +192,14 @@ class EventBatch:
             return list(block.T)
         return list(zip(*rows, strict=True))
 
+    def typed_columns(
+        self, numeric: list[str], other: list[str]
+    ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
+        """The `numeric` features as float64 with their count of non-numbers, the `other` as taken;
+        one pass over the events for both."""
+        columns = self.feature_columns(numeric + other)
+        return [as_float(c) for c in columns[: len(numeric)]], columns[len(numeric) :]
+
     def feature_rows(self) -> list[dict[str, Any]]:
         return list(map(_FEATURES, self.events))
 
@@ -197,24 +224,33 @@ class ColumnBatch:
         self._latency, self._kpis, self._features = latency, kpis, features
         self._attributes = attributes or {}
         self._class_scores = class_scores or {}
+        # numbers converted once: the views of several versions and windows gather from them
+        self._floats: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._latency_array: np.ndarray | None = None
 
     @staticmethod
-    def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch]:
+    def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch | ColumnSlice]:
         """The events of each (model, version) in the envelopes, in arrival order, as columns."""
         if not envelopes:
             return {}
-        # One batch first, then one gather per column and version (envelopes often mix versions).
-        parts = [ColumnBatch.of(e) for e in envelopes]
-        whole = parts[0] if len(parts) == 1 else ColumnBatch.concat(parts)
-        # An envelope usually holds one version: list.count (C) says so, and its key is taken once,
-        # not zipped event by event (that loop was 0.08 s of 0.5 s for 100,000 events).
+        # An envelope usually holds one version (the SDK sends one per model): list.count (C) says
+        # so, and its key is taken once, not zipped event by event (that loop was 0.08 s of 0.5 s
+        # for 100,000 events). Such envelopes are grouped by version and joined, nothing gathered.
         single: list[VersionKey | None] = []
         for envelope in envelopes:
             ms, vs, n = envelope.columns.model, envelope.columns.version, envelope.n
             uniform = n and ms.count(ms[0]) == n and vs.count(vs[0]) == n
-            single.append((ms[0], vs[0]) if uniform else None)
-        if None not in single and len(set(single)) == 1:
-            return {single[0]: whole} if single[0] is not None else {}
+            single.append((ms[0], vs[0]) if uniform else None if n else ("", ""))
+        if None not in single:
+            groups: dict[VersionKey, list[ColumnBatch]] = {}
+            for key, envelope in zip(single, envelopes, strict=True):
+                if envelope.n and key is not None:
+                    groups.setdefault(key, []).append(ColumnBatch.of(envelope))
+            return {key: p[0] if len(p) == 1 else ColumnBatch.concat(p) for key, p in groups.items()}
+        # Envelopes that mix versions: one batch, then a view per version (`ColumnSlice`) that
+        # gathers only the columns the engine reads, numbers with one numpy gather each.
+        parts = [ColumnBatch.of(e) for e in envelopes]
+        whole = parts[0] if len(parts) == 1 else ColumnBatch.concat(parts)
         models: list[str] = []
         versions: list[str] = []
         for envelope in envelopes:
@@ -222,7 +258,9 @@ class ColumnBatch:
             versions += envelope.columns.version
         if not models:
             return {}
-        return {key: whole.take(index) for key, index in _split(models, versions).items()}
+        return {
+            key: ColumnSlice(whole, np.asarray(index, dtype=np.intp)) for key, index in _split(models, versions).items()
+        }
 
     @staticmethod
     def of(envelope: ColumnarEvents) -> ColumnBatch:
@@ -275,20 +313,10 @@ class ColumnBatch:
     def ts(self) -> np.ndarray:
         return self._ts
 
-    def take(self, index: list[int]) -> ColumnBatch:
-        return ColumnBatch(
-            self._ts[index],
-            gather(self._event_id, index),
-            gather(self._prediction, index),
-            gather(self._score, index),
-            gather(self._latency, index),
-            {k: gather(v, index) for k, v in self._kpis.items()},
-            {k: gather(v, index) for k, v in self._features.items()},
-            {k: gather(v, index) for k, v in self._attributes.items()},
-            {k: gather(v, index) for k, v in self._class_scores.items()},
-        )
+    def take(self, index: list[int]) -> ColumnSlice:
+        return ColumnSlice(self, np.asarray(index, dtype=np.intp))
 
-    def head(self, k: int) -> ColumnBatch:
+    def head(self, k: int) -> ColumnSlice:
         return self.take(list(range(min(k, self.n))))
 
     def event_ids(self) -> list[str]:
@@ -307,7 +335,9 @@ class ColumnBatch:
         return names, np.array([self._class_scores[c] for c in names], dtype=np.float64).T
 
     def latency(self) -> np.ndarray:
-        return np.array(self._latency, dtype=np.float64)  # None -> NaN
+        if self._latency_array is None:
+            self._latency_array = np.array(self._latency, dtype=np.float64)  # None -> NaN
+        return self._latency_array
 
     def kpi_sums(self) -> dict[str, float]:
         return {name: sum(values) for name, values in self._kpis.items()}
@@ -322,8 +352,104 @@ class ColumnBatch:
         empty: list[None] = [None] * self.n
         return [self._features.get(name, empty) for name in names]
 
+    def float_feature(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """A feature as float64 (NaN where absent or not a number) and where it was not a number
+        (None: nowhere); converted once, so read it, do not change it."""
+        got = self._floats.get(name)
+        if got is None:
+            values = self._features.get(name)
+            got = self._floats[name] = _floats(values) if values is not None else (np.full(self.n, np.nan), None)
+        return got
+
+    def typed_columns(
+        self, numeric: list[str], other: list[str]
+    ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
+        typed = []
+        for name in numeric:
+            x, bad = self.float_feature(name)
+            typed.append((x, 0 if bad is None else int(bad.sum())))
+        return typed, self.feature_columns(other)
+
     def feature_rows(self) -> list[dict[str, Any]]:
         names = list(self._features)
         if not names:
             return [{} for _ in range(self.n)]
         return [dict(zip(names, values, strict=True)) for values in zip(*self._features.values(), strict=True)]
+
+
+class ColumnSlice:
+    """Some events of a `ColumnBatch` (one version's, one window's), read through its index: a
+    column is gathered only when the engine reads it, and a number column is one numpy gather
+    of the batch's float64 conversion (made once for every version and window of the batch)."""
+
+    def __init__(self, source: ColumnBatch, index: np.ndarray):
+        self._source, self._index = source, index
+        self._positions: list[int] = index.tolist()
+        self.n = len(self._positions)
+        self._event_ids: list[str] | None = None
+        self._predictions: list[Any] | None = None
+
+    def _gather(self, values: Sequence[Any]) -> list[Any]:
+        return gather(values, self._positions)
+
+    def ts(self) -> np.ndarray:
+        ts: np.ndarray = self._source.ts()[self._index]
+        return ts
+
+    def take(self, index: list[int]) -> ColumnSlice:
+        return ColumnSlice(self._source, self._index[np.asarray(index, dtype=np.intp)])
+
+    def head(self, k: int) -> ColumnSlice:
+        return self.take(list(range(min(k, self.n))))
+
+    def event_ids(self) -> list[str]:
+        if self._event_ids is None:
+            self._event_ids = self._gather(self._source.event_ids())
+        return self._event_ids
+
+    def predictions(self) -> list[Any]:
+        """The predictions (the same list on every call: read it, do not change it)."""
+        if self._predictions is None:
+            self._predictions = self._gather(self._source.predictions())
+        return self._predictions
+
+    def scores(self) -> list[float | None]:
+        return self._gather(self._source.scores())
+
+    def class_scores(self) -> tuple[list[str], np.ndarray]:
+        names, scores = self._source.class_scores()
+        return names, scores[self._index]
+
+    def latency(self) -> np.ndarray:
+        latency: np.ndarray = self._source.latency()[self._index]
+        return latency
+
+    def kpi_sums(self) -> dict[str, float]:
+        # summed as the source sums (Python's sum in event order): the same floats as a batch of these events
+        return {name: sum(self._gather(values)) for name, values in self._source._kpis.items()}
+
+    def feature_names(self) -> set[str]:
+        return self._source.feature_names()
+
+    def attribute(self, name: str) -> list[str | None]:
+        values = self._source._attributes.get(name)
+        return self._gather(values) if values is not None else [None] * self.n
+
+    def feature_columns(self, names: list[str]) -> list[Sequence[Any]]:
+        return [self._gather(column) for column in self._source.feature_columns(names)]
+
+    def typed_columns(
+        self, numeric: list[str], other: list[str]
+    ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
+        typed = []
+        for name in numeric:
+            x, bad = self._source.float_feature(name)
+            typed.append((x[self._index], 0 if bad is None else int(bad[self._index].sum())))
+        return typed, self.feature_columns(other)
+
+    def feature_rows(self) -> list[dict[str, Any]]:
+        names = list(self._source._features)
+        if not names:
+            return [{} for _ in range(self.n)]
+        columns = self.feature_columns(names)
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]

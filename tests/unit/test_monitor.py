@@ -239,15 +239,21 @@ def test_sketches_nobody_takes_are_bounded_and_the_oldest_dropped(monkeypatch: p
     assert hoarder.take_sketches() == []
 
 
+VERSIONS = {("m", "v1"), ("m", "v2"), ("n", "v1")}
+
+
 def varied_stream(seed: int = 3) -> list[Prediction]:
-    """Two models, three versions, a shift, repeated ids, late events, absent scores, latencies and KPIs."""
+    """Two models, three versions, a shift, repeated ids, late events, absent scores, latencies and KPIs,
+    and a text now and then where a number belongs (a type violation)."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(6000):
         w = i // 500
         model, version = ("m", "v1") if i % 3 else (("m", "v2") if i % 2 else ("n", "v1"))
         features: dict[str, float | str | bool | None] = {
-            "income": float(rng.normal(50 + (20 if w >= 7 else 0), 10)) if i % 17 else None,
+            "income": (float(rng.normal(50 + (20 if w >= 7 else 0), 10)) if i % 17 else None)
+            if i < 3000 or i % 251  # after the references: a text there would make the feature categorical
+            else "n/a",
             "plan": str(rng.choice(["a", "b", "c"])),
             "vip": bool(i % 5 == 0),
         }
@@ -268,8 +274,11 @@ def varied_stream(seed: int = 3) -> list[Prediction]:
     return out
 
 
+@pytest.mark.parametrize("per_version", [False, True], ids=["mixed-envelopes", "one-version-per-envelope"])
 @pytest.mark.parametrize("spec", [None, MonitorSpec.from_dict({"defaults": {"window": "60s", "slide": "20s"}})])
-def test_columnar_envelopes_give_the_numbers_their_events_give(spec: MonitorSpec | None) -> None:
+def test_columnar_envelopes_give_the_numbers_their_events_give(spec: MonitorSpec | None, per_version: bool) -> None:
+    """Envelopes that mix versions are read through a view per version (`ColumnSlice`), envelopes of
+    one version each are joined per version; both give the rows and sketches of the same events as objects."""
     from driftline.events import ColumnarEvents, decode_columnar, encode_columnar
 
     events = varied_stream()
@@ -279,17 +288,25 @@ def test_columnar_envelopes_give_the_numbers_their_events_give(spec: MonitorSpec
     for start in range(0, len(events), 1000):  # one fetch: two envelopes of mixed versions
         chunk = events[start : start + 1000]
         envelopes = []
-        for half in (chunk[:500], chunk[500:]):
+        halves = [chunk[:500], chunk[500:]]
+        if per_version:  # the SDK's way: an envelope per model version, two per version here
+            halves = [[e for e in h if (e.model, e.version) == key] for key in sorted(VERSIONS) for h in halves]
+        for half in halves:
             checked = decode_columnar(encode_columnar(half), "prediction")
             assert isinstance(checked, ColumnarEvents)
             envelopes.append(checked)
-        rows_o += by_objects.update([row for e in envelopes for row in e.rows()])
+        rows_o += by_objects.update(chunk if per_version else [row for e in envelopes for row in e.rows()])
         rows_c += by_columns.update_columns(envelopes)
         sketches_o += by_objects.take_sketches()
         sketches_c += by_columns.take_sketches()
     rows_o += by_objects.flush()
     rows_c += by_columns.flush()
     assert len(rows_o) > 500 and {r.family for r in rows_o} >= {"drift", "data_quality", "kpi", "volume"}
+    assert any(r.metric == "type_violation_rate" and r.value > 0 for r in rows_o)
+    if per_version:  # the envelopes came in another order of versions: each version's rows in order
+        rows_o, rows_c, sketches_o, sketches_c = (
+            sorted(x, key=lambda r: (r.model, r.version)) for x in (rows_o, rows_c, sketches_o, sketches_c)
+        )
     assert rows_c == rows_o  # exactly: the same values in the same order
     assert sketches_c == sketches_o
     assert by_columns.dropped_late() == by_objects.dropped_late() > 0
