@@ -409,23 +409,32 @@ class MonitoringEngine:
         room = self.reference_events - len(state.reference_rows)
         head = batch.head(room)
         targets = _target_columns(head, state.spec)
-        state.reference_rows.extend(
-            {**f, **{name: col[i] for name, col in targets.items()}} for i, f in enumerate(head.feature_rows())
-        )
-        if len(state.reference_rows) >= self.reference_events:
-            declared = state.spec.features
+        declared = state.spec.features
+        columns: dict[str, Any]
+        if not state.reference_rows and head.n >= self.reference_events:
+            # the whole reference in this batch (usual at start-up): its columns, no dict per event
+            names = sorted(set(declared) | set(targets)) if declared else sorted(head.feature_names() | set(targets))
+            features = [n for n in names if n not in targets]
+            columns = {**dict(zip(features, head.feature_columns(features), strict=True)), **targets}
+        else:
+            state.reference_rows.extend(
+                {**f, **{name: col[i] for name, col in targets.items()}} for i, f in enumerate(head.feature_rows())
+            )
+            if len(state.reference_rows) < self.reference_events:
+                return head.n
             names = (
                 sorted(set(declared) | set(targets))
                 if declared
                 else sorted({n for row in state.reference_rows for n in row})
             )
-            kinds = {**declared, **_target_kinds(state.spec)} if declared else _target_kinds(state.spec)
-            columns: dict[str, Any] = {n: [row.get(n) for row in state.reference_rows] for n in names}
-            columns = {n: c for n, c in columns.items() if any(v is not None for v in c)}  # e.g. no scores sent
-            kinds = {n: k for n, k in kinds.items() if n in columns}
-            state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
-            state.reference_rows = []
-            self._new_profiles.append(state.profile)  # stored by the worker: a restart reuses it
+            columns = {n: [row.get(n) for row in state.reference_rows] for n in names}
+        kinds = {**declared, **_target_kinds(state.spec)} if declared else _target_kinds(state.spec)
+        columns = {n: columns[n] for n in names}
+        columns = {n: c for n, c in columns.items() if any(v is not None for v in c)}  # e.g. no scores sent
+        kinds = {n: k for n, k in kinds.items() if n in columns}
+        state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
+        state.reference_rows = []
+        self._new_profiles.append(state.profile)  # stored by the worker: a restart reuses it
         return head.n
 
     def _add(self, state: _VersionState, batch: PredictionBatch, reference_events: int = 0) -> None:
