@@ -352,3 +352,28 @@ def test_an_engine_snapshot_continues_exactly() -> None:
     key = lambda r: (r.window_start, r.family, r.metric, r.feature, r.segment)  # noqa: E731
     assert {key(r): r.value for r in rows} == pytest.approx({key(r): r.value for r in expected}, rel=1e-12)
     assert len(rows) == len(expected)
+
+
+@pytest.mark.parametrize("columnar", [False, True])
+def test_a_reference_from_one_batch_equals_the_one_gathered_over_many(columnar: bool) -> None:
+    """A reference that completes inside one batch is profiled from that batch's columns; one gathered
+    over many batches from a row per event. Both are the same profile."""
+    from driftline.events import ColumnarEvents, decode_columnar, encode_columnar
+
+    events = [e for e in varied_stream() if (e.model, e.version) == ("m", "v1")][:1000]
+
+    def fed(step: int) -> list:  # type: ignore[type-arg]
+        engine = MonitoringEngine(reference_events=400, window_s=60, allowed_lateness_s=30)
+        for start in range(0, len(events), step):
+            chunk = events[start : start + step]
+            if columnar:
+                checked = decode_columnar(encode_columnar(chunk), "prediction")
+                assert isinstance(checked, ColumnarEvents)
+                engine.update_columns([checked])
+            else:
+                engine.update(chunk)
+        return engine.take_profiles()
+
+    (whole,), (gathered,) = fed(1000), fed(70)
+    assert whole.to_json() == gathered.to_json()
+    assert {"income", "plan", "vip"} <= set(whole.features)
