@@ -475,7 +475,7 @@ class MonitoringEngine:
         if spec.on("data_quality"):
             for cls, count in _class_counts(batch.predictions()).items():
                 win.predicted[cls] += count
-            win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts.tolist()).sum())
+            win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts).sum())
         if win.profiled and spec.on("estimated_quality") and spec.task != "regression":
             self._add_estimates(state, win, batch)
         if spec.segments and (spec.on("drift") or spec.on("data_quality")):

@@ -149,7 +149,8 @@ def _to_tree(v: Any) -> Any:
 
 def _attributes(v: Any) -> dict[str, Any]:
     if hasattr(v, "__dict__"):
-        return dict(vars(v))
+        derived = getattr(type(v), "_state_derived", ())  # rebuilt by the object from the rest when read back
+        return {k: x for k, x in vars(v).items() if k not in derived}
     slots = [s for cls in type(v).__mro__ for s in getattr(cls, "__slots__", ())]
     return {s: getattr(v, s) for s in slots if hasattr(v, s)}
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,10 +95,51 @@ class _OneByOneTracker:
     ),
     ttl=st.floats(1, 30),
     cap=st.integers(1, 12),
+    small_run=st.sampled_from([1024, 1, 3]),
+    checkpoint_at=st.integers(0, 8),
 )
-def test_the_tracker_equals_its_one_by_one_definition(batches: list, ttl: float, cap: int) -> None:  # type: ignore[type-arg]
-    fast, slow = DuplicateTracker(ttl_s=ttl, max_ids=cap), _OneByOneTracker(ttl, cap)
-    for batch in batches:
-        ids, ts = [e for e, _ in batch], [t for _, t in batch]
-        assert fast.update_many(ids, ts).tolist() == slow.update_many(ids, ts)
-        assert list(fast._seen) == list(slow.seen)
+def test_the_tracker_equals_its_one_by_one_definition(
+    batches: list,  # type: ignore[type-arg]
+    ttl: float,
+    cap: int,
+    small_run: int,
+    checkpoint_at: int,
+) -> None:
+    """Also with a run per batch (small_run 1: repeats leave stale sightings in older runs, forgotten
+    across runs) and read back from the checkpoint format in the middle."""
+    from driftline.metrics import data_quality
+    from driftline.streams import state_codec
+
+    with patch.object(data_quality, "_SMALL_RUN", small_run):
+        fast, slow = DuplicateTracker(ttl_s=ttl, max_ids=cap), _OneByOneTracker(ttl, cap)
+        for i, batch in enumerate(batches):
+            if i == checkpoint_at:
+                fast = state_codec.decode(state_codec.encode(fast))
+            ids, ts = [e for e, _ in batch], [t for _, t in batch]
+            assert fast.update_many(ids, ts).tolist() == slow.update_many(ids, ts)
+            assert fast.remembered() == list(slow.seen)
+            assert len(fast) == len(slow.seen)
+
+
+def test_a_checkpoint_holds_each_id_once_and_one_saved_before_the_runs_is_read() -> None:
+    from driftline.streams import state_codec
+
+    t = DuplicateTracker(ttl_s=100)
+    ids = [f"event-{i:06d}" for i in range(5000)]
+    t.update_many(ids, [float(i) / 100 for i in range(5000)])
+    blob = state_codec.encode(t)
+    assert blob.count(b"event-000123") == 1  # the runs only; the set is rebuilt when read back
+    back = state_codec.decode(blob)
+    assert back.update_many(["event-000123", "new"], [60.0, 60.0]).tolist() == [True, False]
+    # a state as checkpoints held it before the runs: a dict of id -> event time, oldest first
+    old = state_codec._to_tree(t)
+    old["attrs"] = {
+        "ttl_s": 100.0,
+        "max_ids": 1_000_000,
+        "_seen": {"a": 1.0, "b": 2.0, "c": 150.0},
+        "_newest": 150.0,
+    }
+    upgraded = state_codec.decode(state_codec.msgspec.msgpack.encode(old))
+    assert upgraded.remembered() == ["a", "b", "c"]
+    assert upgraded.update_many(["b", "c", "d"], [151.0, 151.0, 151.0]).tolist() == [False, True, False]
+    assert upgraded.remembered() == ["b", "c", "d"]  # a and b were past the TTL (b is new again); c moved
