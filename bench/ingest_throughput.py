@@ -8,7 +8,8 @@ fetched batch to its last (the consumer-group join is excluded for all variants 
 * raw: aiokafka ``getmany`` + ``orjson.loads`` per message, nothing stored (the baseline the
   targets are stated against), and the same with confluent-kafka ``consume`` (the client the
   worker reads with: the ratio to it is printed too);
-* driftline worker loop on single JSON events, JSON-array envelopes and columnar envelopes:
+* driftline worker loop on single JSON events, JSON-array envelopes and columnar envelopes
+  (as the SDK sends them: 500 events of one model each, keyed by the model):
   decode + check + dead-letter + ClickHouse insert (chdb) + offset commit;
 * the same loop with a sink that stores nothing (what the ClickHouse insert costs).
 
@@ -18,7 +19,8 @@ Only what issue 21.2 compares: for single JSON events and for columnar envelopes
 ClickHouse alone and with every monitoring family, run as adjacent pairs (in ABBA order: the
 first of a pair alternates) so that each ratio divides two runs made seconds apart. On this VM
 a variant's rate moves by +-25 % between runs minutes apart, which the sequential table above
-mixes into its ratios.
+mixes into its ratios. ``--mixed`` adds columnar envelopes that mix the four models of 500
+consecutive events each (what this script produced before 2026-12-06; the SDK never does).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from common import event, event_size, report
 
 from driftline.config import Settings
 from driftline.dev.broker import EmbeddedBroker
-from driftline.events import encode_columnar, encode_json
+from driftline.events import Prediction, encode_columnar, encode_json
 from driftline.sinks.clickhouse import ClickHouseSink
 from driftline.streams.ingest import BatchIngestor, tune_blas, tune_gc
 from driftline.streams.monitor import MonitoringEngine
@@ -66,21 +68,37 @@ def produce(settings: Settings, form: str, n: int) -> None:
     p = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "queue.buffering.max.messages": 2_000_000})
     topic = settings.topic("predictions")
     step = 500
+    buffers: dict[str, list[Prediction]] = {}
+
+    def send(payload: bytes, key: str) -> None:
+        while True:
+            try:
+                p.produce(topic, payload, key.encode())
+                return
+            except BufferError:
+                p.poll(0.05)
+
     for start in range(0, n, step):
         chunk = [event(i, now) for i in range(start, min(n, start + step))]
+        if form == "columnar":  # as the SDK sends them: an envelope of 500 events per model, keyed by it
+            for e in chunk:
+                bucket = buffers.setdefault(e.model, [])
+                bucket.append(e)
+                if len(bucket) == step:
+                    send(encode_columnar(bucket), e.model)
+                    buffers[e.model] = []
+            continue
         if form == "single":
             payloads = [encode_json(e) for e in chunk]
         elif form == "array":
             payloads = [encode_json(chunk)]
-        else:
+        else:  # "columnar-mixed": every envelope holds the four models of 500 consecutive events
             payloads = [encode_columnar(chunk)]
         for payload in payloads:
-            while True:
-                try:
-                    p.produce(topic, payload, chunk[0].model.encode())
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            send(payload, chunk[0].model)
+    for model, bucket in buffers.items():
+        if bucket:
+            send(encode_columnar(bucket), model)
     p.flush(120)
 
 
@@ -182,6 +200,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=0, help="only ingest alone vs with the engine, in adjacent pairs")
+    ap.add_argument(
+        "--mixed",
+        action="store_true",
+        help="with --pairs: also columnar envelopes that mix four models each (the SDK sends one model per envelope)",
+    )
     args = ap.parse_args()
     n = args.events
     tune_gc()  # as the worker does; the raw baseline profits from it too
@@ -192,14 +215,14 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     with EmbeddedBroker() as broker:
         topics = {}
-        for form in ("single", "array", "columnar"):
+        for form in ("single", "array", "columnar", *(("columnar-mixed",) if args.mixed else ())):
             s = Settings(broker=broker.bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.", partitions=2)
             asyncio.run(ensure_topics(s))
             produce(s, form, n)
             topics[form] = s
         print(f"produced {n:,} events x 3 forms", flush=True)
         if args.pairs:
-            pairs(topics, client, n, args.pairs)
+            pairs(topics, client, n, args.pairs, mixed=args.mixed)
             return
         for r in range(args.repeats):
             runs: dict[str, Callable[[], float]] = {
@@ -238,9 +261,9 @@ def main() -> None:
     )
 
 
-def pairs(topics: dict[str, Settings], client: Any, n: int, count: int) -> None:
+def pairs(topics: dict[str, Settings], client: Any, n: int, count: int, mixed: bool = False) -> None:
     """Ingest alone and with every family, as adjacent pairs; the ratio of each pair."""
-    ratios: dict[str, list[float]] = {"single": [], "columnar": []}
+    ratios: dict[str, list[float]] = {"single": [], "columnar": [], **({"columnar-mixed": []} if mixed else {})}
     for i in range(count):
         for form in ratios:
             order = (False, True) if i % 2 == 0 else (True, False)
