@@ -196,8 +196,25 @@ class EventBatch:
         self, numeric: list[str], other: list[str]
     ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
         """The `numeric` features as float64 with their count of non-numbers, the `other` as taken;
-        one pass over the events for both."""
-        columns = self.feature_columns(numeric + other)
+        one pass over the events for both.
+
+        Transposed by ``zip``, not by an object block as in `feature_columns`: numpy converts a
+        tuple of floats to float64 faster than an object array's column (1.1-1.2 instead of
+        1.4-1.6 us per event for 9 numeric and 3 categorical features, from cold events)."""
+        names = numeric + other
+        if not names:
+            return [], []
+        features = list(map(_FEATURES, self.events))
+        columns: list[Sequence[Any]]
+        if len(names) == 1:
+            columns = [tuple(map(operator.methodcaller("get", names[0]), features))]
+        else:
+            get = operator.itemgetter(*names)
+            try:
+                rows = list(map(get, features))
+            except KeyError:  # some event lacks a feature: None there
+                rows = [tuple(map(f.get, names)) for f in features]
+            columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
         return [as_float(c) for c in columns[: len(numeric)]], columns[len(numeric) :]
 
     def feature_rows(self) -> list[dict[str, Any]]:
