@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -278,9 +278,13 @@ class CategoricalDrift:
     def update_many(self, values: Sequence[Any] | npt.NDArray[Any]) -> CategoricalDrift:
         """Count a column of categories (None = missing, left out); values count by their text."""
         seq = values.tolist() if isinstance(values, np.ndarray) else values
-        counted: Counter[Any] = Counter(seq)  # hashing in C; the loop below is over distinct values, not events
-        counted.pop(None, None)
+        return self.update_counts(Counter(seq))  # hashing in C; then a loop over distinct values, not events
+
+    def update_counts(self, counted: Mapping[Any, int]) -> CategoricalDrift:
+        """Add categories counted already (value -> how many; None = missing, left out)."""
         for value, cnt in counted.items():
+            if value is None:
+                continue
             cat = value if isinstance(value, str) else str(value)
             i = self._index.get(cat)
             if i is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -189,12 +189,24 @@ def _plugin_factory(plugin: PluginSpec) -> Callable[[], Any]:
     return factory
 
 
-def _class_counts(values: Sequence[Any]) -> dict[str, int]:
-    """Counts per value's text (``str``), None left out: counted in C, then merged per text."""
+def _class_counts(counts: Mapping[Any, int]) -> dict[str, int]:
+    """Counts per value's text (``str``), None left out, from counts per value (loops over distinct values)."""
     out: dict[str, int] = {}
-    for value, count in Counter(values).items():  # loops over distinct values, not events
+    for value, count in counts.items():
         if value is not None:
             text = value if isinstance(value, str) else str(value)
+            out[text] = out.get(text, 0) + count
+    return out
+
+
+def _target_counts(counts: Mapping[Any, int]) -> dict[str, int]:
+    """Counts per class text (`canonical_target`, as `_target_columns` gives), None left out.
+
+    Values that compare equal (1, 1.0, True) were counted as one and share one text anyway."""
+    out: dict[str, int] = {}
+    for value, count in counts.items():
+        if value is not None:
+            text = canonical_target(value)
             out[text] = out.get(text, 0) + count
     return out
 
@@ -473,7 +485,7 @@ class MonitoringEngine:
             for name, total in batch.kpi_sums().items():
                 win.kpi_sum[name] += total
         if spec.on("data_quality"):
-            for cls, count in _class_counts(batch.predictions()).items():
+            for cls, count in _class_counts(batch.prediction_counts()).items():
                 win.predicted[cls] += count
             win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts).sum())
         if win.profiled and spec.on("estimated_quality") and spec.task != "regression":
@@ -541,9 +553,12 @@ class MonitoringEngine:
     ) -> None:
         declared = state.spec.features
         names = set(state.profile.features) if state.profile is not None else (set(declared) or batch.feature_names())
-        targets = _target_columns(batch, state.spec)
-        ordered = sorted(n for n in names if n not in targets)
-        order = [*ordered, *(n for n in targets if n in names)]
+        # A class prediction is drift-checked from the batch's counts per value (shared with the
+        # prediction shares): no text per event. A regression's is a number column like a score.
+        counted = state.spec.task != "regression" and PREDICTION in names
+        targets = {SCORE: batch.scores()} if counted else _target_columns(batch, state.spec)
+        ordered = sorted(n for n in names if n not in targets and n != PREDICTION)
+        order = [*ordered, *(n for n in (SCORE, PREDICTION) if n in names)]
         kinds = {n: profile.features[n].kind if profile and n in profile.features else None for n in order}
         # the numbers converted by the batch: a columnar batch converts each column once for all its views
         numbers = [n for n in ordered if kinds[n] == "numeric"]
@@ -552,6 +567,8 @@ class MonitoringEngine:
         as_numbers = dict(zip(numbers, typed, strict=True))
         as_values: dict[str, Sequence[Any]] = dict(zip(others, other_columns, strict=True))
         for name in order[len(ordered) :]:
+            if counted and name == PREDICTION:
+                continue
             if kinds[name] == "numeric":
                 as_numbers[name] = as_float(targets[name])
             else:
@@ -575,13 +592,17 @@ class MonitoringEngine:
                     win.value_sum[name] += float(np.nansum(x))
                     win.value_n[name] += x.size - missing - bad
             else:
-                values = as_values[name]
-                missing = _nones(values)
+                values = as_values.get(name)
+                tally = batch.prediction_counts() if values is None else None  # the counted prediction
+                missing = tally.get(None, 0) if tally is not None else _nones(values) if values is not None else 0
                 if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)
                     if drift is None:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
-                    drift.update_many(values)
+                    if tally is not None and isinstance(drift, CategoricalDrift):
+                        drift.update_counts(_target_counts(tally))
+                    elif values is not None:
+                        drift.update_many(values)
             win.missing[name] += missing
         for name, reference in profile.vectors.items() if profile is not None else ():
             vectors, missing, bad = vectors_of(batch.feature_columns([name])[0], reference.dim)

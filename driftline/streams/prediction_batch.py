@@ -8,8 +8,10 @@ object per event for them. The engine computes the same numbers from either (tes
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -65,10 +67,15 @@ def _split(models: list[str], versions: list[str]) -> dict[VersionKey, list[int]
     """
     n = len(models)
     model_code = {m: i for i, m in enumerate(dict.fromkeys(models))}
-    version_code = {v: i for i, v in enumerate(dict.fromkeys(versions))}
+    # One version among several models (usual): no pass hashes the versions (each event's is a
+    # string object of its own, so every lookup hashes and compares it anew).
+    one_version = versions.count(versions[0]) == n
+    version_code = {versions[0]: 0} if one_version else {v: i for i, v in enumerate(dict.fromkeys(versions))}
     width = len(version_code)
-    codes = np.fromiter(map(model_code.__getitem__, models), dtype=np.int64, count=n) * width
-    codes += np.fromiter(map(version_code.__getitem__, versions), dtype=np.int64, count=n)
+    codes = np.fromiter(map(model_code.__getitem__, models), dtype=np.int64, count=n)
+    if not one_version:
+        codes *= width
+        codes += np.fromiter(map(version_code.__getitem__, versions), dtype=np.int64, count=n)
     present, first = np.unique(codes, return_index=True)
     model_of, version_of = list(model_code), list(version_code)
     return {
@@ -87,6 +94,7 @@ class PredictionBatch(Protocol):
     def head(self, k: int) -> PredictionBatch: ...
     def event_ids(self) -> list[str]: ...
     def predictions(self) -> list[Any]: ...
+    def prediction_counts(self) -> Counter[Any]: ...
     def scores(self) -> list[float | None]: ...
     def class_scores(self) -> tuple[list[str], np.ndarray]: ...
     def latency(self) -> np.ndarray: ...
@@ -107,6 +115,7 @@ class EventBatch:
         self.events = events
         self.n = len(events)
         self._predictions: list[Any] | None = None  # taken once: several families read it
+        self._prediction_counts: Counter[Any] | None = None
 
     @staticmethod
     def by_version(events: Sequence[Prediction]) -> dict[VersionKey, EventBatch]:
@@ -136,6 +145,12 @@ class EventBatch:
             self._predictions = list(map(_PREDICTION, self.events))
         return self._predictions
 
+    def prediction_counts(self) -> Counter[Any]:
+        """How many events predicted each value (None too), counted once: read it, do not change it."""
+        if self._prediction_counts is None:
+            self._prediction_counts = Counter(self.predictions())
+        return self._prediction_counts
+
     def scores(self) -> list[float | None]:
         return list(map(_SCORE, self.events))
 
@@ -156,8 +171,16 @@ class EventBatch:
 
     def kpi_sums(self) -> dict[str, float]:
         kpis = list(map(_KPIS, self.events))
+        first = kpis[0] if kpis else {}
+        if first and list(map(len, kpis)).count(len(first)) == len(kpis):
+            # As many KPIs in every event as in the first (usual): if each has the first's, they are
+            # all the same names, and no pass over every map's names is needed.
+            try:
+                return {name: sum(map(operator.itemgetter(name), kpis)) for name in first}
+            except KeyError:  # some event names others
+                pass
         out: dict[str, float] = {}
-        for name in set().union(*kpis):
+        for name in dict.fromkeys(itertools.chain.from_iterable(kpis)):  # in order of first appearance
             try:
                 out[name] = sum(map(operator.itemgetter(name), kpis))
             except KeyError:  # not every event has it
@@ -244,6 +267,7 @@ class ColumnBatch:
         # numbers converted once: the views of several versions and windows gather from them
         self._floats: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._latency_array: np.ndarray | None = None
+        self._prediction_counts: Counter[Any] | None = None
 
     @staticmethod
     def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch | ColumnSlice]:
@@ -342,6 +366,11 @@ class ColumnBatch:
     def predictions(self) -> list[Any]:
         return self._prediction
 
+    def prediction_counts(self) -> Counter[Any]:
+        if self._prediction_counts is None:
+            self._prediction_counts = Counter(self._prediction)
+        return self._prediction_counts
+
     def scores(self) -> list[float | None]:
         return self._score
 
@@ -405,6 +434,7 @@ class ColumnSlice:
         self.n = len(self._positions)
         self._event_ids: list[str] | None = None
         self._predictions: list[Any] | None = None
+        self._prediction_counts: Counter[Any] | None = None
 
     def _gather(self, values: Sequence[Any]) -> list[Any]:
         return gather(values, self._positions)
@@ -429,6 +459,11 @@ class ColumnSlice:
         if self._predictions is None:
             self._predictions = self._gather(self._source.predictions())
         return self._predictions
+
+    def prediction_counts(self) -> Counter[Any]:
+        if self._prediction_counts is None:
+            self._prediction_counts = Counter(self.predictions())
+        return self._prediction_counts
 
     def scores(self) -> list[float | None]:
         return self._gather(self._source.scores())

@@ -62,3 +62,28 @@ def test_typed_columns_equal_a_reading_event_by_event(numeric: list[str]) -> Non
             np.testing.assert_array_equal(x, np.array(want), err_msg=f"{form}: {name}")
             assert bad == want_bad, (form, name)
         assert [list(c) for c in others] == [[r.get(n) for r in rows] for n in other], form
+
+
+@pytest.mark.parametrize(
+    "kpis",
+    [
+        [{"a": 1.0, "b": 2.0}, {"a": 3.5, "b": 0.5}],
+        [{"a": 1.0}, {"b": 2.0}],  # as many KPIs each, other names: every name still summed
+        [{"a": 1.0}, {"a": 2.0, "b": 4.0}, {}],
+        [{}, {}],
+    ],
+)
+def test_kpi_sums_cover_every_name_any_event_has(kpis: list[dict[str, float]]) -> None:
+    evs = [
+        Prediction(event_id=f"e{i}", model="m", version="v", ts=1.8e9, features={}, prediction=0, kpis=k)
+        for i, k in enumerate(kpis)
+    ]
+    want = {name: sum(k.get(name, 0.0) for k in kpis) for k in kpis for name in k}
+    assert EventBatch(evs).kpi_sums() == want
+
+
+def test_versions_split_in_order_of_first_appearance() -> None:
+    from driftline.streams.prediction_batch import _split
+
+    assert _split(["a", "b", "a"], ["1", "1", "1"]) == {("a", "1"): [0, 2], ("b", "1"): [1]}  # one version
+    assert _split(["a", "b", "a", "a"], ["2", "1", "1", "2"]) == {("a", "2"): [0, 3], ("b", "1"): [1], ("a", "1"): [2]}
