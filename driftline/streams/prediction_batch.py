@@ -108,14 +108,28 @@ class PredictionBatch(Protocol):
     def attribute(self, name: str) -> list[str | None]: ...
 
 
-class EventBatch:
+class _CountsPredictions:
+    """`prediction_counts` from `predictions`, counted once per batch (several families read it)."""
+
+    _prediction_counts: Counter[Any] | None = None
+
+    def predictions(self) -> list[Any]:
+        raise NotImplementedError
+
+    def prediction_counts(self) -> Counter[Any]:
+        """How many events predicted each value (None too), counted once: read it, do not change it."""
+        if self._prediction_counts is None:
+            self._prediction_counts = Counter(self.predictions())
+        return self._prediction_counts
+
+
+class EventBatch(_CountsPredictions):
     """Prediction objects; each column is taken out of them when asked for."""
 
     def __init__(self, events: list[Prediction]):
         self.events = events
         self.n = len(events)
         self._predictions: list[Any] | None = None  # taken once: several families read it
-        self._prediction_counts: Counter[Any] | None = None
 
     @staticmethod
     def by_version(events: Sequence[Prediction]) -> dict[VersionKey, EventBatch]:
@@ -144,12 +158,6 @@ class EventBatch:
         if self._predictions is None:
             self._predictions = list(map(_PREDICTION, self.events))
         return self._predictions
-
-    def prediction_counts(self) -> Counter[Any]:
-        """How many events predicted each value (None too), counted once: read it, do not change it."""
-        if self._prediction_counts is None:
-            self._prediction_counts = Counter(self.predictions())
-        return self._prediction_counts
 
     def scores(self) -> list[float | None]:
         return list(map(_SCORE, self.events))
@@ -244,7 +252,7 @@ class EventBatch:
         return list(map(_FEATURES, self.events))
 
 
-class ColumnBatch:
+class ColumnBatch(_CountsPredictions):
     """Columns of columnar envelopes (one model version's events); nothing per event is made."""
 
     def __init__(
@@ -267,7 +275,6 @@ class ColumnBatch:
         # numbers converted once: the views of several versions and windows gather from them
         self._floats: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self._latency_array: np.ndarray | None = None
-        self._prediction_counts: Counter[Any] | None = None
 
     @staticmethod
     def by_version(envelopes: Sequence[ColumnarEvents]) -> dict[VersionKey, ColumnBatch | ColumnSlice]:
@@ -366,11 +373,6 @@ class ColumnBatch:
     def predictions(self) -> list[Any]:
         return self._prediction
 
-    def prediction_counts(self) -> Counter[Any]:
-        if self._prediction_counts is None:
-            self._prediction_counts = Counter(self._prediction)
-        return self._prediction_counts
-
     def scores(self) -> list[float | None]:
         return self._score
 
@@ -423,7 +425,7 @@ class ColumnBatch:
         return [dict(zip(names, values, strict=True)) for values in zip(*self._features.values(), strict=True)]
 
 
-class ColumnSlice:
+class ColumnSlice(_CountsPredictions):
     """Some events of a `ColumnBatch` (one version's, one window's), read through its index: a
     column is gathered only when the engine reads it, and a number column is one numpy gather
     of the batch's float64 conversion (made once for every version and window of the batch)."""
@@ -434,7 +436,6 @@ class ColumnSlice:
         self.n = len(self._positions)
         self._event_ids: list[str] | None = None
         self._predictions: list[Any] | None = None
-        self._prediction_counts: Counter[Any] | None = None
 
     def _gather(self, values: Sequence[Any]) -> list[Any]:
         return gather(values, self._positions)
@@ -459,11 +460,6 @@ class ColumnSlice:
         if self._predictions is None:
             self._predictions = self._gather(self._source.predictions())
         return self._predictions
-
-    def prediction_counts(self) -> Counter[Any]:
-        if self._prediction_counts is None:
-            self._prediction_counts = Counter(self.predictions())
-        return self._prediction_counts
 
     def scores(self) -> list[float | None]:
         return self._gather(self._source.scores())
