@@ -189,25 +189,17 @@ def _plugin_factory(plugin: PluginSpec) -> Callable[[], Any]:
     return factory
 
 
-def _class_counts(counts: Mapping[Any, int]) -> dict[str, int]:
-    """Counts per value's text (``str``), None left out, from counts per value (loops over distinct values)."""
+def _counts_by_text(counts: Mapping[Any, int], text: Callable[[Any], str] = str) -> dict[str, int]:
+    """Counts per value's text, None left out, from counts per value (loops over distinct values).
+
+    `str` for the prediction shares; `canonical_target` for the prediction's drift, as
+    `_target_columns` gives (values that compare equal, 1, 1.0 and True, were counted as one and
+    share one canonical text anyway)."""
     out: dict[str, int] = {}
     for value, count in counts.items():
         if value is not None:
-            text = value if isinstance(value, str) else str(value)
-            out[text] = out.get(text, 0) + count
-    return out
-
-
-def _target_counts(counts: Mapping[Any, int]) -> dict[str, int]:
-    """Counts per class text (`canonical_target`, as `_target_columns` gives), None left out.
-
-    Values that compare equal (1, 1.0, True) were counted as one and share one text anyway."""
-    out: dict[str, int] = {}
-    for value, count in counts.items():
-        if value is not None:
-            text = canonical_target(value)
-            out[text] = out.get(text, 0) + count
+            key = value if isinstance(value, str) else text(value)
+            out[key] = out.get(key, 0) + count
     return out
 
 
@@ -427,7 +419,8 @@ class MonitoringEngine:
             # the whole reference in this batch (usual at start-up): its columns, no dict per event
             names = sorted(set(declared) | set(targets)) if declared else sorted(head.feature_names() | set(targets))
             features = [n for n in names if n not in targets]
-            columns = {**dict(zip(features, head.feature_columns(features), strict=True)), **targets}
+            taken = dict(zip(features, head.feature_columns(features), strict=True))
+            columns = {n: targets[n] if n in targets else taken[n] for n in names}
         else:
             state.reference_rows.extend(
                 {**f, **{name: col[i] for name, col in targets.items()}} for i, f in enumerate(head.feature_rows())
@@ -441,7 +434,6 @@ class MonitoringEngine:
             )
             columns = {n: [row.get(n) for row in state.reference_rows] for n in names}
         kinds = {**declared, **_target_kinds(state.spec)} if declared else _target_kinds(state.spec)
-        columns = {n: columns[n] for n in names}
         columns = {n: c for n, c in columns.items() if any(v is not None for v in c)}  # e.g. no scores sent
         kinds = {n: k for n, k in kinds.items() if n in columns}
         state.profile = ReferenceProfile.build(key[0], key[1], columns, kinds=kinds or None)
@@ -485,7 +477,7 @@ class MonitoringEngine:
             for name, total in batch.kpi_sums().items():
                 win.kpi_sum[name] += total
         if spec.on("data_quality"):
-            for cls, count in _class_counts(batch.prediction_counts()).items():
+            for cls, count in _counts_by_text(batch.prediction_counts()).items():
                 win.predicted[cls] += count
             win.duplicates += int(state.duplicates.update_many(batch.event_ids(), ts).sum())
         if win.profiled and spec.on("estimated_quality") and spec.task != "regression":
@@ -592,17 +584,17 @@ class MonitoringEngine:
                     win.value_sum[name] += float(np.nansum(x))
                     win.value_n[name] += x.size - missing - bad
             else:
-                values = as_values.get(name)
-                tally = batch.prediction_counts() if values is None else None  # the counted prediction
-                missing = tally.get(None, 0) if tally is not None else _nones(values) if values is not None else 0
+                from_counts = counted and name == PREDICTION  # the class prediction: no column of it
+                values = () if from_counts else as_values[name]
+                missing = batch.prediction_counts().get(None, 0) if from_counts else _nones(values)
                 if kind == "categorical" and profile and win.profiled:
                     drift = win.drift.get(name)
                     if drift is None:
                         drift = win.drift[name] = CategoricalDrift(profile.features[name])
-                    if tally is not None and isinstance(drift, CategoricalDrift):
-                        drift.update_counts(_target_counts(tally))
-                    elif values is not None:
+                    if not from_counts:
                         drift.update_many(values)
+                    elif isinstance(drift, CategoricalDrift):
+                        drift.update_counts(_counts_by_text(batch.prediction_counts(), canonical_target))
             win.missing[name] += missing
         for name, reference in profile.vectors.items() if profile is not None else ():
             vectors, missing, bad = vectors_of(batch.feature_columns([name])[0], reference.dim)

@@ -284,16 +284,14 @@ class ColumnBatch(_CountsPredictions):
         # An envelope usually holds one version (the SDK sends one per model): list.count (C) says
         # so, and its key is taken once, not zipped event by event (that loop was 0.08 s of 0.5 s
         # for 100,000 events). Such envelopes are grouped by version and joined, nothing gathered.
-        single: list[VersionKey | None] = []
+        envelopes = [e for e in envelopes if e.n]
+        groups: dict[VersionKey, list[ColumnBatch]] = {}
         for envelope in envelopes:
             ms, vs, n = envelope.columns.model, envelope.columns.version, envelope.n
-            uniform = n and ms.count(ms[0]) == n and vs.count(vs[0]) == n
-            single.append((ms[0], vs[0]) if uniform else None if n else ("", ""))
-        if None not in single:
-            groups: dict[VersionKey, list[ColumnBatch]] = {}
-            for key, envelope in zip(single, envelopes, strict=True):
-                if envelope.n and key is not None:
-                    groups.setdefault(key, []).append(ColumnBatch.of(envelope))
+            if ms.count(ms[0]) != n or vs.count(vs[0]) != n:
+                break  # this one mixes versions
+            groups.setdefault((ms[0], vs[0]), []).append(ColumnBatch.of(envelope))
+        else:
             return {key: p[0] if len(p) == 1 else ColumnBatch.concat(p) for key, p in groups.items()}
         # Envelopes that mix versions: one batch, then a view per version (`ColumnSlice`) that
         # gathers only the columns the engine reads, numbers with one numpy gather each.
@@ -304,8 +302,6 @@ class ColumnBatch(_CountsPredictions):
         for envelope in envelopes:
             models += envelope.columns.model
             versions += envelope.columns.version
-        if not models:
-            return {}
         return {
             key: ColumnSlice(whole, np.asarray(index, dtype=np.intp)) for key, index in _split(models, versions).items()
         }
@@ -409,14 +405,20 @@ class ColumnBatch(_CountsPredictions):
             got = self._floats[name] = _floats(values) if values is not None else (np.full(self.n, np.nan), None)
         return got
 
+    def numbers(self, names: list[str], index: np.ndarray | None = None) -> list[tuple[np.ndarray, int]]:
+        """Features as float64 with their count of non-numbers, of the events at `index` (None: all)."""
+        out = []
+        for name in names:
+            x, bad = self.float_feature(name)
+            if index is not None:
+                x, bad = x[index], None if bad is None else bad[index]
+            out.append((x, 0 if bad is None else int(bad.sum())))
+        return out
+
     def typed_columns(
         self, numeric: list[str], other: list[str]
     ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
-        typed = []
-        for name in numeric:
-            x, bad = self.float_feature(name)
-            typed.append((x, 0 if bad is None else int(bad.sum())))
-        return typed, self.feature_columns(other)
+        return self.numbers(numeric), self.feature_columns(other)
 
     def feature_rows(self) -> list[dict[str, Any]]:
         names = list(self._features)
@@ -489,11 +491,7 @@ class ColumnSlice(_CountsPredictions):
     def typed_columns(
         self, numeric: list[str], other: list[str]
     ) -> tuple[list[tuple[np.ndarray, int]], list[Sequence[Any]]]:
-        typed = []
-        for name in numeric:
-            x, bad = self._source.float_feature(name)
-            typed.append((x[self._index], 0 if bad is None else int(bad[self._index].sum())))
-        return typed, self.feature_columns(other)
+        return self._source.numbers(numeric, self._index), self.feature_columns(other)
 
     def feature_rows(self) -> list[dict[str, Any]]:
         names = list(self._source._features)
