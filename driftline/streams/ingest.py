@@ -307,6 +307,8 @@ class BatchIngestor:
         # /ready reports it, the log and driftline_sink_failing show it while it lasts.
         self.sink_fault = ""
         self._hooks: asyncio.Task[None] | None = None  # the hooks of the last stored batch, running
+        self._unhooked: DecodedBatch | None = None  # a stored batch whose hooks wait for the next write
+        self._gathering = False  # run() holds a decoded batch that waits for its write
         # With engine checkpoints, offsets are committed only once a saved snapshot covers them:
         self.checkpoints = checkpoints
         self._hooked: DecodedBatch | None = None  # the batch whose hooks run now
@@ -396,7 +398,8 @@ class BatchIngestor:
                     if storing is not None:
                         await storing  # in order: the previous batch is stored and committed first
                     storing = asyncio.create_task(self._store_stage(gathered, decode_seconds))
-                    gathered, decode_seconds = None, 0.0
+                    gathered, decode_seconds, self._gathering = None, 0.0, False
+                    self._start_hooks()  # of the batch stored before: they run while this one is written
                 writing = storing is not None and not storing.done()
                 records = await self._consumer().fetch(
                     self.settings.batch_max_records,
@@ -406,11 +409,13 @@ class BatchIngestor:
                     batch, seconds = await self._decode_stage(records)
                     gathered = batch if gathered is None else gathered.extend(batch)
                     decode_seconds += seconds
+                    self._gathering = True
                 elif gathered is None and (storing is None or storing.done()):
                     await self._idle_checkpoint()
             if storing is not None:
                 await storing
             if gathered is not None:
+                self._gathering = False
                 await self._store_stage(gathered, decode_seconds)
             await self._finish_hooks()
             if self.checkpoints is not None:
@@ -471,7 +476,12 @@ class BatchIngestor:
             await self._save_and_commit(force=False)
         self._count(batch, decode_seconds + time.perf_counter() - started)
         if hooked:
-            self._hooks = asyncio.create_task(self._run_hooks(batch))
+            # A batch waits to be written: run() writes it first, then starts these hooks, so that
+            # the engine runs on this thread while that write runs in another. Started first, the
+            # hooks held the loop and the write waited for them (a fifth of the time no write ran).
+            self._unhooked = batch
+            if not self._gathering:
+                self._start_hooks()
 
     async def _idle_checkpoint(self) -> None:
         """Nothing to read: once the last hooks are done, a due snapshot lets their offsets be committed
@@ -504,7 +514,14 @@ class BatchIngestor:
         pending, self._pending = self._pending, {}
         await self._commit_offsets(pending)
 
+    def _start_hooks(self) -> None:
+        """Run the hooks of the stored batch that waits for them, in a task of their own."""
+        batch, self._unhooked = self._unhooked, None
+        if batch is not None:
+            self._hooks = asyncio.create_task(self._run_hooks(batch))
+
     async def _finish_hooks(self) -> None:
+        self._start_hooks()
         hooks, self._hooks = self._hooks, None
         if hooks is not None:
             await hooks

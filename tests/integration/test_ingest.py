@@ -284,3 +284,41 @@ def test_embeddings_are_stored_as_they_came_in_both_envelopes(
     stored = dict(sink.client.query(f"SELECT event_id, features FROM {db}.predictions FINAL").result_rows)
     assert json.loads(stored["e2"])["emb"] == [0.5, -1.25, 2.0] and json.loads(stored["e2"])["age"] == 30.0
     assert json.loads(stored["c3"])["emb"] == [1.0, 2.0, 3.0] and len(stored) == 7
+
+
+def test_the_hooks_run_while_the_next_batch_is_written(
+    settings_factory: Callable[..., Settings], sink_factory: Callable[[Settings], ClickHouseSink]
+) -> None:
+    """The engine (a hook) holds the loop's thread; the next batch's write runs in another. Found
+    for issue 21.2: the hooks of a stored batch started before the next write, which waited for
+    them, so no write ran while the engine did (a fifth of the time with every family on)."""
+    import time
+
+    settings = settings_factory(batch_max_records=50, insert_max_events=50, partitions=1)
+    sink = sink_factory(settings)
+    with Producer(settings.broker, topic_prefix=settings.topic_prefix, envelope="none") as p:
+        for i in range(300):
+            p.send(make_prediction(i))
+    writes: list[tuple[float, float]] = []
+    hooks: list[tuple[float, float]] = []
+    write = sink.write
+
+    def slow_write(*args: Any, **kwargs: Any) -> Any:  # runs in the write thread, as ClickHouse's insert
+        started = time.monotonic()
+        time.sleep(0.15)
+        try:
+            return write(*args, **kwargs)
+        finally:
+            writes.append((started, time.monotonic()))
+
+    def engine(predictions: Any, _labels: Any) -> None:  # holds the loop's thread, as the engine
+        started = time.monotonic()
+        time.sleep(0.15)
+        hooks.append((started, time.monotonic()))
+
+    sink.write = slow_write  # type: ignore[method-assign]
+    run_ingestor(BatchIngestor(settings, sink, on_batch=engine), ingested(300))
+    assert sink.counts()["predictions"] == 300
+    overlapping = [h for h in hooks if any(w0 < h[1] and h[0] < w1 for w0, w1 in writes)]
+    assert len(hooks) >= 3
+    assert len(overlapping) >= len(hooks) // 2, (hooks, writes)
