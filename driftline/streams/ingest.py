@@ -457,8 +457,9 @@ class BatchIngestor:
         """Store and commit one batch, then hand it to the hooks in a task of their own.
 
         The hooks (the monitoring engine) run on this thread while the next batch is written in
-        another: run between the write and the commit, their time added to the insert's instead
-        of overlapping it (BENCHMARKS.md). They run in batch order, one batch at a time, and a batch is
+        another: run between the write and the commit, their time was added to the insert's
+        instead of overlapping it (BENCHMARKS.md). When a decoded batch waits for its write,
+        run() starts that write before these hooks. They run in batch order, one batch at a time, and a batch is
         committed only after the hooks of the batch before it ran (at most one batch in flight,
         so memory stays bounded; a hook's exception ends the loop as before).
         """
@@ -478,7 +479,8 @@ class BatchIngestor:
         if hooked:
             # A batch waits to be written: run() writes it first, then starts these hooks, so that
             # the engine runs on this thread while that write runs in another. Started first, the
-            # hooks held the loop and the write waited for them (a fifth of the time no write ran).
+            # hooks held the loop and the write waited for them: with every family on, no write
+            # ran for half of the time (BENCHMARKS.md, issue 21.2).
             self._unhooked = batch
             if not self._gathering:
                 self._start_hooks()
