@@ -69,8 +69,9 @@ def _floats(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
     return np.array(clean, dtype=np.float64), bad
 
 
-#: Events per step of `EventBatch.typed_columns`: the maps and values of 512 events with a dozen
-#: features (~0.6 MB) stay in a 2 MB L2 cache between a step's passes (256-1,024 measured alike).
+#: Events per step of `EventBatch`'s reads: the maps and values of 512 events with a dozen
+#: features (~0.6 MB) stay in a 2 MB L2 cache between a step's passes (256 and 2,048 measured
+#: within noise of it: `bench/batch_reader_ab.py --sweep`).
 _SWEEP = 512
 
 
@@ -283,9 +284,9 @@ class EventBatch(_CountsPredictions):
 
         Read `_SWEEP` events at a time: each feature map is read, its values transposed and the
         numbers converted while they are still in the CPU's cache (one pass of each step over
-        the whole batch read every value from memory three times: 1.3 instead of 0.85 us per
-        event for 9 numeric and 3 other features). `as_float` reads each value on its own, so
-        converting part by part gives what converting the whole column gives."""
+        the whole batch read every value from memory three times; BENCHMARKS.md). `as_float`
+        reads each value on its own, so converting part by part gives what converting the
+        whole column gives."""
         names = numeric + other
         if not names:
             return [], []
