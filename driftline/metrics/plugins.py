@@ -90,14 +90,16 @@ class PluginBatch:
         return np.array([_number(v) for v in self.feature(name)], dtype=np.float64)
 
     def predictions(self) -> list[Any]:
-        return self._columns.predictions()
+        """The predictions, a copy: the engine's own list is shared by its families and the other plugins."""
+        return list(self._columns.predictions())
 
     def scores(self) -> np.ndarray:
         """The scores as float64, NaN where an event has none."""
         return np.array([np.nan if s is None else s for s in self._columns.scores()], dtype=np.float64)
 
     def event_ids(self) -> list[str]:
-        return self._columns.event_ids()
+        """The event ids, a copy (as `predictions`)."""
+        return list(self._columns.event_ids())
 
 
 def _number(value: Any) -> float:

@@ -133,3 +133,23 @@ def test_an_entry_point_names_a_plugin(tmp_path, monkeypatch) -> None:  # type: 
     assert got[T0]["large_loan_approval"] == pytest.approx(expected(evs, T0, T0 + W)["large_loan_approval"])
     with pytest.raises(ConfigError, match="found: \\['large-loan-approval'\\]"):
         MonitorSpec.from_yaml("defaults: {plugins: [{name: y, entry_point: other}]}")
+
+
+def test_a_plugin_that_changes_what_it_reads_changes_nothing_else() -> None:
+    """The engine's lists of predictions and ids are shared by its families (EventBatch takes
+    them once per batch): a plugin gets copies, so one that edits them in place affects no other."""
+    from driftline.metrics.plugins import PluginBatch
+    from driftline.streams.prediction_batch import EventBatch
+
+    batch = EventBatch(
+        [
+            Prediction(event_id=f"e{i}", model="m", version="v", ts=1.8e9 + i, features={}, prediction=i % 2)
+            for i in range(4)
+        ]
+    )
+    view = PluginBatch(batch)
+    view.predictions().clear()
+    view.event_ids().append("forged")
+    assert batch.predictions() == [0, 1, 0, 1]
+    assert batch.event_ids() == ["e0", "e1", "e2", "e3"]
+    assert view.predictions() == [0, 1, 0, 1]
