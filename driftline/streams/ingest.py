@@ -308,7 +308,7 @@ class BatchIngestor:
         self.sink_fault = ""
         self._hooks: asyncio.Task[None] | None = None  # the hooks of the last stored batch, running
         self._unhooked: DecodedBatch | None = None  # a stored batch whose hooks wait for the next write
-        self._gathering = False  # run() holds a decoded batch that waits for its write
+        self._gathered: DecodedBatch | None = None  # decoded by run(), waiting for its write
         # With engine checkpoints, offsets are committed only once a saved snapshot covers them:
         self.checkpoints = checkpoints
         self._hooked: DecodedBatch | None = None  # the batch whose hooks run now
@@ -388,34 +388,33 @@ class BatchIngestor:
         await self.start()
         self.ready.set()
         storing: asyncio.Task[None] | None = None
-        gathered: DecodedBatch | None = None
-        decode_seconds = 0.0
+        self._gathered, decode_seconds = None, 0.0  # nothing of an earlier run that ended by an exception
         try:
             while not self._stopping.is_set():
+                gathered: DecodedBatch | None = self._gathered
                 if gathered is not None and (
                     storing is None or storing.done() or gathered.events >= self.settings.insert_max_events
                 ):
                     if storing is not None:
                         await storing  # in order: the previous batch is stored and committed first
                     storing = asyncio.create_task(self._store_stage(gathered, decode_seconds))
-                    gathered, decode_seconds, self._gathering = None, 0.0, False
+                    self._gathered, decode_seconds = None, 0.0
                     self._start_hooks()  # of the batch stored before: they run while this one is written
                 writing = storing is not None and not storing.done()
                 records = await self._consumer().fetch(
                     self.settings.batch_max_records,
-                    _POLL_WHILE_WRITING_MS if writing and gathered else self.settings.batch_timeout_ms,
+                    _POLL_WHILE_WRITING_MS if writing and self._gathered else self.settings.batch_timeout_ms,
                 )
                 if records:
                     batch, seconds = await self._decode_stage(records)
-                    gathered = batch if gathered is None else gathered.extend(batch)
+                    self._gathered = batch if self._gathered is None else self._gathered.extend(batch)
                     decode_seconds += seconds
-                    self._gathering = True
-                elif gathered is None and (storing is None or storing.done()):
+                elif self._gathered is None and (storing is None or storing.done()):
                     await self._idle_checkpoint()
             if storing is not None:
                 await storing
+            gathered, self._gathered = self._gathered, None
             if gathered is not None:
-                self._gathering = False
                 await self._store_stage(gathered, decode_seconds)
             await self._finish_hooks()
             if self.checkpoints is not None:
@@ -482,7 +481,7 @@ class BatchIngestor:
             # hooks held the loop and the write waited for them: with every family on, no write
             # ran for half of the time (BENCHMARKS.md, issue 21.2).
             self._unhooked = batch
-            if not self._gathering:
+            if self._gathered is None:
                 self._start_hooks()
 
     async def _idle_checkpoint(self) -> None:
